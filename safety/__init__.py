@@ -1,0 +1,1 @@
+"""Safety layer: shields, CBF-QP filter, energy-tank passivity filter, the chain and its telemetry."""

@@ -1,0 +1,1 @@
+"""Simulator backends, robot models, tasks, domain randomization and vectorized environments."""
