@@ -1,0 +1,241 @@
+"""Policy bundle: a folder with `contract.json`, the deterministic actor as TorchScript (`policy.pt`) and ONNX
+(`policy.onnx`), and a `README.md` with the evaluation metrics.
+
+The networks take NORMALIZED observations; the statistics live in the contract (`obs_mean`, `obs_std`), so
+`Bundle.act(raw_obs)` = network(contract.normalize(raw_obs)). Loading never unpickles arbitrary objects, and the ONNX
+runtime path needs only numpy and onnxruntime: this module imports torch only inside `export_bundle` and the
+TorchScript runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from robot_rl.contract import PolicyContract
+from robot_rl.errors import BundleError, ContractError
+
+if TYPE_CHECKING:
+    import torch
+
+CONTRACT_FILE = "contract.json"
+TORCHSCRIPT_FILE = "policy.pt"
+ONNX_FILE = "policy.onnx"
+README_FILE = "README.md"
+INPUT_NAME = "obs"
+OUTPUT_NAME = "action"
+
+
+@dataclass
+class Bundle:
+    """A loaded policy bundle: `act(raw_obs) -> action` through the contract's normalization and the network."""
+
+    path: Path
+    contract: PolicyContract
+    runtime: str
+    _run: Callable[[np.ndarray], np.ndarray]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Provenance recorded at export: task, resolved config, git commit, randomization ranges, metrics."""
+        return dict(self.contract.provenance)
+
+    def act(self, obs_raw: np.ndarray) -> np.ndarray:
+        """Deterministic action for raw observations of shape (obs_dim,) or (N, obs_dim); float32 output."""
+        obs = np.asarray(obs_raw, dtype=np.float32)
+        single = obs.ndim == 1
+        batch = obs[None] if single else obs
+        if batch.ndim != 2 or batch.shape[1] != self.contract.obs_dim:
+            raise BundleError(f"observation shape {obs.shape} does not match the bundle's obs_dim "
+                              f"{self.contract.obs_dim}")
+        norm = np.ascontiguousarray(self.contract.normalize(batch), dtype=np.float32)
+        action = self._run(norm)
+        return action[0] if single else action
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def _readme(contract: PolicyContract, metrics: dict[str, Any]) -> str:
+    prov = contract.provenance
+    lines = [
+        f"# Policy bundle: {prov.get('task', contract.robot)}",
+        "",
+        f"- robot: `{contract.robot}` ({contract.num_joints} joints), policy {contract.policy_rate_hz:g} Hz, "
+        f"physics {contract.physics_rate_hz:g} Hz",
+        f"- observation: {contract.obs_dim} values ({', '.join(t.name for t in contract.obs_terms)}); "
+        f"action: {contract.act_dim} values ({contract.action.type}, scale {contract.action.scale:g})",
+        f"- git commit: `{prov.get('git_commit')}`",
+        "",
+        "Files: `contract.json` (the policy contract, with normalization statistics and provenance), "
+        "`policy.onnx` and `policy.pt` (TorchScript): the deterministic actor on normalized observations.",
+        "",
+        "```python",
+        "from robot_rl.bundle import load_bundle",
+        "bundle = load_bundle('.')            # onnxruntime only",
+        "action = bundle.act(raw_observation)  # normalizes with the contract statistics",
+        "targets = bundle.contract.act(action)",
+        "```",
+        "",
+        "## Evaluation metrics",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+    ]
+    for key, value in sorted(metrics.items()):
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        lines.append(f"| {key} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+def export_bundle(path: str | Path, contract: PolicyContract, actor: torch.nn.Module,
+                  metrics: dict[str, Any]) -> Path:
+    """Write a bundle folder at `path` (replaced atomically if it exists) and return it.
+
+    `actor` maps normalized observations (N, obs_dim) to deterministic actions (N, act_dim); `contract` must carry
+    `obs_mean`/`obs_std` when the actor was trained on normalized observations. `metrics` (JSON-able scalars) go
+    into the contract provenance and the README.
+    """
+    import torch
+
+    path = Path(path)
+    provenance = dict(contract.provenance)
+    provenance.setdefault("git_commit", _git_commit())
+    provenance["metrics"] = metrics
+    contract = contract.replace(provenance=provenance)
+    try:
+        json.dumps(contract.to_dict())
+    except TypeError as exc:
+        raise BundleError(f"contract provenance or metrics are not JSON-serializable: {exc}") from None
+
+    actor = actor.eval()
+    example = torch.zeros(1, contract.obs_dim)
+    with torch.no_grad():
+        out = actor(example)
+    if tuple(out.shape) != (1, contract.act_dim):
+        raise BundleError(f"actor output shape {tuple(out.shape)} != (1, act_dim={contract.act_dim})")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        contract.to_json(tmp / CONTRACT_FILE)
+        with warnings.catch_warnings():
+            # TorchScript and the TorchScript-based ONNX exporter are deprecated in torch 2.9+ but remain the
+            # formats robots load (libtorch, onnxruntime); the dynamo exporter needs onnxscript and gives the same
+            # graph for a plain MLP.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            with torch.no_grad():
+                scripted = torch.jit.trace(actor, example)
+            scripted.save(str(tmp / TORCHSCRIPT_FILE))
+            torch.onnx.export(actor, (example,), str(tmp / ONNX_FILE), dynamo=False, input_names=[INPUT_NAME],
+                              output_names=[OUTPUT_NAME], opset_version=17,
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+        (tmp / README_FILE).write_text(_readme(contract, metrics))
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _onnx_runner(file: Path, contract: PolicyContract) -> Callable[[np.ndarray], np.ndarray]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise BundleError("runtime 'onnx' needs the onnxruntime package (pip install onnxruntime)") from None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(file), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+        raise BundleError(f"{file}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise BundleError(f"{file}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
+    in_dim, out_dim = inputs[0].shape[-1], outputs[0].shape[-1]
+    if in_dim != contract.obs_dim or out_dim != contract.act_dim:
+        raise BundleError(f"{file}: network maps {in_dim} -> {out_dim}, contract says obs_dim "
+                          f"{contract.obs_dim} -> act_dim {contract.act_dim}")
+    name = inputs[0].name
+
+    def run(obs: np.ndarray) -> np.ndarray:
+        return np.asarray(session.run(None, {name: obs})[0], dtype=np.float32)
+
+    return run
+
+
+def _torchscript_runner(file: Path, contract: PolicyContract) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(file), map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - torch.jit.load raises RuntimeError/ValueError/zip errors
+        raise BundleError(f"{file}: not a loadable TorchScript module ({str(exc).splitlines()[0][:200]})") from None
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros(1, contract.obs_dim))
+    except Exception as exc:  # noqa: BLE001
+        raise BundleError(f"{file}: does not accept obs_dim {contract.obs_dim} ({str(exc).splitlines()[0]})") from None
+    if tuple(out.shape) != (1, contract.act_dim):
+        raise BundleError(f"{file}: output shape {tuple(out.shape)}, contract says act_dim {contract.act_dim}")
+
+    def run(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.from_numpy(obs)).numpy().astype(np.float32, copy=False)
+
+    return run
+
+
+def load_bundle(path: str | Path, runtime: Literal["onnx", "torchscript"] = "onnx") -> Bundle:
+    """Load a bundle folder; malformed bundles raise BundleError naming the missing or bad file."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"bundle not found: {path} is not a directory")
+    contract_file = path / CONTRACT_FILE
+    if not contract_file.is_file():
+        raise BundleError(f"bundle {path} is missing {CONTRACT_FILE}")
+    try:
+        contract = PolicyContract.load(contract_file)
+    except ContractError as exc:
+        raise BundleError(f"bundle {contract_file}: {exc}") from None
+    if contract.obs_mean is None or contract.obs_std is None:
+        raise BundleError(f"bundle {contract_file}: obs_mean/obs_std are not set")
+    if not np.all(np.asarray(contract.obs_std) > 0):
+        raise BundleError(f"bundle {contract_file}: obs_std must be positive")
+    runners = {"onnx": (ONNX_FILE, _onnx_runner), "torchscript": (TORCHSCRIPT_FILE, _torchscript_runner)}
+    if runtime not in runners:
+        raise BundleError(f"unknown bundle runtime '{runtime}' (choose from {', '.join(runners)})")
+    file_name, make = runners[runtime]
+    file = path / file_name
+    if not file.is_file():
+        raise BundleError(f"bundle {path} is missing {file_name}")
+    return Bundle(path=path, contract=contract, runtime=runtime, _run=make(file, contract))
