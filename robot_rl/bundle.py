@@ -135,6 +135,7 @@ def export_bundle(path: str | Path, contract: PolicyContract, actor: torch.nn.Mo
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp.chmod(0o755)
     try:
         contract.to_json(tmp / CONTRACT_FILE)
         with warnings.catch_warnings():

@@ -1,0 +1,437 @@
+"""Training loop: a typed config, a run folder, PPO iterations within a step and/or wall-clock budget, checkpoints
+(atomic, weights only), TensorBoard logs, evaluation, a learning-curve PNG, a video and the exported bundle.
+
+run folder `runs/<task>-<timestamp>/`: config.yaml, tb/, checkpoints/model_<iteration>.pt, learning_curve.png,
+video.mp4, eval.json, bundle/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from robot_rl.config import from_dict, save_yaml, to_dict
+from robot_rl.contract import PolicyContract
+from robot_rl.errors import ConfigError, RobotRLError
+from robot_rl.gym_adapter import GYM_PREFIX, GymVecEnv
+from robot_rl.ppo import PPO, PPOConfig
+
+CHECKPOINT_FORMAT = "robot_rl.checkpoint/1"
+
+
+class CheckpointError(RobotRLError):
+    """A checkpoint is missing, corrupted or not a robot_rl checkpoint."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: str = "a1_walk"
+    """Task from robot_rl.sim.task_names(), or gym:<EnvId> for a Gymnasium environment (e.g. gym:HalfCheetah-v5)."""
+    backend: Literal["mujoco", "pybullet"] = "mujoco"
+    """Simulator backend for robot_rl tasks."""
+    num_envs: int = 48
+    """Parallel environments."""
+    seed: int = 0
+    """Seeds torch, the environments and evaluation."""
+    max_env_steps: int = 0
+    """Stop after this many environment steps (0: no step limit)."""
+    max_minutes: float = 17.0
+    """Stop after this much training wall-clock (0: no time limit); evaluation, video and export come after."""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    task_overrides: list[str] = field(default_factory=list)
+    """`key.sub=value` overrides of the task config (passed to make_vec_env)."""
+    eval_overrides: list[str] = field(default_factory=list)
+    """Extra task overrides for evaluation only (e.g. a fixed velocity command)."""
+    eval_episodes: int = 10
+    """Deterministic evaluation episodes after training (0: skip evaluation)."""
+    video: bool = True
+    """Record video.mp4 of the trained policy."""
+    video_seconds: float = 8.0
+    checkpoint_every: int = 100
+    """Save a checkpoint every this many iterations (and always at the end)."""
+    keep_checkpoints: int = 3
+    """How many periodic checkpoints to keep."""
+    runs_dir: str = "runs"
+    """Parent folder of run folders."""
+
+    def __post_init__(self) -> None:
+        if self.num_envs < 1:
+            raise ConfigError(f"num_envs must be >= 1, got {self.num_envs}")
+        if self.max_env_steps < 0 or self.max_minutes < 0:
+            raise ConfigError("max_env_steps and max_minutes must be non-negative")
+        if self.max_env_steps == 0 and self.max_minutes == 0:
+            raise ConfigError("set a budget: max_env_steps > 0 or max_minutes > 0")
+        if self.eval_episodes < 0 or self.checkpoint_every < 1 or self.keep_checkpoints < 1:
+            raise ConfigError("eval_episodes must be >= 0, checkpoint_every and keep_checkpoints >= 1")
+
+
+# ---- environments ----------------------------------------------------------------------------------------------
+def make_env(task: str, num_envs: int, seed: int, backend: str = "mujoco", overrides: list[str] | None = None,
+             render: bool = False) -> Any:
+    """A VecEnv for a robot_rl task or, with the `gym:` prefix, for a Gymnasium environment."""
+    if task.startswith(GYM_PREFIX):
+        if overrides:
+            raise ConfigError("task_overrides are not supported for gym: tasks")
+        return GymVecEnv(task[len(GYM_PREFIX):], num_envs, seed, render=render)
+    from robot_rl import sim
+
+    names = sim.task_names()
+    if task not in names:
+        raise ConfigError(f"unknown task '{task}' (choose from {', '.join(names)} or gym:<EnvId>)")
+    return sim.make_vec_env(task, num_envs, seed, backend=backend, overrides=list(overrides or []))
+
+
+def evaluate(policy: Callable[[np.ndarray], np.ndarray], env: Any, episodes: int, seed: int,
+             max_steps: int = 100_000) -> dict[str, float]:
+    """Run `policy` until every environment finished its first episode (or `episodes` are collected) and summarize
+    return, length and the task metrics reported in info["episodes"] as <key>_mean / <key>_std."""
+    obs = env.reset(seed=seed)
+    counted = np.zeros(env.num_envs, bool)
+    results: list[dict[str, float]] = []
+    for _ in range(max_steps):
+        obs, _, terminated, truncated, info = env.step(policy(obs))
+        finished = np.flatnonzero(np.asarray(terminated) | np.asarray(truncated))
+        eps = info.get("episodes", [])
+        pairs = zip(finished, eps) if len(eps) == len(finished) else ((-1, e) for e in eps)
+        for i, ep in pairs:
+            if i >= 0 and counted[i]:
+                continue  # keep one episode per environment: auto-reset would favour short episodes
+            if i >= 0:
+                counted[i] = True
+            results.append(ep)
+        if len(results) >= episodes:
+            break
+    results = results[:episodes]
+    summary: dict[str, float] = {"episodes": float(len(results))}
+    keys = sorted({k for ep in results for k, v in ep.items() if isinstance(v, (int, float, np.number, bool))})
+    for key in keys:
+        values = np.array([float(ep[key]) for ep in results if key in ep])
+        summary[f"{key}_mean"] = float(values.mean())
+        summary[f"{key}_std"] = float(values.std())
+    return summary
+
+
+# ---- checkpoints -----------------------------------------------------------------------------------------------
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
+    """torch.save to a temporary file then rename, so an interrupted save never leaves a corrupted checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def find_checkpoint(run_or_ckpt: str | Path) -> Path:
+    """A checkpoint file, or the latest checkpoint of a run folder."""
+    path = Path(run_or_ckpt)
+    if path.is_file():
+        return path
+    for folder in (path / "checkpoints", path):
+        if folder.is_dir():
+            found = sorted(folder.glob("model_*.pt"), key=_iteration_of)
+            if found:
+                return found[-1]
+    raise CheckpointError(f"no checkpoint found at {path}")
+
+
+def _iteration_of(p: Path) -> int:
+    m = re.search(r"model_(\d+)\.pt$", p.name)
+    return int(m.group(1)) if m else -1
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load with weights_only=True (never unpickles code); any damage is a one-line CheckpointError."""
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for truncated/garbled archives
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: corrupted or not a robot_rl checkpoint ({reason})") from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a robot_rl checkpoint (format tag missing)")
+    return data
+
+
+def learner_from_checkpoint(data: dict[str, Any]) -> tuple[TrainConfig, PolicyContract, PPO]:
+    """Rebuild the config, the contract and the learner stored in a checkpoint."""
+    try:
+        cfg = from_dict(TrainConfig, data["config"])
+        contract = PolicyContract.from_dict(data["contract"])
+        ppo = PPO(contract.obs_dim, contract.act_dim, cfg.num_envs, cfg.ppo, action_clip=contract.action.clip)
+        ppo.load_state_dict(data["ppo"])
+    except (KeyError, RuntimeError, ValueError, RobotRLError) as exc:
+        raise CheckpointError(f"checkpoint does not match its config: {str(exc).splitlines()[0][:160]}") from None
+    return cfg, contract, ppo
+
+
+# ---- export ------------------------------------------------------------------------------------------------------
+class _NormalizedActor(torch.nn.Module):
+    """The deterministic actor on normalized observations (what the bundle holds)."""
+
+    def __init__(self, ppo: PPO) -> None:
+        super().__init__()
+        self.net = ppo.model.actor
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+
+def export_learner(out: str | Path, ppo: PPO, contract: PolicyContract, provenance: dict[str, Any],
+                   metrics: dict[str, Any]) -> Path:
+    """Export a bundle: contract with the normalizer statistics and provenance, plus the deterministic actor."""
+    from robot_rl.bundle import export_bundle
+
+    if ppo.cfg.normalize_obs:
+        mean, std = ppo.normalizer.stats()
+    else:
+        mean, std = [0.0] * contract.obs_dim, [1.0] * contract.obs_dim
+    contract = contract.replace(obs_mean=mean, obs_std=std, provenance={**contract.provenance, **provenance})
+    return export_bundle(out, contract, _NormalizedActor(ppo), metrics)
+
+
+# ---- runner ------------------------------------------------------------------------------------------------------
+def new_run_dir(cfg: TrainConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(cfg.runs_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', cfg.task)}-{stamp}"
+    path, k = base, 1
+    while path.exists():
+        path, k = base.with_name(f"{base.name}-{k}"), k + 1
+    path.mkdir(parents=True)
+    return path
+
+
+class Runner:
+    """Owns the environment, the learner and the run folder."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None,
+                 progress: bool = True) -> None:
+        torch.set_num_threads(1)
+        torch.manual_seed(cfg.seed)
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.env = make_env(cfg.task, cfg.num_envs, cfg.seed, cfg.backend, cfg.task_overrides)
+        self.contract: PolicyContract = self.env.contract
+        self.ppo = PPO(self.env.obs_dim, self.env.act_dim, cfg.num_envs, cfg.ppo,
+                       action_clip=self.contract.action.clip)
+        self.iteration = 0
+        self.env_steps = 0
+        self.wall_s = 0.0
+        self.history: dict[str, list[float]] = {"wall_s": [], "env_steps": [], "return": []}
+        if checkpoint is not None:
+            stored = PolicyContract.from_dict(checkpoint["contract"])
+            if stored.obs_dim != self.contract.obs_dim or stored.act_dim != self.contract.act_dim:
+                raise CheckpointError(f"checkpoint has obs/act dims {stored.obs_dim}/{stored.act_dim}, the task "
+                                      f"{self.contract.obs_dim}/{self.contract.act_dim}")
+            try:
+                self.ppo.load_state_dict(checkpoint["ppo"])
+            except (KeyError, RuntimeError, ValueError) as exc:
+                raise CheckpointError(f"checkpoint does not fit the learner: {str(exc).splitlines()[0]}") from None
+            self.iteration = int(checkpoint["iteration"])
+            self.env_steps = int(checkpoint["env_steps"])
+            self.wall_s = float(checkpoint["wall_s"])
+            self.history = {k: list(v) for k, v in checkpoint["history"].items()}
+            torch.set_rng_state(checkpoint["torch_rng"])
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, self.run_dir / "config.yaml")
+
+    # ---- budget / checkpoint helpers --------------------------------------------------------------------------
+    def _fraction_done(self) -> float:
+        parts = []
+        if self.cfg.max_env_steps > 0:
+            parts.append(self.env_steps / self.cfg.max_env_steps)
+        if self.cfg.max_minutes > 0:
+            parts.append(self.wall_s / (60.0 * self.cfg.max_minutes))
+        return max(parts)
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        return {"format": CHECKPOINT_FORMAT, "iteration": self.iteration, "env_steps": self.env_steps,
+                "wall_s": self.wall_s, "ppo": self.ppo.state_dict(), "config": to_dict(self.cfg),
+                "contract": self.contract.to_dict(), "history": self.history, "torch_rng": torch.get_rng_state()}
+
+    def save(self) -> Path:
+        folder = self.run_dir / "checkpoints"
+        path = save_checkpoint(folder / f"model_{self.iteration}.pt", self.checkpoint_payload())
+        for old in sorted(folder.glob("model_*.pt"), key=_iteration_of)[:-self.cfg.keep_checkpoints]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def policy(self) -> Callable[[np.ndarray], np.ndarray]:
+        def act(obs: np.ndarray) -> np.ndarray:
+            return self.ppo.act_deterministic(torch.from_numpy(np.asarray(obs, np.float32))).numpy()
+
+        return act
+
+    # ---- training --------------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        """PPO iterations until the budget is spent; returns the last logged scalars."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        cfg, env, ppo = self.cfg, self.env, self.ppo
+        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.iteration or None)
+        recent: deque[float] = deque(maxlen=100)
+        obs = torch.from_numpy(np.array(env.reset(seed=cfg.seed + self.iteration), np.float32))
+        batch = cfg.ppo.num_steps * cfg.num_envs
+        scalars: dict[str, float] = {}
+        bar = _Progress(self.progress, self._fraction_done())
+        last_print = time.monotonic()
+        try:
+            while self._fraction_done() < 1.0:
+                start = time.perf_counter()
+                sums: dict[str, float] = {}
+                episodes: list[dict[str, Any]] = []
+                for _ in range(cfg.ppo.num_steps):
+                    actions = ppo.act(obs)
+                    raw, rewards, terminated, truncated, info = env.step(actions.numpy())
+                    ppo.process_env_step(rewards, terminated, truncated, info)
+                    obs = torch.from_numpy(np.array(raw, np.float32))
+                    _accumulate(sums, "reward/total", rewards)
+                    for name, value in info.get("reward_terms", {}).items():
+                        _accumulate(sums, f"reward/{name}", value)
+                    for name, value in info.get("safety", {}).items():
+                        _accumulate(sums, f"safety/{name}", value)
+                    sums["env/nan_resets"] = sums.get("env/nan_resets", 0.0) + float(info.get("nan_resets", 0))
+                    episodes.extend(info.get("episodes", []))
+                rollout_s = time.perf_counter() - start
+                ppo.compute_returns(obs)
+                losses = ppo.update()
+                elapsed = time.perf_counter() - start
+                self.iteration += 1
+                self.env_steps += batch
+                self.wall_s += elapsed
+                recent.extend(float(ep["return"]) for ep in episodes if "return" in ep)
+                scalars = {k: v / cfg.ppo.num_steps for k, v in sums.items() if k != "env/nan_resets"}
+                scalars["env/nan_resets"] = sums.get("env/nan_resets", 0.0)
+                scalars.update(losses)
+                scalars.update(_episode_means(episodes))
+                scalars["perf/steps_per_s"] = batch / elapsed
+                scalars["perf/collection_steps_per_s"] = batch / max(rollout_s, 1e-9)
+                scalars["perf/update_s"] = elapsed - rollout_s
+                if recent:
+                    scalars["episode/return_recent100"] = float(np.mean(recent))
+                    self.history["wall_s"].append(self.wall_s)
+                    self.history["env_steps"].append(float(self.env_steps))
+                    self.history["return"].append(float(np.mean(recent)))
+                for key, value in scalars.items():
+                    writer.add_scalar(key, value, self.env_steps)
+                writer.add_scalar("perf/wall_minutes", self.wall_s / 60.0, self.env_steps)
+                if not all(math.isfinite(v) for v in losses.values()):
+                    raise RobotRLError(f"training diverged at iteration {self.iteration} (non-finite loss)")
+                desc = (f"it {self.iteration} | return {scalars.get('episode/return_recent100', float('nan')):.2f}"
+                        f" | {scalars['perf/steps_per_s']:.0f} steps/s")
+                bar.update(self._fraction_done(), desc)
+                if not bar.live and time.monotonic() - last_print > 30.0:
+                    last_print = time.monotonic()
+                    print(f"[{self.wall_s / 60:5.1f} min, {self.env_steps} steps] {desc}", flush=True)
+                if self.iteration % cfg.checkpoint_every == 0:
+                    self.save()
+        finally:
+            bar.close()
+            writer.flush()
+            writer.close()
+        self.save()
+        return scalars
+
+    # ---- after training --------------------------------------------------------------------------------------
+    def provenance(self) -> dict[str, Any]:
+        task_cfg = getattr(self.env, "cfg", None)
+        task_dict = to_dict(task_cfg) if dataclasses.is_dataclass(task_cfg) else None
+        randomization = task_dict.get("randomization") if isinstance(task_dict, dict) else None
+        return {"task": self.cfg.task, "backend": self.cfg.backend, "config": to_dict(self.cfg),
+                "task_config": task_dict, "randomization": randomization, "env_steps": self.env_steps,
+                "train_minutes": round(self.wall_s / 60.0, 3), "iterations": self.iteration}
+
+    def finish(self) -> dict[str, Any]:
+        """Evaluate, export the bundle, plot the learning curve and record the video; returns the eval summary."""
+        from robot_rl.plots import plot_learning_curve
+
+        cfg = self.cfg
+        metrics: dict[str, Any] = {}
+        if cfg.eval_episodes > 0:
+            eval_env = make_env(cfg.task, cfg.eval_episodes, cfg.seed + 10_000, cfg.backend,
+                                [*cfg.task_overrides, *cfg.eval_overrides])
+            try:
+                metrics = evaluate(self.policy(), eval_env, cfg.eval_episodes, cfg.seed + 10_000)
+            finally:
+                eval_env.close()
+            (self.run_dir / "eval.json").write_text(json.dumps(metrics, indent=2))
+        export_learner(self.run_dir / "bundle", self.ppo, self.contract, self.provenance(), metrics)
+        if self.history["return"]:
+            plot_learning_curve(self.history["wall_s"], self.history["env_steps"], self.history["return"],
+                                self.run_dir / "learning_curve.png", title=cfg.task)
+        if cfg.video:
+            try:
+                self.record_video(self.run_dir / "video.mp4")
+            except Exception as exc:  # noqa: BLE001 - a missing renderer must not cost the trained run
+                (self.run_dir / "video.mp4").unlink(missing_ok=True)
+                print(f"robot-rl train: warning: no video ({type(exc).__name__}: {str(exc).splitlines()[0]})",
+                      file=sys.stderr)
+        return metrics
+
+    def record_video(self, path: Path) -> Path:
+        from robot_rl.video import record_video
+
+        cfg = self.cfg
+        env = make_env(cfg.task, 1, cfg.seed + 20_000, cfg.backend, [*cfg.task_overrides, *cfg.eval_overrides],
+                       render=True)
+        try:
+            fps = float(getattr(env, "fps", None) or self.contract.policy_rate_hz)
+            return record_video(env, self.policy(), path, cfg.video_seconds, fps, seed=cfg.seed + 20_000)
+        finally:
+            env.close()
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _accumulate(sums: dict[str, float], key: str, value: Any) -> None:
+    sums[key] = sums.get(key, 0.0) + float(np.mean(value))
+
+
+def _episode_means(episodes: list[dict[str, Any]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    keys = {k for ep in episodes for k, v in ep.items() if isinstance(v, (int, float, np.number, bool))}
+    for key in keys:
+        out[f"episode/{key}"] = float(np.mean([float(ep[key]) for ep in episodes if key in ep]))
+    return out
+
+
+class _Progress:
+    """rich progress bar (reward, steps/s, ETA) on a terminal; plain periodic lines otherwise."""
+
+    def __init__(self, enabled: bool, start: float) -> None:
+        self.live = enabled and sys.stderr.isatty()
+        self._bar: Any = None
+        if self.live:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                 console=Console(stderr=True))
+            self._bar.start()
+            self._task = self._bar.add_task("training", total=1000, completed=int(1000 * start))
+
+    def update(self, fraction: float, description: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=int(1000 * min(fraction, 1.0)), description=description)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -1,0 +1,139 @@
+"""Training loop on a tiny Gymnasium task: it must improve, be deterministic, checkpoint/resume, export, and turn
+bad input into one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from robot_rl.cli import main
+from robot_rl.config import load_config
+from robot_rl.errors import ConfigError
+from robot_rl.runner import (
+    CheckpointError,
+    Runner,
+    TrainConfig,
+    evaluate,
+    find_checkpoint,
+    learner_from_checkpoint,
+    load_checkpoint,
+    make_env,
+)
+
+PENDULUM = ["task=gym:Pendulum-v1", "num_envs=16", "max_minutes=0", "ppo.num_steps=64", "ppo.gamma=0.9",
+            "ppo.actor_hidden=[64, 64]", "ppo.critic_hidden=[64, 64]", "ppo.init_noise_std=0.5",
+            "ppo.entropy_coef=0.0", "eval_episodes=4", "video=false"]
+
+
+def _cfg(tmp_path: Path, steps: int, *extra: str) -> TrainConfig:
+    return load_config(TrainConfig, None, [*PENDULUM, f"max_env_steps={steps}", f"runs_dir={tmp_path}", *extra])
+
+
+def _eval(runner: Runner) -> float:
+    env = make_env("gym:Pendulum-v1", 4, 777)
+    return evaluate(runner.policy(), env, 4, seed=777)["return_mean"]
+
+
+def test_tiny_training_run_improves(tmp_path):
+    runner = Runner(_cfg(tmp_path, 40_960), tmp_path / "run", progress=False)
+    before = _eval(runner)
+    runner.train()
+    after = _eval(runner)
+    metrics = runner.finish()
+    assert after > before + 300.0, (before, after)  # untrained ~ -1200, trained ~ -400 or better
+    run = tmp_path / "run"
+    assert json.loads((run / "eval.json").read_text())["return_mean"] == pytest.approx(metrics["return_mean"])
+    assert (run / "learning_curve.png").stat().st_size > 1000
+    assert (run / "config.yaml").is_file() and list((run / "tb").iterdir())
+    from robot_rl.bundle import load_bundle
+
+    bundle = load_bundle(run / "bundle")
+    obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    np.testing.assert_allclose(bundle.act(obs), runner.policy()(obs), atol=1e-5)
+    assert bundle.metadata["task"] == "gym:Pendulum-v1"
+    assert bundle.metadata["metrics"]["return_mean"] == pytest.approx(metrics["return_mean"])
+
+
+def test_seeded_runs_are_identical(tmp_path):
+    params = []
+    for name in ("a", "b"):
+        runner = Runner(_cfg(tmp_path, 2048), tmp_path / name, progress=False)
+        runner.train()
+        params.append([p.detach().clone() for p in runner.ppo.model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*params))
+
+
+def test_checkpoint_resume_round_trip(tmp_path, capsys):
+    run = tmp_path / "run"
+    runner = Runner(_cfg(tmp_path, 2048), run, progress=False)
+    runner.train()
+    ckpt = find_checkpoint(run)
+    assert ckpt.name == "model_2.pt"
+    cfg, contract, ppo = learner_from_checkpoint(load_checkpoint(ckpt))
+    assert cfg == runner.cfg and contract == runner.contract
+    for a, b in zip(ppo.model.parameters(), runner.ppo.model.parameters()):
+        assert torch.equal(a, b)
+    assert torch.equal(ppo.normalizer.mean, runner.ppo.normalizer.mean)
+    assert not list((run / "checkpoints").glob(".*tmp*"))  # atomic write leaves no temporary file
+
+    code = main(["train", "--resume", str(run), "--set", "max_env_steps=4096", "eval_episodes=0", "--no-progress"])
+    assert code == 0
+    assert find_checkpoint(run).name == "model_4.pt"
+    data = load_checkpoint(find_checkpoint(run))
+    assert data["env_steps"] == 4096 and data["iteration"] == 4
+    assert (run / "bundle" / "policy.onnx").is_file()
+    assert main(["export", str(run), "--out", str(tmp_path / "exported")]) == 0
+    assert (tmp_path / "exported" / "contract.json").is_file()
+
+
+def test_corrupted_checkpoint_is_one_line_error(tmp_path, capsys):
+    run = tmp_path / "run"
+    Runner(_cfg(tmp_path, 1024), run, progress=False).train()
+    ckpt = find_checkpoint(run)
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_checkpoint(ckpt)
+    for argv in (["eval", str(ckpt)], ["export", str(ckpt), "--out", str(tmp_path / "b")],
+                 ["train", "--resume", str(ckpt)]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "corrupted" in err and str(ckpt) in err
+    ckpt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_checkpoint(ckpt)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        find_checkpoint(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("overrides,msg", [
+    (["nope=1"], "unknown key nope"),
+    (["num_envs=abc"], "num_envs: expected an integer"),
+    (["ppo.lr=1"], "unknown key ppo.lr"),
+    (["num_envs=0"], "num_envs must be >= 1"),
+    (["max_minutes=0", "max_env_steps=0"], "set a budget"),
+    (["max_minutes=-1"], "non-negative"),
+    (["task=gym:NoSuchEnv-v0"], "NoSuchEnv"),
+    (["ppo.schedule=cosine"], "ppo.schedule"),
+])
+def test_bad_config_is_one_line_error(overrides, msg, capsys, tmp_path):
+    code = main(["train", "--set", *overrides, f"runs_dir={tmp_path}", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and msg in err, err
+
+
+def test_config_file_errors(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("ppo:\n  num_epochs: many\n")
+    with pytest.raises(ConfigError, match="ppo.num_epochs: expected an integer"):
+        load_config(TrainConfig, bad)
+    good = tmp_path / "g.yaml"
+    good.write_text("task: gym:Pendulum-v1\nppo:\n  num_epochs: 3\n")
+    cfg = load_config(TrainConfig, good, ["ppo.num_steps=8"])
+    assert (cfg.task, cfg.ppo.num_epochs, cfg.ppo.num_steps) == ("gym:Pendulum-v1", 3, 8)
