@@ -1,1 +1,25 @@
-"""Safety layer: shields, CBF-QP filter, energy-tank passivity filter, the chain and its telemetry."""
+"""Safety layer: shields, CBF-QP filter, energy-tank passivity filter, the chain and its telemetry.
+
+`build_chain(contract)` reads the ordered `contract.safety` entries; see docs/safety.md.
+"""
+
+from robot_rl.safety.cbf import RELAX_LEVELS, CbfFilter
+from robot_rl.safety.chain import SafetyChain, build_chain, parse_safety
+from robot_rl.safety.config import (
+    CONFIGS,
+    CbfConfig,
+    PassivityConfig,
+    RateLimitConfig,
+    SanityConfig,
+    StateShieldConfig,
+    WorkspaceConfig,
+)
+from robot_rl.safety.kinematics import SerialChain
+from robot_rl.safety.passivity import PassivityFilter
+from robot_rl.safety.shields import RateLimiter, SanityShield, StateShield
+
+__all__ = [
+    "CONFIGS", "RELAX_LEVELS", "CbfConfig", "CbfFilter", "PassivityConfig", "PassivityFilter", "RateLimitConfig",
+    "RateLimiter", "SafetyChain", "SanityConfig", "SanityShield", "SerialChain", "StateShield", "StateShieldConfig",
+    "WorkspaceConfig", "build_chain", "parse_safety",
+]

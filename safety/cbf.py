@@ -1,0 +1,285 @@
+"""CBF-QP filter on PD position targets held for one policy period (discrete-time barriers, Agrawal & Sreenath 2017).
+
+    min_u  1/2 (u - u_pi)^T W (u - u_pi) + rho s^2
+    s.t.   joint rows (position, velocity, torque; each substep of the period + look-ahead)  -> L <= u <= U
+           Cartesian rows G u <= h + s (arms), s >= 0
+
+The joint rows are separable per joint (safety/model.py), so with a diagonal W they reduce exactly to an interval per
+joint and the QP without Cartesian rows is the projection `clip(u_pi, L, U)` (vectorized over environments). Cartesian
+rows couple the joints: one violated row is solved in closed form, several with DAQP through its native API.
+When the interval of a joint is empty the rows are relaxed in a fixed order (see `RELAX_LEVELS`); the level used is
+telemetry, and the chain may replace the result by its backup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import daqp
+import numpy as np
+from robot_rl.safety.config import CbfConfig, WorkspaceConfig
+from robot_rl.safety.kinematics import SerialChain
+from robot_rl.safety.model import Rows, barrier_rows, interval_table, pd_response
+
+from robot_rl.contract import PolicyContract
+from robot_rl.state import RobotState
+
+RELAX_LEVELS = ("dt_cbf", "safe_set", "no_torque", "slack")
+"""0: all rows with gamma; 1: gamma = 1 (stay inside the limits); 2: drop torque rows; 3: the interval is still empty:
+the min-max-violation target (midpoint of the crossed bounds), i.e. the large-penalty slack solution."""
+
+_TOL = 1e-9
+_BIG = 1e20
+
+
+class CbfFilter:
+    """Joint position / velocity / torque barriers and an optional Cartesian workspace for one robot model."""
+
+    name = "cbf"
+
+    def __init__(self, contract: PolicyContract, cfg: CbfConfig) -> None:
+        self.cfg = cfg
+        n = contract.num_joints
+        self.n = n
+        kp, kd = np.asarray(contract.kp, float), np.asarray(contract.kd, float)
+        lower = np.asarray(contract.joint_pos_lower, float) + cfg.pos_margin
+        upper = np.asarray(contract.joint_pos_upper, float) - cfg.pos_margin
+        vmax = np.asarray(contract.joint_vel_limit, float) - cfg.vel_margin
+        tau = np.asarray(contract.torque_limit, float)
+        inertia = np.broadcast_to(np.asarray(cfg.joint_inertia, float), (n,))
+        dist = np.broadcast_to(np.asarray(cfg.disturbance_torque, float), (n,))
+        dec, dt = contract.decimation, 1.0 / contract.physics_rate_hz
+        steps = (cfg.lookahead_periods + 1) * dec
+        levels: list[Rows | None] = [None, None, None]
+        self.response = pd_response(kp, kd, inertia, dt, steps, dist)
+        for scale in cfg.inertia_scales:
+            resp = pd_response(kp, kd, inertia * scale, dt, steps, dist)
+            for lv, (gamma, torque) in enumerate(((cfg.gamma, cfg.torque_rows), (1.0, cfg.torque_rows),
+                                                  (1.0, False))):
+                rows = barrier_rows(resp, kp, kd, lower, upper, vmax, tau, gamma, dec, cfg.lookahead_periods,
+                                    torque)
+                prev = levels[lv]
+                levels[lv] = rows if prev is None else prev.concat(rows)
+        self.rows: list[Rows] = [r for r in levels if r is not None]
+        self.tables = [interval_table(r) for r in self.rows]
+        self.lower, self.upper = lower, upper
+        self.weights = np.ones(n) if cfg.weights is None else np.broadcast_to(np.asarray(cfg.weights, float), (n,))
+        self.uniform_weights = bool(np.all(self.weights == self.weights[0]))
+        r = self.tables[0].shape[2]
+        self._buf = np.empty((2, r, n))
+        self._buf2 = np.empty((2, r, n))
+        self._bnd = np.empty((2, n))
+        self._batch: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.box_lower = lower.copy()
+        """Interval [box_lower, box_upper] of the last single certify call (used by the passivity filter)."""
+        self.box_upper = upper.copy()
+        self.batch_lower: np.ndarray | None = None
+        """Intervals (N, n) of the last certify_batch call."""
+        self.batch_upper: np.ndarray | None = None
+        self.workspace = _Workspace(cfg.workspace, contract, self.response, dec, cfg.gamma) \
+            if cfg.workspace is not None else None
+        hess = np.zeros((n + 1, n + 1))
+        hess[np.arange(n), np.arange(n)] = self.weights
+        hess[n, n] = cfg.slack_penalty
+        self._hess = hess
+        self._f = np.zeros(n + 1)
+
+    # ---- joint intervals -------------------------------------------------------------------------------------
+    def _interval(self, table: np.ndarray, q: np.ndarray, v: np.ndarray) -> np.ndarray:
+        buf, buf2, bnd = self._buf, self._buf2, self._bnd
+        np.multiply(table[1], q, out=buf)
+        np.multiply(table[2], v, out=buf2)
+        np.subtract(table[0], buf, out=buf)
+        np.subtract(buf, buf2, out=buf)
+        np.min(buf, axis=1, out=bnd)
+        return bnd
+
+    def interval(self, q: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Target interval [L, U] per joint for state (q, v), and the relaxation level that made it non-empty."""
+        bnd = self._interval(self.tables[0], q, v)
+        lo, hi = -bnd[1], bnd[0].copy()
+        bad = lo > hi
+        level = 0
+        if bad.any():
+            for level in range(1, len(self.tables)):
+                b = self._interval(self.tables[level], q, v)
+                lo = np.where(bad, -b[1], lo)
+                hi = np.where(bad, b[0], hi)
+                bad = lo > hi
+                if not bad.any():
+                    break
+            else:
+                level = len(RELAX_LEVELS) - 1
+                mid = 0.5 * (lo + hi)
+                lo = np.where(bad, mid, lo)
+                hi = np.where(bad, mid, hi)
+        return lo, hi, level
+
+    # ---- filter protocol -----------------------------------------------------------------------------------
+    def certify(self, state: RobotState, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        q = np.asarray(state.joint_pos, dtype=float)
+        v = np.asarray(state.joint_vel, dtype=float)
+        u_pi = np.asarray(targets, dtype=float)
+        lo, hi, level = self.interval(q, v)
+        self.box_lower, self.box_upper = lo, hi
+        u = np.minimum(np.maximum(u_pi, lo), hi)
+        active = int(np.count_nonzero(u != u_pi))
+        slack, iters, solver = 0.0, 0, "interval"
+        ok = True
+        if self.workspace is not None or self.cfg.solver == "daqp":
+            u, slack, iters, solver, n_active, ok = self._coupled(q, v, u_pi, u, lo, hi)
+            active += n_active
+        status = RELAX_LEVELS[level] if ok else "infeasible"
+        if slack > 1e-6 and level < 3:
+            status = "slack"
+        diff = u - u_pi
+        return u, {"cbf/active": active, "cbf/correction_norm": float(np.sqrt(diff @ diff)),
+                   "cbf/slack": slack, "cbf/status": status, "cbf/level": level, "cbf/iterations": iters,
+                   "cbf/solver": solver, "cbf/feasible": level == 0 and slack <= 1e-6 and ok}
+
+    def certify_batch(self, state: RobotState, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        q = np.asarray(state.joint_pos, dtype=float)
+        v = np.asarray(state.joint_vel, dtype=float)
+        u_pi = np.asarray(targets, dtype=float)
+        num = q.shape[0]
+        bufs = self._batch.get(num)
+        if bufs is None:
+            r = self.tables[0].shape[2]
+            bufs = (np.empty((num, 2, r, self.n)), np.empty((num, 2, r, self.n)), np.empty((num, 2, self.n)))
+            self._batch[num] = bufs
+        buf, buf2, bnd = bufs
+        qb, vb = q[:, None, None, :], v[:, None, None, :]
+
+        def bounds(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            np.multiply(table[1], qb, out=buf)
+            np.multiply(table[2], vb, out=buf2)
+            np.subtract(table[0], buf, out=buf)
+            np.subtract(buf, buf2, out=buf)
+            np.min(buf, axis=2, out=bnd)
+            return -bnd[:, 1], bnd[:, 0].copy()
+
+        lo, hi = bounds(self.tables[0])
+        level = np.zeros(num, dtype=np.int64)
+        bad = lo > hi
+        if bad.any():
+            for lv in range(1, len(self.tables)):
+                lo2, hi2 = bounds(self.tables[lv])
+                lo, hi = np.where(bad, lo2, lo), np.where(bad, hi2, hi)
+                level[bad.any(axis=1)] = lv
+                bad = lo > hi
+                if not bad.any():
+                    break
+            if bad.any():
+                mid = 0.5 * (lo + hi)
+                lo, hi = np.where(bad, mid, lo), np.where(bad, mid, hi)
+                level[bad.any(axis=1)] = len(RELAX_LEVELS) - 1
+        self.batch_lower, self.batch_upper = lo, hi
+        u = np.minimum(np.maximum(u_pi, lo), hi)
+        active = np.count_nonzero(u != u_pi, axis=1)
+        slack = np.zeros(num)
+        iters = np.zeros(num, dtype=np.int64)
+        ok = np.ones(num, dtype=bool)
+        if self.workspace is not None:
+            viol = self.workspace.violated_batch(q, v, u)
+            for i in np.flatnonzero(viol):
+                u[i], slack[i], iters[i], _, n_act, ok[i] = self._coupled(q[i], v[i], u_pi[i], u[i], lo[i], hi[i])
+                active[i] += n_act
+        diff = u - u_pi
+        return u, {"cbf/active": active, "cbf/correction_norm": np.sqrt(np.einsum("ij,ij->i", diff, diff)),
+                   "cbf/slack": slack, "cbf/level": level, "cbf/iterations": iters,
+                   "cbf/feasible": (level == 0) & (slack <= 1e-6) & ok}
+
+    def reset(self, mask: np.ndarray | None = None) -> None:
+        """The CBF is stateless between ticks."""
+
+    # ---- coupled rows ------------------------------------------------------------------------------------
+    def _coupled(self, q: np.ndarray, v: np.ndarray, u_pi: np.ndarray, u_box: np.ndarray, lo: np.ndarray,
+                 hi: np.ndarray) -> tuple[np.ndarray, float, int, str, int, bool]:
+        """Add the Cartesian rows: box solution if they hold, closed form for one row, DAQP otherwise."""
+        n = self.n
+        if self.workspace is not None:
+            g, h = self.workspace.rows(q, v)
+        else:
+            g, h = np.zeros((0, n)), np.zeros(0)
+        if self.cfg.solver == "auto":
+            viol = g @ u_box > h + 1e-9
+            nv = int(np.count_nonzero(viol))
+            if nv == 0:
+                return u_box, 0.0, 0, "interval", 0, True
+            if nv == 1:
+                a = g[viol][0]
+                winv_a = a / self.weights
+                lam = (a @ u_pi - h[viol][0]) / (a @ winv_a)
+                u1 = u_pi - max(lam, 0.0) * winv_a
+                if np.all(u1 >= lo - 1e-12) and np.all(u1 <= hi + 1e-12) and np.all(g @ u1 <= h + 1e-9):
+                    return u1, 0.0, 0, "closed_form", 1, True
+        m = g.shape[0]
+        amat = np.zeros((m, n + 1))
+        amat[:, :n] = g
+        amat[:, n] = -1.0
+        f = self._f
+        f[:n] = -self.weights * u_pi
+        bu = np.concatenate([hi, [_BIG], h])
+        bl = np.concatenate([lo, [0.0], np.full(m, -_BIG)])
+        x, _, flag, info = daqp.solve(self._hess, f, amat, bu, bl)
+        if flag < 0 or not np.all(np.isfinite(x)):
+            return np.minimum(np.maximum(q, lo), hi), 0.0, 0, "daqp", 0, False
+        u = x[:n]
+        lam = info["lam"]
+        n_act = int(np.count_nonzero(np.abs(lam[n + 1:]) > 1e-12)) if m else 0
+        return u, float(max(x[n], 0.0)), int(info["iterations"]), "daqp", n_act, True
+
+
+class _Workspace:
+    """Cartesian half-space rows on the end effector, predicted through the Jacobian (end of period + settled)."""
+
+    def __init__(self, cfg: WorkspaceConfig, contract: PolicyContract, resp: Any, decimation: int,
+                 gamma: float) -> None:
+        self.chain = SerialChain(cfg.urdf, cfg.ee_link, list(contract.joint_names), cfg.base_link, cfg.ee_offset)
+        normals, offsets = [], []
+        for k in range(3):
+            e = np.zeros(3)
+            e[k] = 1.0
+            if cfg.upper is not None:
+                normals.append(e)
+                offsets.append(cfg.upper[k] - cfg.margin)
+            if cfg.lower is not None:
+                normals.append(-e)
+                offsets.append(-cfg.lower[k] - cfg.margin)
+        self.normals = np.array(normals).reshape(-1, 3)
+        self.offsets = np.array(offsets)
+        self.spheres = np.array(cfg.keep_out, dtype=float).reshape(-1, 4)
+        self.margin = cfg.margin
+        self.gamma = gamma
+        self.a, self.b, self.c = resp.a[decimation], resp.b[decimation], resp.c[decimation]
+
+    def halfspaces(self, p0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normals (..., k, 3) and offsets (..., k): n . p <= b; keep-out spheres linearized at p0."""
+        batch = p0.shape[:-1]
+        normals = np.broadcast_to(self.normals, (*batch, *self.normals.shape))
+        offsets = np.broadcast_to(self.offsets, (*batch, self.offsets.shape[0]))
+        if self.spheres.shape[0]:
+            d = p0[..., None, :] - self.spheres[:, :3]
+            e = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9)
+            sn = -e
+            sb = -np.einsum("...kj,kj->...k", e, self.spheres[:, :3]) - self.spheres[:, 3] - self.margin
+            normals = np.concatenate([normals, sn], axis=-2)
+            offsets = np.concatenate([offsets, sb], axis=-1)
+        return normals, offsets
+
+    def rows(self, q: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """G u <= h: end of this period (DT-CBF with gamma) and the settled pose (u held), batched over q."""
+        p0, jac = self.chain.forward(q)
+        normals, offsets = self.halfspaces(p0)
+        nj = normals @ jac  # (..., k, n)
+        drift = self.a * q + self.b * v - q
+        np0 = np.einsum("...kj,...j->...k", normals, p0)
+        h_end = self.gamma * offsets + (1 - self.gamma) * np0 - np0 - np.einsum("...kn,...n->...k", nj, drift)
+        h_set = offsets - np0 + np.einsum("...kn,...n->...k", nj, q)
+        g = np.concatenate([nj * self.c, nj], axis=-2)
+        h = np.concatenate([h_end, h_set], axis=-1)
+        return g, h
+
+    def violated_batch(self, q: np.ndarray, v: np.ndarray, u: np.ndarray) -> np.ndarray:
+        g, h = self.rows(q, v)
+        return np.any(np.einsum("ikn,in->ik", g, u) > h + 1e-9, axis=1)
