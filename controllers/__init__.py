@@ -1,1 +1,12 @@
 """PD / operational-space controllers and actuator models shared by simulation and robots. No simulator imports."""
+
+from robot_rl.controllers.pd import (
+    ActuatorParams,
+    DelayLine,
+    JointPD,
+    actuator_coefficients,
+    delayed_indices,
+    pd_torque,
+)
+
+__all__ = ["ActuatorParams", "DelayLine", "JointPD", "actuator_coefficients", "delayed_indices", "pd_torque"]

@@ -1,0 +1,399 @@
+"""Velocity tracking for legged robots: config sections, reward terms as named pure functions, terminations, and
+the task object the vectorized environment drives. A robot's task file (e.g. robots/a1/walk.py) only chooses
+defaults and names the robot's bodies and sensors.
+
+Reward weights are per second: the environment multiplies each term by its weight and the policy period, as
+legged_gym does, so weights do not change when the control rate does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+from robot_rl.sim.randomization import RandomizationConfig
+
+from robot_rl.config import to_dict
+from robot_rl.contract import ActionSpec, ObsTerm, PolicyContract
+from robot_rl.errors import ConfigError
+from robot_rl.state import projected_gravity
+
+
+# ---- config sections -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ControlConfig:
+    """Rates and the PD law shared with the robot."""
+
+    physics_dt: float = 0.005
+    """Physics step [s] (200 Hz, legged_gym's rate)."""
+    policy_dt: float = 0.02
+    """Policy period [s] (50 Hz); must be a multiple of physics_dt."""
+    kp: float = 20.0
+    """Joint stiffness [N m/rad] (legged_gym A1)."""
+    kd: float = 0.5
+    """Joint damping gain [N m s/rad]."""
+    action_scale: float = 0.25
+    """q_des = default + action_scale * clip(action, -1, 1)."""
+
+    def __post_init__(self) -> None:
+        if self.physics_dt <= 0 or self.policy_dt <= 0:
+            raise ConfigError("control: physics_dt and policy_dt must be positive")
+        ratio = self.policy_dt / self.physics_dt
+        if abs(ratio - round(ratio)) > 1e-6:
+            raise ConfigError(f"control.policy_dt {self.policy_dt} is not a multiple of physics_dt {self.physics_dt}")
+        if self.kp < 0 or self.kd < 0 or self.action_scale <= 0:
+            raise ConfigError("control: kp, kd must be >= 0 and action_scale > 0")
+
+    @property
+    def decimation(self) -> int:
+        return int(round(self.policy_dt / self.physics_dt))
+
+
+def _check_range(name: str, rng: tuple[float, float]) -> None:
+    if rng[0] > rng[1]:
+        raise ConfigError(f"{name}: range is inverted ({rng[0]} > {rng[1]})")
+
+
+@dataclass(frozen=True)
+class CommandConfig:
+    """Velocity command ranges, sampled uniformly once per episode (base frame)."""
+
+    vx: tuple[float, float] = (-1.0, 1.0)
+    """Forward velocity [m/s]."""
+    vy: tuple[float, float] = (-0.5, 0.5)
+    """Lateral velocity [m/s]."""
+    yaw_rate: tuple[float, float] = (-1.0, 1.0)
+    """Yaw rate [rad/s]."""
+
+    def __post_init__(self) -> None:
+        for name in ("vx", "vy", "yaw_rate"):
+            _check_range(f"commands.{name}", getattr(self, name))
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Weights (per second) of the named reward terms and their shape parameters; 0 disables a term."""
+
+    tracking_lin_vel: float = 1.0
+    """exp(-|v_xy - cmd_xy|^2 / tracking_sigma)."""
+    tracking_ang_vel: float = 0.5
+    """exp(-(w_z - cmd_yaw)^2 / tracking_sigma)."""
+    lin_vel_z: float = -2.0
+    """Vertical base velocity squared."""
+    ang_vel_xy: float = -0.05
+    """Roll and pitch rates squared."""
+    orientation: float = -1.0
+    """Horizontal components of projected gravity squared (tilt)."""
+    base_height: float = -10.0
+    """(base height - base_height_target)^2."""
+    torques: float = -0.0002
+    """Sum of squared joint torques, averaged over physics steps."""
+    action_rate: float = -0.01
+    """Squared change of the applied action between policy steps."""
+    joint_limits: float = -10.0
+    """Distance beyond the soft joint limits (radians outside)."""
+    feet_air_time: float = 1.0
+    """Sum over touchdowns of (air time - feet_air_time_target), only when the command asks to move."""
+    collision: float = -1.0
+    """Number of thigh/calf geoms touching the ground."""
+    safety_intervention: float = -1.0
+    """Squared correction of the action by the safety chain (zero when running unfiltered)."""
+    tracking_sigma: float = 0.25
+    """Width of the tracking kernels [(m/s)^2]."""
+    base_height_target: float = 0.28
+    """Desired base height [m]."""
+    soft_joint_limit: float = 0.9
+    """Fraction of the joint range inside which no joint-limit penalty is paid."""
+    feet_air_time_target: float = 0.5
+    """Swing duration that earns zero air-time reward [s]."""
+    only_positive: bool = True
+    """Clip the total reward at zero (legged_gym): avoids learning to end episodes early."""
+
+
+@dataclass(frozen=True)
+class TerminationConfig:
+    """When an episode ends."""
+
+    episode_length_s: float = 20.0
+    """Time limit [s]; reaching it is a truncation, not a termination."""
+    max_tilt: float = 1.0
+    """Angle between base z axis and vertical that counts as a fall [rad]."""
+    contacts: tuple[str, ...] = ("trunk", "thigh")
+    """Bodies whose ground contact is a fall: any of trunk, thigh, calf."""
+    contact_force: float = 1.0
+    """Touch force above which a contact counts [N]."""
+
+    def __post_init__(self) -> None:
+        bad = [c for c in self.contacts if c not in ("trunk", "thigh", "calf")]
+        if bad:
+            raise ConfigError(f"termination.contacts: unknown body group {bad[0]} (choose trunk, thigh, calf)")
+        if self.episode_length_s <= 0 or self.max_tilt <= 0:
+            raise ConfigError("termination: episode_length_s and max_tilt must be positive")
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """Initial-state distribution at reset."""
+
+    joint_noise: float = 0.1
+    """Uniform offset on every joint from the default pose [rad]."""
+    base_velocity: float = 0.3
+    """Uniform initial base linear velocity per horizontal axis [m/s]."""
+    random_yaw: bool = True
+    """Uniform initial heading."""
+
+
+@dataclass(frozen=True)
+class LocomotionConfig:
+    """A velocity-tracking task: everything tunable, saved beside every run."""
+
+    control: ControlConfig = field(default_factory=ControlConfig)
+    """Rates and PD law."""
+    commands: CommandConfig = field(default_factory=CommandConfig)
+    """Command ranges."""
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    """Reward weights."""
+    termination: TerminationConfig = field(default_factory=TerminationConfig)
+    """Episode end conditions."""
+    init: InitConfig = field(default_factory=InitConfig)
+    """Reset distribution."""
+    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+    """Domain randomization ranges and timing."""
+    ang_vel_obs_scale: float = 0.25
+    """Observation scale of the gyro term (legged_gym)."""
+    joint_vel_obs_scale: float = 0.05
+    """Observation scale of the joint velocity term."""
+    num_threads: int = 1
+    """Physics threads (mujoco.rollout); each steps a share of the environments with the GIL released."""
+
+    def __post_init__(self) -> None:
+        if self.num_threads < 1:
+            raise ConfigError("num_threads must be >= 1")
+
+
+# ---- the robot as the task sees it -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LeggedRobot:
+    """What a velocity task needs to know about a legged robot; its model folder provides it."""
+
+    name: str
+    joint_names: list[str]
+    default_joint_pos: np.ndarray
+    torque_limit: np.ndarray
+    velocity_limit: np.ndarray
+    base_body: str
+    feet: list[str]
+    """Touch sensors of the feet are named `<foot>_touch`."""
+    thighs: list[str]
+    calves: list[str]
+    build_model: Callable[[ControlConfig], mujoco.MjModel]
+    """Compiled model with a `home` keyframe, sensors imu_quat/imu_gyro/imu_acc and `<part>_touch`."""
+    source: str = ""
+    """Where the model comes from (provenance)."""
+
+
+# ---- what reward terms see -------------------------------------------------------------------------------------
+@dataclass
+class StepView:
+    """Batched quantities after a policy step (views into the environment's buffers; do not keep them)."""
+
+    base_lin_vel: np.ndarray
+    """(N, 3) base frame [m/s]."""
+    base_ang_vel: np.ndarray
+    base_quat: np.ndarray
+    base_height: np.ndarray
+    joint_pos: np.ndarray
+    joint_vel: np.ndarray
+    torques: np.ndarray
+    """(N, decimation, n) applied actuator torques of every physics step."""
+    action: np.ndarray
+    """(N, n) applied action (after the safety chain)."""
+    last_action: np.ndarray
+    policy_action: np.ndarray
+    """(N, n) clipped action as the policy produced it."""
+    command: np.ndarray
+    feet_touch: np.ndarray
+    thigh_touch: np.ndarray
+    calf_touch: np.ndarray
+    trunk_touch: np.ndarray
+    air_time: np.ndarray
+    """(N, feet) swing time so far, before touchdown resets it."""
+    first_contact: np.ndarray
+    """(N, feet) bool: foot touched down this step."""
+
+
+def r_tracking_lin_vel(s: StepView, c: RewardConfig) -> np.ndarray:
+    err = np.sum(np.square(s.command[:, :2] - s.base_lin_vel[:, :2]), axis=1)
+    return np.exp(-err / c.tracking_sigma)
+
+
+def r_tracking_ang_vel(s: StepView, c: RewardConfig) -> np.ndarray:
+    return np.exp(-np.square(s.command[:, 2] - s.base_ang_vel[:, 2]) / c.tracking_sigma)
+
+
+def r_lin_vel_z(s: StepView, c: RewardConfig) -> np.ndarray:
+    return np.square(s.base_lin_vel[:, 2])
+
+
+def r_ang_vel_xy(s: StepView, c: RewardConfig) -> np.ndarray:
+    return np.sum(np.square(s.base_ang_vel[:, :2]), axis=1)
+
+
+def r_orientation(s: StepView, c: RewardConfig) -> np.ndarray:
+    return np.sum(np.square(projected_gravity(s.base_quat)[:, :2]), axis=1)
+
+
+def r_base_height(s: StepView, c: RewardConfig) -> np.ndarray:
+    return np.square(s.base_height - c.base_height_target)
+
+
+def r_torques(s: StepView, c: RewardConfig) -> np.ndarray:
+    return np.sum(np.square(s.torques), axis=(1, 2)) / s.torques.shape[1]
+
+
+def r_action_rate(s: StepView, c: RewardConfig) -> np.ndarray:
+    return np.sum(np.square(s.action - s.last_action), axis=1)
+
+
+def r_feet_air_time(s: StepView, c: RewardConfig) -> np.ndarray:
+    moving = np.linalg.norm(s.command[:, :2], axis=1) > 0.1
+    return np.sum((s.air_time - c.feet_air_time_target) * s.first_contact, axis=1) * moving
+
+
+def r_collision(s: StepView, c: RewardConfig) -> np.ndarray:
+    return np.sum(s.thigh_touch > 1.0, axis=1) + np.sum(s.calf_touch > 1.0, axis=1)
+
+
+def r_safety_intervention(s: StepView, c: RewardConfig) -> np.ndarray:
+    return np.sum(np.square(s.action - s.policy_action), axis=1)
+
+
+REWARD_TERMS: dict[str, Callable[[StepView, RewardConfig], np.ndarray]] = {
+    "tracking_lin_vel": r_tracking_lin_vel,
+    "tracking_ang_vel": r_tracking_ang_vel,
+    "lin_vel_z": r_lin_vel_z,
+    "ang_vel_xy": r_ang_vel_xy,
+    "orientation": r_orientation,
+    "base_height": r_base_height,
+    "torques": r_torques,
+    "action_rate": r_action_rate,
+    "feet_air_time": r_feet_air_time,
+    "collision": r_collision,
+    "safety_intervention": r_safety_intervention,
+}
+"""Every term named in RewardConfig; the joint-limit term needs the robot's limits and lives on the task."""
+
+
+class LocomotionTask:
+    """A velocity-tracking task for one legged robot: model, contract, commands, rewards, terminations."""
+
+    def __init__(self, name: str, robot: LeggedRobot, cfg: LocomotionConfig) -> None:
+        self.name = name
+        self.robot = robot
+        self.cfg = cfg
+        self.model = robot.build_model(cfg.control)
+        self.decimation = cfg.control.decimation
+        self.max_episode_steps = int(round(cfg.termination.episode_length_s / cfg.control.policy_dt))
+        jids = [self.model.joint(j).id for j in robot.joint_names]
+        lo, hi = self.model.jnt_range[jids, 0].copy(), self.model.jnt_range[jids, 1].copy()
+        mid, half = (lo + hi) / 2, (hi - lo) / 2 * cfg.rewards.soft_joint_limit
+        self.joint_lower, self.joint_upper = lo, hi
+        self._soft_lo, self._soft_hi = mid - half, mid + half
+        self.weights = {k: getattr(cfg.rewards, k) for k in [*REWARD_TERMS, "joint_limits"]}
+        self.contract = self._build_contract()
+
+    # ---- contract ----------------------------------------------------------------------------------------------
+    def joint_inertia(self) -> np.ndarray:
+        """Diagonal of the joint-space mass matrix at the default pose: what the CBF uses as per-joint inertia.
+
+        MuJoCo's M already includes the armature (reflected rotor inertia) on its diagonal.
+        """
+        data = mujoco.MjData(self.model)
+        mujoco.mj_resetDataKeyframe(self.model, data, self.model.key("home").id)
+        mujoco.mj_forward(self.model, data)
+        full = np.zeros((self.model.nv, self.model.nv))
+        mujoco.mj_fullM(self.model, data, full)
+        dofs = [int(self.model.jnt_dofadr[self.model.joint(j).id]) for j in self.robot.joint_names]
+        return np.diag(full)[dofs].copy()
+
+    def _build_contract(self) -> PolicyContract:
+        c, r = self.cfg.control, self.robot
+        n = len(r.joint_names)
+        terms = [ObsTerm("base_ang_vel", 3, scale=self.cfg.ang_vel_obs_scale),
+                 ObsTerm("projected_gravity", 3),
+                 ObsTerm("command", 3),
+                 ObsTerm("joint_pos_rel", n),
+                 ObsTerm("joint_vel", n, scale=self.cfg.joint_vel_obs_scale),
+                 ObsTerm("last_action", n)]
+        cmd = self.cfg.commands
+        return PolicyContract(
+            robot=r.name,
+            joint_names=list(r.joint_names),
+            default_joint_pos=r.default_joint_pos.tolist(),
+            joint_pos_lower=self.joint_lower.tolist(),
+            joint_pos_upper=self.joint_upper.tolist(),
+            joint_vel_limit=r.velocity_limit.tolist(),
+            torque_limit=r.torque_limit.tolist(),
+            kp=[c.kp] * n,
+            kd=[c.kd] * n,
+            policy_rate_hz=1.0 / c.policy_dt,
+            physics_rate_hz=1.0 / c.physics_dt,
+            action=ActionSpec(type="joint_position", scale=c.action_scale, clip=1.0),
+            obs_terms=terms,
+            command_names=["vx", "vy", "yaw_rate"],
+            command_ranges=[tuple(cmd.vx), tuple(cmd.vy), tuple(cmd.yaw_rate)],
+            safety=[{"type": "cbf", "joint_inertia": self.joint_inertia().round(6).tolist()}],
+            provenance={"task": self.name, "backend": f"mujoco {mujoco.__version__}", "model": r.source,
+                        "config": to_dict(self.cfg), "randomization": to_dict(self.cfg.randomization)},
+        )
+
+    # ---- episode -----------------------------------------------------------------------------------------------
+    def sample_commands(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        cmd = self.cfg.commands
+        lo = np.array([cmd.vx[0], cmd.vy[0], cmd.yaw_rate[0]])
+        hi = np.array([cmd.vx[1], cmd.vy[1], cmd.yaw_rate[1]])
+        return rng.uniform(lo, hi, size=(n, 3))
+
+    def initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(qpos, qvel) of one fresh episode: home keyframe, joint noise, random heading and base velocity."""
+        key = self.model.key("home")
+        qpos, qvel = key.qpos.copy(), np.zeros(self.model.nv)
+        init = self.cfg.init
+        jadr = [int(self.model.jnt_qposadr[self.model.joint(j).id]) for j in self.robot.joint_names]
+        qpos[jadr] += rng.uniform(-init.joint_noise, init.joint_noise, size=len(jadr))
+        lo, hi = self.joint_lower, self.joint_upper
+        qpos[jadr] = np.clip(qpos[jadr], lo, hi)
+        if init.random_yaw:
+            yaw = rng.uniform(-np.pi, np.pi)
+            qpos[3:7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        qvel[0:2] = rng.uniform(-init.base_velocity, init.base_velocity, size=2)
+        return qpos, qvel
+
+    # ---- rewards and terminations ------------------------------------------------------------------------------
+    def rewards(self, s: StepView, policy_dt: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Total reward and the weighted terms (each already multiplied by weight and policy period)."""
+        terms: dict[str, np.ndarray] = {}
+        total = np.zeros(s.joint_pos.shape[0])
+        for name, fn in REWARD_TERMS.items():
+            w = self.weights[name]
+            if w != 0.0:
+                terms[name] = fn(s, self.cfg.rewards) * (w * policy_dt)
+                total += terms[name]
+        w = self.weights["joint_limits"]
+        if w != 0.0:
+            out = (np.clip(self._soft_lo - s.joint_pos, 0, None) + np.clip(s.joint_pos - self._soft_hi, 0, None))
+            terms["joint_limits"] = out.sum(axis=1) * (w * policy_dt)
+            total += terms["joint_limits"]
+        if self.cfg.rewards.only_positive:
+            np.clip(total, 0.0, None, out=total)
+        return total, terms
+
+    def terminated(self, s: StepView) -> np.ndarray:
+        t = self.cfg.termination
+        fell = projected_gravity(s.base_quat)[:, 2] > -np.cos(t.max_tilt)
+        groups = {"trunk": s.trunk_touch[:, None], "thigh": s.thigh_touch, "calf": s.calf_touch}
+        for g in t.contacts:
+            fell |= np.any(groups[g] > t.contact_force, axis=1)
+        return fell

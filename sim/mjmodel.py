@@ -1,0 +1,92 @@
+"""MuJoCo model helpers shared by every robot: ground plane, PD actuators compiled from the controllers' law, IMU and
+contact sensors, and ids looked up by name (never hard-coded)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+from robot_rl.controllers import actuator_coefficients
+
+from robot_rl.errors import AssetError
+
+FLOOR = "floor"
+IMU_SITE = "imu"
+
+
+def add_floor(spec: mujoco.MjSpec, friction: float = 1.0) -> None:
+    """Infinite plane with priority 1, so its friction (the randomized one) decides every foot contact."""
+    tex = spec.add_texture(name="grid", type=mujoco.mjtTexture.mjTEXTURE_2D,
+                           builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
+                           rgb1=[0.2, 0.3, 0.4], rgb2=[0.1, 0.2, 0.3], width=512, height=512)
+    mat = spec.add_material(name="grid", texrepeat=[8, 8], reflectance=0.1)
+    mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = tex.name
+    spec.worldbody.add_geom(name=FLOOR, type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05], material="grid",
+                            friction=[friction, 0.005, 0.0001], priority=1, contype=1, conaffinity=1, condim=3)
+    spec.worldbody.add_light(pos=[0, 0, 3], dir=[0, 0, -1], diffuse=[0.8, 0.8, 0.8], castshadow=False)
+
+
+def add_pd_actuators(spec: mujoco.MjSpec, joints: Sequence[str], kp: np.ndarray, kd: np.ndarray,
+                     torque_limit: np.ndarray) -> None:
+    """One `general` actuator per joint realising controllers.pd_torque (ctrl = position target)."""
+    gain, bias, frange = actuator_coefficients(np.asarray(kp), np.asarray(kd), np.ones(len(joints)),
+                                               np.asarray(torque_limit))
+    for i, name in enumerate(joints):
+        act = spec.add_actuator(name=name, target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
+        act.gaintype = mujoco.mjtGain.mjGAIN_FIXED
+        act.biastype = mujoco.mjtBias.mjBIAS_AFFINE
+        act.gainprm[0] = gain[i]
+        act.biasprm[0:3] = bias[i]
+        act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
+        act.forcerange = frange[i]
+        act.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
+
+
+def write_pd(model: mujoco.MjModel, kp: np.ndarray, kd: np.ndarray, strength: np.ndarray | float,
+             torque_limit: np.ndarray) -> None:
+    """Overwrite the actuator law in a compiled model (gain scale, strength, damping mode) without recompiling."""
+    gain, bias, frange = actuator_coefficients(kp, kd, strength, torque_limit)
+    model.actuator_gainprm[:, 0] = gain
+    model.actuator_biasprm[:, 0:3] = bias
+    model.actuator_forcerange[:] = frange
+
+
+def name_ids(model: mujoco.MjModel, objtype: mujoco.mjtObj, names: Sequence[str]) -> np.ndarray:
+    """Ids of named objects; a missing name is an AssetError naming it (a model/task mismatch, not a KeyError)."""
+    ids = []
+    for n in names:
+        i = mujoco.mj_name2id(model, objtype, n)
+        if i < 0:
+            raise AssetError(f"model has no {objtype.name[6:].lower()} named '{n}'")
+        ids.append(i)
+    return np.asarray(ids, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class SensorSlices:
+    """Where each named sensor lives in `sensordata` (looked up once, used every step)."""
+
+    slices: dict[str, slice]
+
+    @classmethod
+    def of(cls, model: mujoco.MjModel) -> SensorSlices:
+        out = {}
+        for i in range(model.nsensor):
+            adr, dim = int(model.sensor_adr[i]), int(model.sensor_dim[i])
+            out[model.sensor(i).name] = slice(adr, adr + dim)
+        return cls(out)
+
+    def columns(self, names: Sequence[str]) -> np.ndarray:
+        """Sensordata columns of several scalar sensors (e.g. four foot touch sensors)."""
+        try:
+            return np.asarray([self.slices[n].start for n in names], dtype=np.int64)
+        except KeyError as exc:
+            raise AssetError(f"model has no sensor named {exc}") from None
+
+
+def state_layout(model: mujoco.MjModel) -> tuple[int, int, int]:
+    """(nstate, qpos offset, qvel offset) of mjSTATE_FULLPHYSICS vectors: [time, qpos, qvel, act, ...]."""
+    nstate = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    return nstate, 1, 1 + model.nq

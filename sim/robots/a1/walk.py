@@ -1,0 +1,47 @@
+"""Task a1_walk: the A1 tracks a (vx, vy, yaw rate) command on flat ground.
+
+Defaults follow legged_gym's A1 flat-terrain config (gains 20 / 0.5, action scale 0.25, 50 Hz policy, 200 Hz
+physics, reward weights) with the randomization ranges of REFERENCE.md. The observation has no base linear
+velocity, so a trained policy runs on a real A1 without a state estimator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from robot_rl.sim.locomotion import (
+    CommandConfig,
+    ControlConfig,
+    InitConfig,
+    LocomotionConfig,
+    LocomotionTask,
+    RewardConfig,
+    TerminationConfig,
+)
+from robot_rl.sim.randomization import RandomizationConfig
+from robot_rl.sim.robots.a1.robot import a1_robot
+
+NAME = "a1_walk"
+
+
+@dataclass(frozen=True)
+class A1WalkConfig(LocomotionConfig):
+    """a1_walk defaults (every section documented in robot_rl.sim.locomotion)."""
+
+    control: ControlConfig = field(default_factory=ControlConfig)
+    """200 Hz physics, 50 Hz policy, kp 20, kd 0.5, action scale 0.25."""
+    commands: CommandConfig = field(default_factory=lambda: CommandConfig(vx=(-1.0, 1.0), vy=(-0.5, 0.5),
+                                                                          yaw_rate=(-1.0, 1.0)))
+    """Command ranges sampled per episode."""
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    """legged_gym-style weights, base height target 0.28 m (the A1 sags from 0.30 m at kp 20)."""
+    termination: TerminationConfig = field(default_factory=TerminationConfig)
+    """Trunk or thigh on the ground, tilt > 1 rad, 20 s time limit."""
+    init: InitConfig = field(default_factory=InitConfig)
+    """Home pose +-0.1 rad per joint, random heading."""
+    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+    """Friction, mass, CoM, strength, gains, latency, sensor noise/bias, pushes."""
+
+
+def make_task(cfg: A1WalkConfig) -> LocomotionTask:
+    return LocomotionTask(NAME, a1_robot(), cfg)

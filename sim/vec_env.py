@@ -1,0 +1,363 @@
+"""Vectorized MuJoCo environment: N worlds in one process, stepped by `mujoco.rollout` in C threads (GIL released).
+
+One policy step = one rollout call over all environments for `decimation` physics steps, with a per-physics-step
+control sequence that realises the action latency (controllers.delayed_indices) and PD actuators that realise
+controllers.pd_torque. Every environment owns its MjModel, so per-episode randomization of friction, mass, CoM and
+actuator gains is a write into that model. Buffers are preallocated; Python loops only run over environments that
+reset. An environment whose state turns non-finite or explodes is reset and counted, never raised.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import mujoco
+import numpy as np
+from mujoco import rollout
+from robot_rl.controllers import delayed_indices
+from robot_rl.sim.locomotion import LocomotionTask, StepView
+from robot_rl.sim.mjmodel import FLOOR, SensorSlices
+from robot_rl.sim.randomization import (
+    EpisodeParams,
+    ModelIds,
+    apply_to_model,
+    next_push_delay,
+    push_velocity,
+    sample_episode_params,
+)
+
+from robot_rl.state import RobotState
+
+_STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
+MAX_QVEL = 1e3
+"""|qvel| above this (rad/s or m/s) counts as a numerical blow-up."""
+
+
+def quat_rotate_inverse(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate world vectors v (N, 3) into the frames of unit quaternions q (N, 4) (w, x, y, z): R(q)^T v."""
+    w, xyz = q[:, :1], q[:, 1:]
+    t = 2.0 * np.cross(xyz, v)
+    return v - w * t + np.cross(xyz, t)
+
+
+def load_safety_chain(contract: Any) -> Any:
+    """The contract's safety chain when robot_rl.safety provides `build_chain`, else None (run unfiltered)."""
+    try:
+        from robot_rl.safety import build_chain  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return build_chain(contract)
+
+
+class MujocoVecEnv:
+    """VecEnv API of docs/interfaces.md over a LocomotionTask."""
+
+    def __init__(self, task: LocomotionTask, num_envs: int, seed: int, safety: bool = True) -> None:
+        self.task = task
+        self.cfg = task.cfg
+        self.contract = task.contract
+        self.num_envs = n = int(num_envs)
+        self.obs_dim = self.contract.obs_dim
+        self.act_dim = self.contract.act_dim
+        self.decimation = dec = task.decimation
+        self.policy_dt = self.cfg.control.policy_dt
+        self.nan_resets = 0
+        self._rng = np.random.default_rng(seed)
+
+        m = self._nominal = task.model
+        if m.jnt_type[0] != mujoco.mjtJoint.mjJNT_FREE:
+            raise ValueError("locomotion models must start with a free joint")
+        self._models = [copy.copy(m) for _ in range(n)]
+        self._ids = ModelIds.lookup(m, FLOOR, task.robot.base_body)
+        self.num_threads = self.cfg.num_threads
+        self._datas = [mujoco.MjData(m) for _ in range(self.num_threads)]
+        self._scratch = mujoco.MjData(m)
+        self._rollout = rollout.Rollout(nthread=self.num_threads if self.num_threads > 1 else 0)
+        nu, nq = m.nu, m.nq
+        self._nstate = mujoco.mj_stateSize(m, _STATE)
+        jq = np.array([m.jnt_qposadr[m.joint(j).id] for j in task.robot.joint_names])
+        jv = np.array([m.jnt_dofadr[m.joint(j).id] for j in task.robot.joint_names])
+        self._jq = slice(1 + jq[0], 2 + jq[-1]) if np.all(np.diff(jq) == 1) else 1 + jq
+        self._jv = slice(1 + nq + jv[0], 2 + nq + jv[-1]) if np.all(np.diff(jv) == 1) else 1 + nq + jv
+
+        # physics buffers
+        self._state = np.zeros((n, self._nstate))
+        self._prev_state = np.zeros_like(self._state)
+        self._out = np.zeros((n, dec, self._nstate))
+        self._sens = np.zeros((n, dec, m.nsensordata))
+        self._ctrl = np.zeros((n, dec, nu))
+        sl = SensorSlices.of(m)
+        self._s_acc = sl.slices["imu_acc"]
+        r = task.robot
+        self._s_feet = sl.columns([f"{f}_touch" for f in r.feet])
+        self._s_thigh = sl.columns([f"{t}_touch" for t in r.thighs])
+        self._s_calf = sl.columns([f"{c}_touch" for c in r.calves])
+        self._s_trunk = sl.slices[f"{r.base_body}_touch"].start
+        self._s_torque = sl.columns([f"{j}_torque" for j in r.joint_names])
+
+        # action path and delay line (policy-rate history of targets, newest first)
+        lat = self.cfg.randomization.latency_steps
+        max_lat = int(np.floor(lat.high)) if self.cfg.randomization.enabled and lat.when == "reset" else 0
+        self._hist_len = max_lat // dec + 2
+        self._default = np.asarray(self.contract.default_joint_pos)
+        self._hist = np.zeros((n, self._hist_len, nu))
+        self._delay_flat = np.zeros((n, dec), np.int64)
+        self._action = np.zeros((n, self.act_dim))
+        self._applied = np.zeros((n, self.act_dim))
+        self._last_action = np.zeros((n, self.act_dim))
+        self._targets = np.zeros((n, nu))
+
+        # episode bookkeeping
+        self._command = np.zeros((n, 3))
+        self._ep_step = np.zeros(n, np.int64)
+        self._ep_return = np.zeros(n)
+        self._ep_track_err = np.zeros(n)
+        self._air_time = np.zeros((n, len(r.feet)))
+        self._last_contact = np.zeros((n, len(r.feet)), bool)
+        self._push_timer = np.full(n, np.inf)
+        self._params = EpisodeParams.nominal(n, nu)
+        self._noisy = RobotState(joint_pos=np.zeros((n, nu)), joint_vel=np.zeros((n, nu)),
+                                 base_quat=np.zeros((n, 4)), base_ang_vel=np.zeros((n, 3)),
+                                 base_lin_acc=np.zeros((n, 3)), timestamp=np.zeros(n))
+        self._observer = self.contract.make_observer((n,))
+        self._reset_observer = self.contract.make_observer((n,))
+        self._obs = np.zeros((n, self.obs_dim), np.float32)
+        self._chain = load_safety_chain(self.contract) if safety else None
+        self._renderer: mujoco.Renderer | None = None
+        self._render_data: mujoco.MjData | None = None
+        self.reset()
+
+    # ---- state views -------------------------------------------------------------------------------------------
+    def _qpos(self) -> np.ndarray:
+        return self._state[:, 1:1 + self._nominal.nq]
+
+    def _qvel(self) -> np.ndarray:
+        nq = self._nominal.nq
+        return self._state[:, 1 + nq:1 + nq + self._nominal.nv]
+
+    def _true_state(self, copy_arrays: bool = False) -> RobotState:
+        qpos, qvel = self._qpos(), self._qvel()
+        quat = qpos[:, 3:7]
+        lin_vel = quat_rotate_inverse(quat, qvel[:, 0:3])
+        c = np.copy if copy_arrays else np.asarray
+        return RobotState(joint_pos=c(self._state[:, self._jq]), joint_vel=c(self._state[:, self._jv]),
+                          base_quat=c(quat), base_ang_vel=c(qvel[:, 3:6]),
+                          base_lin_acc=c(self._sens[:, -1, self._s_acc]),
+                          timestamp=self._ep_step * self.policy_dt, base_lin_vel=lin_vel, base_pos=c(qpos[:, 0:3]),
+                          contacts=self._sens[:, -1, self._s_feet] > 1.0,
+                          joint_effort=c(self._sens[:, -1, self._s_torque]))
+
+    def _observe_state(self, true: RobotState) -> RobotState:
+        """Sensor model: per-episode bias plus white noise on the measured fields (what the policy sees)."""
+        p, s, rng = self._params, self._noisy, self._rng
+        n, nj = true.joint_pos.shape
+        s.joint_pos[:] = true.joint_pos + p.joint_pos_bias + rng.standard_normal((n, nj)) * p.joint_pos_noise[:, None]
+        s.joint_vel[:] = true.joint_vel + rng.standard_normal((n, nj)) * p.joint_vel_noise[:, None]
+        s.base_ang_vel[:] = true.base_ang_vel + p.ang_vel_bias + rng.standard_normal((n, 3)) * p.ang_vel_noise[:, None]
+        s.base_quat[:] = true.base_quat + rng.standard_normal((n, 4)) * p.quat_noise[:, None]
+        s.base_quat /= np.linalg.norm(s.base_quat, axis=1, keepdims=True)
+        s.base_lin_acc[:] = true.base_lin_acc
+        s.timestamp = true.timestamp
+        s.contacts = true.contacts
+        return s
+
+    # ---- reset -------------------------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Reset every environment (re-seeding when `seed` is given); returns raw observations (N, obs_dim)."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        idx = np.arange(self.num_envs)
+        self._reset_envs(idx)
+        self._observer.reset()
+        state = self._observe_state(self._true_state())
+        self._obs[:] = self._observer(state, self._command, self._last_action)
+        self._last_info_randomization = self._params.as_dict()
+        return self._obs.copy()
+
+    def _reset_envs(self, idx: np.ndarray) -> None:
+        task, rng, c = self.task, self._rng, self.contract
+        k = len(idx)
+        params = sample_episode_params(self.cfg.randomization, rng, k, self._nominal.nu)
+        self._params.assign(idx, params)
+        kp, kd, lim = np.asarray(c.kp), np.asarray(c.kd), np.asarray(c.torque_limit)
+        cmds = task.sample_commands(rng, k)
+        self._command[idx] = cmds
+        self._delay_flat[idx] = (idx[:, None] * self._hist_len
+                                 + delayed_indices(self._params.latency_steps[idx], self.decimation))
+        d = self._scratch
+        for i in idx:
+            model = self._models[i]
+            apply_to_model(model, self._nominal, self._ids, self._params, int(i), kp, kd, lim)
+            qpos, qvel = task.initial_state(rng)
+            mujoco.mj_resetData(model, d)
+            d.qpos[:], d.qvel[:] = qpos, qvel
+            d.ctrl[:] = self._default
+            mujoco.mj_forward(model, d)
+            mujoco.mj_getState(model, d, self._state[i], _STATE)
+            self._sens[i, :] = d.sensordata
+        self._hist[idx] = self._default
+        self._last_action[idx] = 0.0
+        self._ep_step[idx] = 0
+        self._ep_return[idx] = 0.0
+        self._ep_track_err[idx] = 0.0
+        self._air_time[idx] = 0.0
+        self._last_contact[idx] = False
+        self._push_timer[idx] = next_push_delay(self.cfg.randomization, rng, k)
+        if self._chain is not None:
+            mask = np.zeros(self.num_envs, bool)
+            mask[idx] = True
+            self._chain.reset(mask)
+
+    # ---- step --------------------------------------------------------------------------------------------------
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        c = self.contract
+        np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_envs, self.act_dim), -c.action.clip,
+                c.action.clip, out=self._action)
+        np.multiply(self._action, c.action.scale, out=self._targets)
+        self._targets += self._default
+        info: dict[str, Any] = {}
+        if self._chain is not None:
+            safe, sinfo = self._chain.certify_batch(self._noisy, self._targets)
+            self._targets[:] = safe
+            np.subtract(self._targets, self._default, out=self._applied)
+            self._applied /= c.action.scale
+            info["safety"] = sinfo
+        else:
+            self._applied[:] = self._action
+            info["safety"] = {}
+
+        # delay line: the physics sub-steps read targets issued 0..k policy steps ago
+        self._hist[:, 1:] = self._hist[:, :-1]
+        self._hist[:, 0] = self._targets
+        np.take(self._hist.reshape(-1, self._nominal.nu), self._delay_flat.reshape(-1), axis=0,
+                out=self._ctrl.reshape(-1, self._nominal.nu))
+
+        self._apply_pushes()
+        self._prev_state[:] = self._state
+        self._rollout.rollout(self._models, self._datas, self._state, self._ctrl, nstep=self.decimation,
+                              state=self._out, sensordata=self._sens, skip_checks=True)
+        self._state[:] = self._out[:, -1]
+        bad = self._unstable()
+        self._ep_step += 1
+
+        true = self._true_state()
+        view = self._step_view(true)
+        reward, terms = self.task.rewards(view, self.policy_dt)
+        terminated = self.task.terminated(view)
+        if bad.any():
+            reward[bad] = 0.0
+            for v in terms.values():
+                v[bad] = 0.0
+            terminated |= bad
+            self.nan_resets += int(bad.sum())
+        truncated = (self._ep_step >= self.task.max_episode_steps) & ~terminated
+        self._ep_return += reward
+        self._ep_track_err += np.linalg.norm(self._command[:, :2] - true.base_lin_vel[:, :2], axis=1)
+
+        obs = self._observer(self._observe_state(true), self._command, self._applied)
+        self._last_action[:] = self._applied
+        done = terminated | truncated
+        info.update(reward_terms=terms, applied_action=self._applied.copy(), nan_resets=self.nan_resets,
+                    final_obs=obs.copy(), episodes=[])
+        if done.any():
+            idx = np.flatnonzero(done)
+            info["episodes"] = [self._episode_record(int(i), bool(terminated[i]), bool(bad[i])) for i in idx]
+            self._reset_envs(idx)
+            self._observer.reset(done)
+            self._reset_observer.reset()
+            fresh = self._reset_observer(self._observe_state(self._true_state()), self._command, self._last_action)
+            obs[idx] = fresh[idx]
+            info["randomization"] = {k: v[idx] for k, v in self._params.as_dict().items()} | {"envs": idx}
+        self._obs[:] = obs
+        return obs, reward, terminated, truncated, info
+
+    def _unstable(self) -> np.ndarray:
+        """Rows whose state is non-finite, exploded, or was reset inside MuJoCo (time went back): restore them."""
+        qvel = self._qvel()
+        bad = ~np.isfinite(self._state).all(axis=1)
+        bad |= np.abs(np.nan_to_num(qvel, nan=0.0)).max(axis=1) > MAX_QVEL
+        bad |= self._state[:, 0] < self._prev_state[:, 0] + 0.5 * self.decimation * self._nominal.opt.timestep
+        if bad.any():
+            self._state[bad] = self._prev_state[bad]
+            self._sens[bad] = 0.0
+        return bad
+
+    def _apply_pushes(self) -> None:
+        self._push_timer -= self.policy_dt
+        due = self._push_timer <= 0.0
+        if due.any():
+            idx = np.flatnonzero(due)
+            qv = 1 + self._nominal.nq
+            self._state[idx, qv:qv + 2] += push_velocity(self.cfg.randomization, self._rng, len(idx))
+            self._push_timer[idx] = next_push_delay(self.cfg.randomization, self._rng, len(idx))
+
+    def _step_view(self, true: RobotState) -> StepView:
+        feet = self._sens[:, -1, self._s_feet]
+        contact = feet > 1.0
+        filt = contact | self._last_contact
+        first = (self._air_time > 0.0) & filt
+        self._air_time += self.policy_dt
+        air = self._air_time.copy()
+        self._air_time *= ~filt
+        self._last_contact[:] = contact
+        return StepView(base_lin_vel=true.base_lin_vel, base_ang_vel=true.base_ang_vel, base_quat=true.base_quat,
+                        base_height=self._qpos()[:, 2], joint_pos=true.joint_pos, joint_vel=true.joint_vel,
+                        torques=self._sens[:, :, self._s_torque], action=self._applied,
+                        last_action=self._last_action, policy_action=self._action, command=self._command,
+                        feet_touch=feet, thigh_touch=self._sens[:, -1, self._s_thigh],
+                        calf_touch=self._sens[:, -1, self._s_calf], trunk_touch=self._sens[:, -1, self._s_trunk],
+                        air_time=air, first_contact=first)
+
+    def _episode_record(self, i: int, terminated: bool, unstable: bool) -> dict[str, Any]:
+        length = int(self._ep_step[i])
+        return {"return": float(self._ep_return[i]), "length": length,
+                "tracking_error": float(self._ep_track_err[i] / max(length, 1)),
+                "fell": terminated and not unstable, "success": not terminated, "unstable": unstable,
+                "command": self._command[i].tolist()}
+
+    # ---- inspection --------------------------------------------------------------------------------------------
+    def get_state(self) -> RobotState:
+        """True (noise-free) batched state, copied."""
+        return self._true_state(copy_arrays=True)
+
+    @property
+    def commands(self) -> np.ndarray:
+        return self._command.copy()
+
+    def set_commands(self, commands: np.ndarray) -> None:
+        """Override the current episode commands (evaluation at a fixed command, e.g. vx = 0.5 m/s)."""
+        self._command[:] = commands
+
+    def model(self, env: int = 0) -> mujoco.MjModel:
+        """The (randomized) model of one environment; read-only by convention."""
+        return self._models[env]
+
+    @property
+    def episode_params(self) -> dict[str, np.ndarray]:
+        """Current per-env randomization values."""
+        return self._params.as_dict()
+
+    def render(self, env: int = 0, width: int = 640, height: int = 480) -> np.ndarray:
+        """RGB frame (H, W, 3) uint8 of one environment, camera tracking its trunk."""
+        m = self._models[env]
+        if self._renderer is None or (self._renderer.width, self._renderer.height) != (width, height):
+            if self._renderer is not None:
+                self._renderer.close()
+            self._renderer = mujoco.Renderer(self._nominal, height=height, width=width)
+            self._render_data = mujoco.MjData(self._nominal)
+        d = self._render_data
+        assert d is not None
+        mujoco.mj_setState(m, d, self._state[env], _STATE)
+        mujoco.mj_forward(m, d)
+        cam = mujoco.MjvCamera()
+        cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+        cam.trackbodyid = self._ids.base_body
+        cam.distance, cam.azimuth, cam.elevation = 1.5, 135.0, -20.0
+        self._renderer.update_scene(d, camera=cam)
+        return self._renderer.render()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
