@@ -238,7 +238,9 @@ class PPO:
                 loss = surrogate + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                # actor and critic clipped separately: a large value gradient must not shrink the policy step
+                torch.nn.utils.clip_grad_norm_([*self.model.actor.parameters(), self.model.log_std], cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.model.critic.parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
                 sums["surrogate"] += float(surrogate.detach())
                 sums["value"] += float(value_loss.detach())

@@ -279,8 +279,9 @@ class Runner:
         return act
 
     # ---- training --------------------------------------------------------------------------------------------
-    def train(self) -> dict[str, Any]:
-        """PPO iterations until the budget is spent; returns the last logged scalars."""
+    def train(self, callback: Callable[[Runner, list[dict[str, Any]]], bool] | None = None) -> dict[str, Any]:
+        """PPO iterations until the budget is spent (or `callback(runner, episodes_this_iteration)` returns False);
+        returns the last logged scalars."""
         from torch.utils.tensorboard import SummaryWriter
 
         cfg, env, ppo = self.cfg, self.env, self.ppo
@@ -341,6 +342,8 @@ class Runner:
                     print(f"[{self.wall_s / 60:5.1f} min, {self.env_steps} steps] {desc}", flush=True)
                 if self.iteration % cfg.checkpoint_every == 0:
                     self.save()
+                if callback is not None and callback(self, episodes) is False:
+                    break
         finally:
             bar.close()
             writer.flush()
