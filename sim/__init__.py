@@ -71,3 +71,14 @@ def make_robot_sim(robot: str, backend: str = "mujoco", params: dict[str, Any] |
     from robot_rl.sim.robot_sim import SimRobot
 
     return SimRobot(robot, params=params, **kwargs)
+
+
+def _register_gymnasium() -> None:
+    from robot_rl.sim.gym_env import register_gym
+    from robot_rl.sim.registry import get_task
+
+    for name in task_names():
+        register_gym(get_task(name))
+
+
+_register_gymnasium()

@@ -2,7 +2,7 @@
 (config, rng, n), written into each environment's own MjModel by functions that look ids up by name.
 
 Timing: `reset` terms are resampled at the start of every episode of that environment; `interval` terms (pushes)
-fire at random intervals inside an episode; `off` disables a term without losing its range.
+fire at random intervals inside an episode; `never` disables a term without losing its range.
 Ranges follow the anchors in REFERENCE.md (legged_gym, walk-these-ways, MuJoCo Playground Go1).
 """
 
@@ -18,7 +18,7 @@ from robot_rl.sim.mjmodel import name_ids, write_pd
 
 from robot_rl.errors import ConfigError
 
-When = Literal["reset", "interval", "off"]
+When = Literal["reset", "interval", "never"]
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,11 @@ class Uniform:
     high: float
     """Upper bound; must be >= low."""
     when: When = "reset"
-    """reset: resampled per episode; interval: at random times inside an episode; off: not applied."""
+    """reset: resampled per episode; interval: at random times inside an episode; never: not applied (not "off", which YAML reads as false)."""
 
     @property
     def active(self) -> bool:
-        return self.when != "off"
+        return self.when != "never"
 
 
 # Field name -> may the range go below zero (an offset) or not (a scale, a std, a count)?
@@ -185,7 +185,7 @@ def push_velocity(cfg: RandomizationConfig, rng: np.random.Generator, n: int) ->
 
 
 def next_push_delay(cfg: RandomizationConfig, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Seconds until the next push, or +inf when pushes are off."""
-    if not cfg.enabled or cfg.push_interval_s.when != "interval" or cfg.push_velocity.when == "off":
+    """Seconds until the next push, or +inf when pushes are disabled."""
+    if not cfg.enabled or cfg.push_interval_s.when != "interval" or cfg.push_velocity.when == "never":
         return np.full(n, np.inf)
     return rng.uniform(cfg.push_interval_s.low, cfg.push_interval_s.high, size=n)
