@@ -30,7 +30,8 @@ class Uniform:
     high: float
     """Upper bound; must be >= low."""
     when: When = "reset"
-    """reset: resampled per episode; interval: at random times inside an episode; never: not applied (not "off", which YAML reads as false)."""
+    """reset: resampled per episode; interval: at random times inside an episode; never: not applied
+    (not "off", which YAML reads as false)."""
 
     @property
     def active(self) -> bool:
