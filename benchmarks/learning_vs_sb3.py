@@ -3,7 +3,8 @@
 Both learners train for the same wall-clock budget, one after the other. The progress signal is the same for both:
 the mean return of the last 10 finished training episodes; "time to threshold" is the first wall-clock second at which
 it reaches --threshold. The final return is a deterministic evaluation (10 episodes, the same evaluation code).
-SB3 uses the RL Zoo hyperparameters for HalfCheetah (with VecNormalize), its defaults otherwise.
+SB3 uses the RL Zoo hyperparameters for HalfCheetah, its defaults otherwise, always with VecNormalize (as the Zoo does
+for MuJoCo tasks). On robot_rl tasks ours trains on the native vectorized env, SB3 through `gymnasium.make`.
 
     nice python benchmarks/learning_vs_sb3.py --env HalfCheetah-v5 --minutes 10 --threshold 1500
 
@@ -60,9 +61,15 @@ class Curve:
             self.time_to_threshold, self.steps_to_threshold = wall, steps
 
 
+# Gymnasium ids of robot_rl tasks: ours trains on the native vectorized env, SB3 on the Gymnasium registration
+NATIVE = {"robot_rl/A1Walk-v0": "a1_walk"}
+
+
 def run_ours(env_id: str, minutes: float, seed: int, threshold: float, extra: list[str]) -> dict[str, Any]:
-    overrides = [f"task=gym:{env_id}", f"seed={seed}", f"max_minutes={minutes}", "eval_episodes=0",
-                 "video=false", "checkpoint_every=1000000", *OURS.get(env_id, []), *extra]
+    task = [f"task={NATIVE[env_id]}"] if env_id in NATIVE else [f"task=gym:{env_id}", "task_overrides=[]",
+                                                                 "eval_overrides=[]"]
+    overrides = [*task, f"seed={seed}", f"max_minutes={minutes}", "eval_episodes=0", "video=false",
+                 "checkpoint_every=1000000", *OURS.get(env_id, []), *extra]
     cfg = load_config(TrainConfig, None, overrides)
     curve = Curve(threshold)
     run_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-ours-{env_id}-{seed}-{os.getpid()}"

@@ -31,6 +31,8 @@ from robot_rl.gym_adapter import GYM_PREFIX, GymVecEnv
 from robot_rl.ppo import PPO, PPOConfig
 
 CHECKPOINT_FORMAT = "robot_rl.checkpoint/1"
+A1_EVAL_OVERRIDES = ("commands.vx=[0.5, 0.5]", "commands.vy=[0.0, 0.0]", "commands.yaw_rate=[0.0, 0.0]")
+"""The issue's time-to-walk criterion: track 0.5 m/s straight ahead."""
 
 
 class CheckpointError(RobotRLError):
@@ -52,10 +54,10 @@ class TrainConfig:
     max_minutes: float = 17.0
     """Stop after this much training wall-clock (0: no time limit); evaluation, video and export come after."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
-    task_overrides: list[str] = field(default_factory=list)
-    """`key.sub=value` overrides of the task config (passed to make_vec_env)."""
-    eval_overrides: list[str] = field(default_factory=list)
-    """Extra task overrides for evaluation only (e.g. a fixed velocity command)."""
+    task_overrides: list[str] = field(default_factory=lambda: ["num_threads=2"])
+    """`key.sub=value` overrides of the task config (passed to make_vec_env); gym: tasks take none."""
+    eval_overrides: list[str] = field(default_factory=lambda: list(A1_EVAL_OVERRIDES))
+    """Extra task overrides for evaluation, video and `robot-rl eval` (default: walk straight at 0.5 m/s)."""
     eval_episodes: int = 10
     """Deterministic evaluation episodes after training (0: skip evaluation)."""
     video: bool = True
@@ -75,6 +77,9 @@ class TrainConfig:
             raise ConfigError("max_env_steps and max_minutes must be non-negative")
         if self.max_env_steps == 0 and self.max_minutes == 0:
             raise ConfigError("set a budget: max_env_steps > 0 or max_minutes > 0")
+        if self.task.startswith(GYM_PREFIX) and (self.task_overrides or self.eval_overrides):
+            raise ConfigError("gym: tasks take no task_overrides/eval_overrides (set task_overrides=[] "
+                              "eval_overrides=[])")
         if self.eval_episodes < 0 or self.checkpoint_every < 1 or self.keep_checkpoints < 1:
             raise ConfigError("eval_episodes must be >= 0, checkpoint_every and keep_checkpoints >= 1")
 
@@ -404,7 +409,10 @@ class Runner:
 
 
 def _accumulate(sums: dict[str, float], key: str, value: Any) -> None:
-    sums[key] = sums.get(key, 0.0) + float(np.mean(value))
+    """Add the mean of a numeric (or boolean) array; other telemetry (names, nested dicts) is not a scalar."""
+    arr = np.asarray(value) if isinstance(value, (np.ndarray, int, float, bool, np.number, list)) else None
+    if arr is not None and arr.dtype.kind in "biuf" and arr.size:
+        sums[key] = sums.get(key, 0.0) + float(arr.mean())
 
 
 def _episode_means(episodes: list[dict[str, Any]]) -> dict[str, float]:

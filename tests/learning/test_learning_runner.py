@@ -24,7 +24,8 @@ from robot_rl.runner import (
     make_env,
 )
 
-PENDULUM = ["task=gym:Pendulum-v1", "num_envs=16", "max_minutes=0", "ppo.num_steps=64", "ppo.gamma=0.9",
+PENDULUM = ["task=gym:Pendulum-v1", "task_overrides=[]", "eval_overrides=[]", "num_envs=16", "max_minutes=0",
+            "ppo.num_steps=64", "ppo.gamma=0.9",
             "ppo.actor_hidden=[64, 64]", "ppo.critic_hidden=[64, 64]", "ppo.init_noise_std=0.5",
             "ppo.entropy_coef=0.0", "eval_episodes=4", "video=false"]
 
@@ -118,7 +119,10 @@ def test_corrupted_checkpoint_is_one_line_error(tmp_path, capsys):
     (["num_envs=0"], "num_envs must be >= 1"),
     (["max_minutes=0", "max_env_steps=0"], "set a budget"),
     (["max_minutes=-1"], "non-negative"),
-    (["task=gym:NoSuchEnv-v0"], "NoSuchEnv"),
+    (["task=gym:NoSuchEnv-v0", "task_overrides=[]", "eval_overrides=[]"], "NoSuchEnv"),
+    (["task=gym:Pendulum-v1"], "gym: tasks take no task_overrides"),
+    (["task=no_such_task"], "unknown task 'no_such_task'"),
+    (["task_overrides=[commands.vx=[1.0, 0.0]]"], "commands.vx"),
     (["ppo.schedule=cosine"], "ppo.schedule"),
 ])
 def test_bad_config_is_one_line_error(overrides, msg, capsys, tmp_path):
@@ -134,6 +138,6 @@ def test_config_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="ppo.num_epochs: expected an integer"):
         load_config(TrainConfig, bad)
     good = tmp_path / "g.yaml"
-    good.write_text("task: gym:Pendulum-v1\nppo:\n  num_epochs: 3\n")
+    good.write_text("task: gym:Pendulum-v1\ntask_overrides: []\neval_overrides: []\nppo:\n  num_epochs: 3\n")
     cfg = load_config(TrainConfig, good, ["ppo.num_steps=8"])
     assert (cfg.task, cfg.ppo.num_epochs, cfg.ppo.num_steps) == ("gym:Pendulum-v1", 3, 8)
