@@ -25,8 +25,8 @@ from robot_rl.contract import PolicyContract
 from robot_rl.state import RobotState
 
 RELAX_LEVELS = ("dt_cbf", "safe_set", "no_torque", "slack")
-"""0: all rows with gamma; 1: gamma = 1 (stay inside the limits); 2: drop torque rows; 3: the interval is still empty:
-the min-max-violation target (midpoint of the crossed bounds), i.e. the large-penalty slack solution."""
+"""0: all rows with gamma; 1: gamma = 1 (stay inside the limits); 2: drop torque rows; 3: the interval is still
+empty: the min-max-violation target (midpoint of the crossed bounds), i.e. the large-penalty slack solution."""
 
 _TOL = 1e-9
 _BIG = 1e20
@@ -61,7 +61,9 @@ class CbfFilter:
                 prev = levels[lv]
                 levels[lv] = rows if prev is None else prev.concat(rows)
         self.rows: list[Rows] = [r for r in levels if r is not None]
-        self.tables = [interval_table(r) for r in self.rows]
+        tables = [interval_table(r) for r in self.rows]
+        r_max = max(t.shape[2] for t in tables)
+        self.tables = [np.concatenate([t, _padding(r_max - t.shape[2], n)], axis=2) for t in tables]
         self.lower, self.upper = lower, upper
         self.weights = np.ones(n) if cfg.weights is None else np.broadcast_to(np.asarray(cfg.weights, float), (n,))
         self.uniform_weights = bool(np.all(self.weights == self.weights[0]))
@@ -130,7 +132,7 @@ class CbfFilter:
             u, slack, iters, solver, n_active, ok = self._coupled(q, v, u_pi, u, lo, hi)
             active += n_active
         status = RELAX_LEVELS[level] if ok else "infeasible"
-        if slack > 1e-6 and level < 3:
+        if slack > 1e-6 and level < len(RELAX_LEVELS) - 1:
             status = "slack"
         diff = u - u_pi
         return u, {"cbf/active": active, "cbf/correction_norm": float(np.sqrt(diff @ diff)),
@@ -228,6 +230,13 @@ class CbfFilter:
         lam = info["lam"]
         n_act = int(np.count_nonzero(np.abs(lam[n + 1:]) > 1e-12)) if m else 0
         return u, float(max(x[n], 0.0)), int(info["iterations"]), "daqp", n_act, True
+
+
+def _padding(rows: int, n: int) -> np.ndarray:
+    """Interval-table rows that bound nothing (K = +inf), to give every relaxation level the same shape."""
+    pad = np.zeros((3, 2, rows, n))
+    pad[0] = np.inf
+    return pad
 
 
 class _Workspace:
