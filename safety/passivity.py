@@ -38,6 +38,8 @@ class PassivityFilter:
         self.injected = 0.0
         """Energy [J] the policy's spring injected since the last reset (tank accounting)."""
         self.batch_injected = np.zeros(0)
+        self.refilled = 0.0
+        """Energy [J] returned to the tank from dissipation since the last reset."""
 
     def _scale(self, tank: np.ndarray | float, q: np.ndarray, v: np.ndarray, u: np.ndarray,
                r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,8 +93,10 @@ class PassivityFilter:
         v = np.asarray(state.joint_vel, dtype=float)
         if q.shape != applied.shape or v.shape != applied.shape or not np.all(np.isfinite(v)):
             return {"passivity/tank": self.tank, "passivity/power": 0.0}
+        before = self.tank
         tank, power = self._charge(self.tank, q, v, applied)
         self.tank = float(tank)
+        self.refilled += max(self.tank - before + float(power) * self.dt, 0.0)
         self.injected += max(float(power), 0.0) * self.dt
         return {"passivity/tank": self.tank, "passivity/power": float(power)}
 
@@ -112,6 +116,7 @@ class PassivityFilter:
         if mask is None:
             self.tank = self.cfg.tank_init
             self.injected = 0.0
+            self.refilled = 0.0
             self.batch_tank[:] = self.cfg.tank_init
             self.batch_injected[:] = 0.0
         elif self.batch_tank.shape[0]:
