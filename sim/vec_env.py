@@ -251,12 +251,13 @@ class MujocoVecEnv:
         view = self._step_view(true)
         reward, terms = self.task.rewards(view, self.policy_dt)
         terminated = self.task.terminated(view)
-        if bad.any():
+        nan_resets = int(bad.sum())
+        if nan_resets:
             reward[bad] = 0.0
             for v in terms.values():
                 v[bad] = 0.0
             terminated |= bad
-            self.nan_resets += int(bad.sum())
+            self.nan_resets += nan_resets
         truncated = (self._ep_step >= self.task.max_episode_steps) & ~terminated
         self._ep_return += reward
         self._ep_track_err += np.linalg.norm(self._command[:, :2] - true.base_lin_vel[:, :2], axis=1)
@@ -264,7 +265,7 @@ class MujocoVecEnv:
         obs = self._observer(self._observe_state(true), self._command, self._applied)
         self._last_action[:] = self._applied
         done = terminated | truncated
-        info.update(reward_terms=terms, applied_action=self._applied.copy(), nan_resets=self.nan_resets,
+        info.update(reward_terms=terms, applied_action=self._applied.copy(), nan_resets=nan_resets,
                     final_obs=obs.copy(), episodes=[])
         if done.any():
             idx = np.flatnonzero(done)

@@ -82,8 +82,8 @@ def test_nan_state_resets_that_env_and_is_counted() -> None:
     assert term[1] and not term[0] and not term[2]
     assert np.all(np.isfinite(obs)) and np.all(np.isfinite(rew)) and rew[1] == 0.0
     assert info["episodes"][0]["unstable"]
-    obs, *_ = env.step(np.zeros((3, 12)))
-    assert np.all(np.isfinite(obs))
+    obs, _, _, _, info = env.step(np.zeros((3, 12)))
+    assert np.all(np.isfinite(obs)) and info["nan_resets"] == 0 and env.nan_resets == 1
 
 
 def test_actions_decode_through_the_contract() -> None:

@@ -1,0 +1,109 @@
+"""Simulation throughput: vectorized env steps/s against a bare mj_step loop on the same model and thread count.
+
+overhead_ratio = env_steps_per_s * decimation / raw_physics_steps_per_s: the share of raw physics speed the
+environment keeps after control, observations, rewards, resets and randomization (1.0 = free). The raw loop is
+measured in short phases interleaved with the environment's and the medians are reported, because a shared machine
+drifts. With --threads > 1 a one-thread environment is interleaved too and `thread_speedup` reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from robot_rl.errors import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=1, help="physics threads (default 1)")
+    parser.add_argument("--num-envs", type=int, default=64, help="environments (default 64)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per phase (default 3)")
+    parser.add_argument("--backend", default="mujoco", choices=["mujoco"], help="simulator backend")
+    parser.add_argument("--task", default="a1_walk", help="registered task (default a1_walk)")
+    parser.add_argument("--safety", action="store_true", help="include the safety chain in the env step")
+
+
+def _make_env(task: str, num_envs: int, threads: int, safety: bool) -> Any:
+    from robot_rl.sim import make_vec_env
+
+    env = make_vec_env(task, num_envs, seed=0, overrides=[f"num_threads={threads}"], safety=safety)
+    rng = np.random.default_rng(0)
+    env.bench_actions = [rng.uniform(-0.5, 0.5, (num_envs, env.act_dim)) for _ in range(16)]
+    for k in range(10):
+        env.step(env.bench_actions[k])
+    return env
+
+
+def _env_rate(env: Any, seconds: float) -> float:
+    steps, start = 0, time.perf_counter()
+    while True:
+        for action in env.bench_actions:
+            env.step(action)
+        steps += len(env.bench_actions)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return steps * env.num_envs / elapsed
+
+
+def _raw_rate(model: mujoco.MjModel, threads: int, seconds: float) -> float:
+    """Bare mj_step loops, one MjData per thread, robot holding its home pose (GIL released inside mj_step)."""
+    counts = [0] * threads
+    stop = threading.Event()
+
+    def work(i: int) -> None:
+        data = mujoco.MjData(model)
+        mujoco.mj_resetDataKeyframe(model, data, model.key("home").id)
+        n = 0
+        while not stop.is_set():
+            for _ in range(200):
+                mujoco.mj_step(model, data)
+            n += 200
+        counts[i] = n
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    time.sleep(seconds)
+    stop.set()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads < 1 or args.num_envs < 1 or args.seconds <= 0:
+        raise ConfigError("--threads and --num-envs must be >= 1, --seconds > 0")
+    env = _make_env(args.task, args.num_envs, args.threads, args.safety)
+    env1 = _make_env(args.task, args.num_envs, 1, args.safety) if args.threads > 1 else None
+    model, dec = env.model(0), env.decimation
+    # Short interleaved phases, medians over rounds: a shared machine's load drifts between phases.
+    rounds = 5
+    phase = args.seconds / rounds
+    env_rates, raw_rates, one_rates = [], [], []
+    for _ in range(rounds):
+        env_rates.append(_env_rate(env, phase))
+        raw_rates.append(_raw_rate(model, args.threads, phase))
+        if env1 is not None:
+            one_rates.append(_env_rate(env1, phase))
+    ratios = [e * dec / r for e, r in zip(env_rates, raw_rates)]
+    result: dict[str, Any] = {
+        "benchmark": "sim", "backend": args.backend, "task": args.task, "threads": args.threads,
+        "num_envs": args.num_envs, "safety": bool(args.safety), "decimation": dec,
+        "env_steps_per_s": round(float(np.median(env_rates)), 1),
+        "raw_physics_steps_per_s": round(float(np.median(raw_rates)), 1),
+        "overhead_ratio": round(float(np.median(ratios)), 3), "mujoco": mujoco.__version__,
+    }
+    env.close()
+    if env1 is not None:
+        env1.close()
+        result["env_steps_per_s_1_thread"] = round(float(np.median(one_rates)), 1)
+        result["thread_speedup"] = round(float(np.median([a / b for a, b in zip(env_rates, one_rates)])), 3)
+    print(f"sim bench: {result['env_steps_per_s']:.0f} env steps/s ({args.num_envs} envs, {args.threads} thread(s)), "
+          f"raw {result['raw_physics_steps_per_s']:.0f} physics steps/s, overhead ratio {result['overhead_ratio']}")
+    return result
