@@ -74,7 +74,8 @@ def test_fall_terminates_and_is_not_truncation() -> None:
     assert info["episodes"][0]["fell"]
 
 
-def test_nan_state_resets_that_env_and_is_counted() -> None:
+def test_nan_state_resets_that_env_and_is_counted(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes its instability warning to ./MUJOCO_LOG.TXT
     env = make_vec_env("a1_walk", 3, seed=0, safety=False, overrides=QUIET)
     env._qvel()[1, 7] = np.nan
     obs, rew, term, trunc, info = env.step(np.zeros((3, 12)))
