@@ -1,0 +1,120 @@
+"""Safety-chain latency: the CBF-QP certify call and the whole chain for the A1 (12 joints), against cvxpy.
+
+cvxpy solves the same QP (weighted distance to the policy target subject to every barrier row of the filter, level
+0, written out densely) in the same run, so `speedup` is a ratio measured on the same machine at the same time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+
+from robot_rl.contract import PolicyContract
+from robot_rl.safety import build_chain
+from robot_rl.state import RobotState
+
+_A1_LOWER = [-0.80, -1.05, -2.70] * 4
+_A1_UPPER = [0.80, 4.19, -0.92] * 4
+
+
+def a1_contract(safety: list[dict[str, Any]]) -> PolicyContract:
+    """A1-sized contract (limits from the URDF in pybullet_data, legged_gym gains, 50 Hz / 200 Hz)."""
+    n = 12
+    return PolicyContract(robot="a1", joint_names=[f"j{i}" for i in range(n)],
+                          default_joint_pos=[0.0, 0.9, -1.8] * 4, joint_pos_lower=_A1_LOWER,
+                          joint_pos_upper=_A1_UPPER, joint_vel_limit=[21.0] * n, torque_limit=[33.5] * n,
+                          kp=[20.0] * n, kd=[0.5] * n, safety=safety)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--iters", type=int, default=3000, help="timed certify calls per figure")
+    parser.add_argument("--cvxpy-iters", type=int, default=100, help="timed cvxpy solves")
+    parser.add_argument("--envs", type=int, default=64, help="environments for the batched figure")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _states(rng: np.random.Generator, c: PolicyContract, k: int) -> list[tuple[RobotState, np.ndarray]]:
+    lo, hi = np.asarray(c.joint_pos_lower), np.asarray(c.joint_pos_upper)
+    out = []
+    for _ in range(k):
+        q = rng.uniform(lo, hi)
+        v = rng.uniform(-5.0, 5.0, q.shape)
+        st = RobotState(joint_pos=q, joint_vel=v, base_quat=np.array([1.0, 0, 0, 0]), base_ang_vel=np.zeros(3),
+                        base_lin_acc=np.zeros(3))
+        out.append((st, q + rng.uniform(-1.0, 1.0, q.shape)))
+    return out
+
+
+def _time(fn: Any, samples: list[Any], iters: int) -> np.ndarray:
+    times = np.empty(iters)
+    for i in range(iters):
+        st, u = samples[i % len(samples)]
+        t0 = time.perf_counter()
+        fn(st, u)
+        times[i] = time.perf_counter() - t0
+    return times * 1e6
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    rng = np.random.default_rng(args.seed)
+    cbf_cfg = {"type": "cbf", "joint_inertia": [0.025, 0.029, 0.017] * 4, "gamma": 0.5}
+    cbf_chain = build_chain(a1_contract([cbf_cfg]))
+    daqp_chain = build_chain(a1_contract([{**cbf_cfg, "solver": "daqp"}]))
+    full = build_chain(a1_contract([{"type": "sanity"}, {"type": "state", "max_tilt": 1.0},
+                                    {"type": "rate_limit", "max_rate": 20.0}, cbf_cfg, {"type": "passivity"}]))
+    samples = _states(rng, cbf_chain.contract, 200)
+    cbf = cbf_chain.cbf
+    assert cbf is not None and daqp_chain.cbf is not None
+    _time(cbf.certify, samples, 200)
+    t_cbf = _time(cbf.certify, samples, args.iters)
+    t_daqp = _time(daqp_chain.cbf.certify, samples, args.iters)
+
+    t_chain = _time(full.certify, samples, args.iters)
+
+    import cvxpy as cp
+
+    n = 12
+    g0, h0 = cbf.rows[0].explicit(samples[0][0].joint_pos, samples[0][0].joint_vel)
+    x = cp.Variable(n)
+    g_par, h_par, u_par = cp.Parameter(g0.shape), cp.Parameter(h0.shape), cp.Parameter(n)
+    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x - u_par)), [g_par @ x <= h_par])
+    t_cvx = np.empty(args.cvxpy_iters)
+    max_diff = 0.0
+    for i in range(args.cvxpy_iters):
+        st, u = samples[i % len(samples)]
+        t0 = time.perf_counter()
+        g, h = cbf.rows[0].explicit(st.joint_pos, st.joint_vel)
+        if g.shape != g0.shape:
+            continue
+        g_par.value, h_par.value, u_par.value = g, h, u
+        prob.solve(solver=cp.CLARABEL if "CLARABEL" in cp.installed_solvers() else None)
+        t_cvx[i] = time.perf_counter() - t0
+        ref, info = cbf.certify(st, u)
+        if info["cbf/level"] == 0 and x.value is not None:
+            max_diff = max(max_diff, float(np.abs(ref - x.value).max()))
+    t_cvx *= 1e6
+
+    num = args.envs
+    bst = [s for s, _ in samples[:num]]
+    batched = RobotState(joint_pos=np.stack([s.joint_pos for s in bst]), joint_vel=np.stack([s.joint_vel for s in bst]),
+                         base_quat=np.tile([1.0, 0, 0, 0], (num, 1)), base_ang_vel=np.zeros((num, 3)),
+                         base_lin_acc=np.zeros((num, 3)))
+    targets = np.stack([u for _, u in samples[:num]])
+    reps = max(args.iters // 20, 20)
+    t_batch = _time(lambda s, u: cbf.certify_batch(batched, targets), [(None, None)], reps)
+    t_chain_batch = _time(lambda s, u: full.certify_batch(batched, targets), [(None, None)], reps)
+    cbf_p50 = float(np.percentile(t_cbf, 50))
+    cvx_p50 = float(np.percentile(t_cvx, 50))
+    return {
+        "cbf_p50_us": round(cbf_p50, 2), "cbf_p99_us": round(float(np.percentile(t_cbf, 99)), 2),
+        "cbf_daqp_p50_us": round(float(np.percentile(t_daqp, 50)), 2),
+        "chain_p50_us": round(float(np.percentile(t_chain, 50)), 2),
+        "chain_p99_us": round(float(np.percentile(t_chain, 99)), 2),
+        "cvxpy_p50_us": round(cvx_p50, 1), "speedup": round(cvx_p50 / cbf_p50, 1),
+        "cvxpy_max_abs_diff": max_diff, "rows": int(g0.shape[0]),
+        "batch_envs": num, "cbf_batch_per_env_us": round(float(np.percentile(t_batch, 50)) / num, 2),
+        "chain_batch_per_env_us": round(float(np.percentile(t_chain_batch, 50)) / num, 2),
+    }
