@@ -59,8 +59,14 @@ class PassivityFilter:
         q = np.asarray(state.joint_pos, dtype=float)
         v = np.asarray(state.joint_vel, dtype=float)
         r = q if self.cbf is None else np.minimum(np.maximum(q, self.cbf.box_lower), self.cbf.box_upper)
-        s, _ = self._scale(self.tank, q, v, targets, r)
-        s = float(s)
+        cfg, kv = self.cfg, self.kp * v
+        budget = (self.tank - cfg.tank_min) / self.dt
+        if self.tank < cfg.tank_max:
+            budget += cfg.refill * float(self.kd @ (v * v))
+        p_ref, p_pol = float(kv @ (r - q)), float(kv @ (targets - r))
+        s = 1.0
+        if p_ref + p_pol > budget and p_pol > 0:
+            s = min(max((budget - p_ref) / p_pol, 0.0), 1.0)
         u = targets if s >= 1.0 else r + s * (targets - r)
         return u, {"passivity/scale": s, "passivity/tank": self.tank}
 

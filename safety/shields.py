@@ -7,6 +7,7 @@ and the chain applies its backup. Each works on one robot (`certify`) and on a b
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -40,8 +41,8 @@ class SanityShield:
             return f"targets have shape {targets.shape}, expected ({n},)"
         if not np.all(np.isfinite(targets)):
             return "targets contain NaN/Inf"
-        out = (targets < self.lower) | (targets > self.upper)
-        if out.any():
+        if (targets < self.lower).any() or (targets > self.upper).any():
+            out = (targets < self.lower) | (targets > self.upper)
             j = int(np.flatnonzero(out)[0])
             return f"target {j} = {targets[j]:.3g} is out of range"
         return ""
@@ -75,9 +76,11 @@ class StateShield:
         cfg = self.cfg
         if cfg.max_tilt is not None:
             quat = np.asarray(state.base_quat, dtype=float)
-            if quat.shape != (4,) or not np.all(np.isfinite(quat)):
-                return "base orientation is missing or not finite"
-            tilt = float(tilt_angle(quat))
+            if quat.shape != (4,):
+                return "base orientation is missing"
+            _, x, y, _ = quat.tolist()
+            cos_tilt = 1.0 - 2.0 * (x * x + y * y)  # world z . base z, as in robot_rl.state.tilt_angle
+            tilt = math.acos(max(-1.0, min(1.0, cos_tilt))) if math.isfinite(cos_tilt) else math.inf
             if tilt > cfg.max_tilt:
                 return f"tilt {tilt:.2f} rad > {cfg.max_tilt:.2f}"
         if cfg.min_base_height is not None and state.base_pos is not None:
