@@ -1,0 +1,111 @@
+"""Implicit Q-Learning (Kostrikov et al. 2022): expectile regression of V on Q, Q on r + gamma V(s'), and
+advantage-weighted regression of the policy; it never queries Q on actions outside the data.
+
+    learner = IQL(policy, IQLConfig(value_loss="huber"))
+    losses = learner.update(batch)
+
+`value_loss="huber"` replaces the squared expectile loss with an expectile-weighted Huber loss (and the Q loss by a
+Huber loss), the robust variant RIQL (Yang et al. 2023) found to hold up on corrupted logs.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from robot_rl.errors import ConfigError
+from robot_rl.offline.buffer import Batch
+from robot_rl.offline.policy import Critic, Policy, ValueNet, soft_update
+
+
+@dataclass(frozen=True)
+class IQLConfig:
+    expectile: float = 0.7
+    """tau of the expectile regression of V on Q (0.5 = mean, -> 1 = max)."""
+    temperature: float = 3.0
+    """beta of the advantage weights exp(beta * A)."""
+    max_weight: float = 100.0
+    """Clip of the advantage weights."""
+    value_loss: Literal["mse", "huber"] = "mse"
+    """Squared (paper) or Huber loss for V and Q (robust to corrupted rewards and outliers)."""
+    huber_delta: float = 1.0
+    """Transition point of the Huber loss."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target critic."""
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    value_lr: float = 3e-4
+    critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    action_clip: float = 1.0
+    """Logged actions are clipped to [-action_clip, action_clip] for the policy's likelihood."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.expectile < 1.0:
+            raise ConfigError(f"iql.expectile must be in (0, 1), got {self.expectile}")
+        if self.temperature < 0 or self.max_weight <= 0 or self.huber_delta <= 0:
+            raise ConfigError("iql: temperature >= 0, max_weight > 0 and huber_delta > 0 are required")
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
+            raise ConfigError("iql: gamma must be in [0, 1] and tau in (0, 1]")
+
+
+class IQL:
+    def __init__(self, policy: Policy, cfg: IQLConfig | None = None) -> None:
+        self.cfg = c = cfg or IQLConfig()
+        self.policy = policy
+        self.critic = Critic(policy.obs_dim, policy.act_dim, c.critic_hidden)
+        self.critic_target = copy.deepcopy(self.critic)
+        self.value = ValueNet(policy.obs_dim, c.critic_hidden)
+        self.actor_opt = torch.optim.Adam(policy.parameters(), lr=c.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=c.value_lr)
+
+    def _loss(self, diff: torch.Tensor) -> torch.Tensor:
+        """Elementwise regression loss of a residual (squared or Huber)."""
+        if self.cfg.value_loss == "huber":
+            return F.huber_loss(diff, torch.zeros_like(diff), reduction="none", delta=self.cfg.huber_delta)
+        return diff.square()
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        c = self.cfg
+        obs_n = self.policy.normalize(batch.obs)
+        next_n = self.policy.normalize(batch.next_obs)
+        action = batch.action.clamp(-c.action_clip, c.action_clip)
+        # V: expectile of the target Q
+        with torch.no_grad():
+            q_t = self.critic_target(obs_n, action).min(0).values
+        v = self.value(obs_n)
+        diff = q_t - v
+        weight = torch.where(diff < 0, 1.0 - c.expectile, c.expectile)
+        value_loss = (weight * self._loss(diff)).mean()
+        self.value_opt.zero_grad(set_to_none=True)
+        value_loss.backward()
+        self.value_opt.step()
+        # Q: one-step backup through V(s')
+        with torch.no_grad():
+            target = batch.reward + c.gamma * (1.0 - batch.terminated) * self.value(next_n)
+        q = self.critic(obs_n, action)
+        critic_loss = self._loss(q - target).mean()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        soft_update(self.critic_target, self.critic, c.tau)
+        # policy: advantage-weighted log-likelihood of the logged action
+        with torch.no_grad():
+            adv = q_t - v.detach()
+            w = torch.exp(c.temperature * adv).clamp(max=c.max_weight)
+        log_prob = self.policy.distribution(obs_n).log_prob(action).sum(-1)
+        actor_loss = -(w * log_prob).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+        with torch.no_grad():
+            self.policy.log_std.clamp_(-5.0, 1.0)
+        return {"loss/value": float(value_loss.detach()), "loss/critic": float(critic_loss.detach()),
+                "loss/actor": float(actor_loss.detach()), "q_mean": float(q.mean()), "adv_mean": float(adv.mean()),
+                "weight_mean": float(w.mean())}
