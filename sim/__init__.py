@@ -17,7 +17,7 @@ from robot_rl.errors import ConfigError
 
 __all__ = ["make_vec_env", "make_robot_sim", "task_names", "task_config"]
 
-BACKENDS = ("mujoco",)
+BACKENDS = ("mujoco", "pybullet")
 
 
 def task_config(task: str) -> Any:
@@ -59,15 +59,30 @@ def make_vec_env(task: str, num_envs: int, seed: int, *, backend: str = "mujoco"
         raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
     spec = get_task(task)
     resolved = resolve_config(task, cfg, overrides)
+    task_obj = spec.make_task(resolved)
+    if backend == "pybullet":
+        from robot_rl.sim.pybullet_backend import make_bullet_vec_env
+
+        return make_bullet_vec_env(task_obj, num_envs, seed, safety=safety)
+    from robot_rl.sim.manipulation import ManipulationTask
+
+    if isinstance(task_obj, ManipulationTask):
+        from robot_rl.sim.manipulation_env import ManipVecEnv
+
+        return ManipVecEnv(task_obj, num_envs, seed, safety=safety)
     from robot_rl.sim.vec_env import MujocoVecEnv
 
-    return MujocoVecEnv(spec.make_task(resolved), num_envs, seed, safety=safety)
+    return MujocoVecEnv(task_obj, num_envs, seed, safety=safety)
 
 
 def make_robot_sim(robot: str, backend: str = "mujoco", params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     """One simulated robot stepped at physics rate with held PD targets (see robot_rl.sim.robot_sim)."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    if backend == "pybullet":
+        from robot_rl.sim.pybullet_backend import BulletSimRobot
+
+        return BulletSimRobot(robot, params=params, **kwargs)
     from robot_rl.sim.robot_sim import SimRobot
 
     return SimRobot(robot, params=params, **kwargs)

@@ -19,7 +19,8 @@ def test_smoke_every_registered_task(task: str) -> None:
     env = make_vec_env(task, 4, seed=0, safety=False)
     obs = env.reset(seed=0)
     assert obs.shape == (4, env.obs_dim) and obs.dtype == np.float32
-    assert env.contract.obs_dim == env.obs_dim and env.act_dim == env.contract.num_joints
+    assert env.contract.obs_dim == env.obs_dim and env.act_dim == env.contract.act_dim
+    assert env.contract.action.type == "ee_delta" or env.act_dim == env.contract.num_joints
     assert type(env.cfg) is type(task_config(task))
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -27,7 +28,9 @@ def test_smoke_every_registered_task(task: str) -> None:
         assert np.all(np.isfinite(obs)) and np.all(np.isfinite(rew))
         assert term.dtype == bool and trunc.dtype == bool
     assert {"final_obs", "reward_terms", "episodes", "applied_action", "safety", "nan_resets"} <= set(info)
-    assert set(info["reward_terms"]) >= {"tracking_lin_vel", "feet_air_time", "collision", "joint_limits"}
+    locomotion = {"tracking_lin_vel", "feet_air_time", "collision", "joint_limits"}
+    manipulation = {"reach", "success", "action_rate"}  # robot_rl.sim.manipulation tasks
+    assert set(info["reward_terms"]) >= (manipulation if task.startswith("panda_") else locomotion)
     frame = env.render(0, 64, 48)
     assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8 and frame.std() > 0
     env.close()

@@ -1,0 +1,433 @@
+"""Manipulation tasks for a fixed-base arm with a gripper: reach, push and pick-and-place.
+
+Config sections, reward terms (named pure functions of a `ManipView`, multiplied by weight and policy period like
+the locomotion terms), success criteria, randomization ranges, and the task object the vectorized environment
+(robot_rl.sim.manipulation_env) drives. A robot folder (e.g. robots/panda) provides an `ArmRobot` and one file per
+task choosing the defaults.
+
+Task quantities reach the policy through `RobotState.extras` and `extra.<key>` observation terms: `ee_pos`,
+`goal_pos`, `ee_to_goal` (reach); `object_pos`, `ee_to_object`, `object_to_goal`, `object_vel` (push, pick-and-place).
+All positions are in the arm's base frame [m].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import mujoco
+import numpy as np
+
+from robot_rl.config import to_dict
+from robot_rl.contract import ActionSpec, ObsTerm, PolicyContract
+from robot_rl.errors import ConfigError
+from robot_rl.sim.randomization import Uniform
+
+TaskKind = Literal["reach", "push", "pick_place"]
+OBJECT = "object"
+"""Scene names every arm model provides: the object (free body, joint and geom of this name), the goal marker
+(mocap body) and the table (geom)."""
+GOAL = "goal"
+TABLE = "table"
+ActionType = Literal["joint_position_delta", "ee_delta"]
+
+
+# ---- config sections -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ArmControlConfig:
+    """Rates, action space and the end-effector controller."""
+
+    physics_dt: float = 0.005
+    """Physics step [s] (200 Hz)."""
+    policy_dt: float = 0.05
+    """Policy period [s] (20 Hz, robosuite's rate); a multiple of physics_dt."""
+    action: ActionType = "ee_delta"
+    """joint_position_delta: q_des = q + scale * a (every joint, gripper included); ee_delta: end-effector
+    displacement scale * a[:3] through controllers.osc, gripper opening a[3] in [-1 closed, 1 open]."""
+    joint_delta_scale: float = 0.05
+    """Largest joint-target step per policy step [rad] (joint_position_delta)."""
+    ee_delta_scale: float = 0.03
+    """Largest end-effector displacement per policy step [m] (ee_delta)."""
+    ik_damping: float = 0.05
+    """Damped-least-squares damping of the end-effector controller [m]."""
+    orientation_gain: float = 0.5
+    """Fraction of the hand's orientation error (to pointing down) corrected per policy step (ee_delta)."""
+    kp_scale: float = 1.0
+    """Scale on the robot's nominal joint stiffness."""
+
+    def __post_init__(self) -> None:
+        if self.physics_dt <= 0 or self.policy_dt <= 0:
+            raise ConfigError("control: physics_dt and policy_dt must be positive")
+        ratio = self.policy_dt / self.physics_dt
+        if abs(ratio - round(ratio)) > 1e-6:
+            raise ConfigError(f"control.policy_dt {self.policy_dt} is not a multiple of physics_dt {self.physics_dt}")
+        for name in ("joint_delta_scale", "ee_delta_scale", "ik_damping", "kp_scale"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"control.{name} must be positive")
+        if not 0.0 <= self.orientation_gain <= 1.0:
+            raise ConfigError("control.orientation_gain must be in [0, 1]")
+
+    @property
+    def decimation(self) -> int:
+        return int(round(self.policy_dt / self.physics_dt))
+
+
+def _box(name: str, lo: tuple[float, float, float], hi: tuple[float, float, float]) -> None:
+    if any(a > b for a, b in zip(lo, hi)):
+        raise ConfigError(f"{name}: low {lo} exceeds high {hi}")
+
+
+@dataclass(frozen=True)
+class ArmInitConfig:
+    """Initial-state distribution: arm pose, object and goal positions (base frame, uniform in boxes)."""
+
+    joint_noise: float = 0.05
+    """Uniform offset on every arm joint from the home pose [rad]."""
+    object_low: tuple[float, float] = (0.45, -0.12)
+    """Lower corner of the object's initial (x, y) [m]."""
+    object_high: tuple[float, float] = (0.60, 0.12)
+    """Upper corner of the object's initial (x, y) [m]."""
+    goal_low: tuple[float, float, float] = (0.35, -0.25, 0.10)
+    """Lower corner of the goal (reach, pick-and-place: absolute; push: z ignored, goal on the table)."""
+    goal_high: tuple[float, float, float] = (0.65, 0.25, 0.45)
+    """Upper corner of the goal."""
+    goal_min_distance: float = 0.0
+    """Push / pick-and-place: the goal is redrawn (up to 10 times) until this far from the object [m]."""
+
+    def __post_init__(self) -> None:
+        if self.joint_noise < 0 or self.goal_min_distance < 0:
+            raise ConfigError("init: joint_noise and goal_min_distance must be >= 0")
+        _box("init.object", (*self.object_low, 0.0), (*self.object_high, 0.0))
+        _box("init.goal", self.goal_low, self.goal_high)
+
+
+@dataclass(frozen=True)
+class ArmRewardConfig:
+    """Weights (per second) of the named terms; 0 disables a term."""
+
+    reach: float = 1.0
+    """1 - tanh(|ee - target| / distance_scale); target is the goal (reach) or the object (push, pick)."""
+    object_to_goal: float = 0.0
+    """1 - tanh(|object - goal| / distance_scale) (pick-and-place: only while the object is lifted)."""
+    lift: float = 0.0
+    """1 when the object is more than lift_height above its resting height."""
+    success: float = 1.0
+    """1 while the success criterion holds."""
+    action_rate: float = -0.01
+    """Squared change of the applied action between policy steps."""
+    joint_vel: float = -0.001
+    """Sum of squared joint velocities."""
+    safety_intervention: float = -0.05
+    """Squared correction of the action by the safety chain (the gripper's 0.2 m/s limit corrects fast gripper
+    commands often, so this stays small)."""
+    distance_scale: float = 0.1
+    """Width of the tanh kernels [m]."""
+    lift_height: float = 0.03
+    """Height above rest that counts as lifted [m]."""
+    success_threshold: float = 0.05
+    """Distance (ee-goal for reach, object-goal otherwise) below which the task is solved [m]."""
+
+    def __post_init__(self) -> None:
+        if self.distance_scale <= 0 or self.success_threshold <= 0 or self.lift_height <= 0:
+            raise ConfigError("rewards: distance_scale, success_threshold and lift_height must be positive")
+
+
+@dataclass(frozen=True)
+class ArmRandomizationConfig:
+    """Per-episode randomization of the arm, the object and the sensors (timing as in sim.randomization)."""
+
+    enabled: bool = True
+    """Master switch; False simulates the nominal world."""
+    object_mass: Uniform = field(default_factory=lambda: Uniform(0.5, 1.5))
+    """Scale on the object's mass (and inertia)."""
+    object_size: Uniform = field(default_factory=lambda: Uniform(0.85, 1.15))
+    """Scale on the object's edge length."""
+    object_friction: Uniform = field(default_factory=lambda: Uniform(0.5, 1.2))
+    """Sliding friction coefficient of every object contact."""
+    joint_damping: Uniform = field(default_factory=lambda: Uniform(0.0, 0.5))
+    """Passive damping added to every arm joint [N m s/rad]."""
+    motor_strength: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
+    """Scale on the PD torque before the torque limit."""
+    kp_scale: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
+    """Scale on the stiffness."""
+    kd_scale: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
+    """Scale on the damping gain."""
+    latency_steps: Uniform = field(default_factory=lambda: Uniform(0, 2))
+    """Action latency in physics steps (integer per episode)."""
+    joint_pos_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 0.005))
+    """Std of white noise on measured joint positions [rad or m]."""
+    joint_vel_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 0.05))
+    """Std of white noise on measured joint velocities."""
+    object_pos_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 0.005))
+    """Std of white noise on the observed object position [m] (a camera-based pose estimate)."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, Uniform):
+                continue
+            if value.low > value.high:
+                raise ConfigError(f"randomization.{f.name}: range is inverted (low {value.low} > high {value.high})")
+            if value.low < 0:
+                raise ConfigError(f"randomization.{f.name}: range must not be negative (low {value.low})")
+            if value.when == "interval":
+                raise ConfigError(f"randomization.{f.name}: manipulation terms apply at reset or never")
+
+
+@dataclass(frozen=True)
+class ArmTerminationConfig:
+    episode_length_s: float = 3.0
+    """Time limit [s] (a truncation)."""
+    object_drop_height: float = -0.05
+    """Object centre below this height (off the table) ends the episode as a failure [m]."""
+
+    def __post_init__(self) -> None:
+        if self.episode_length_s <= 0:
+            raise ConfigError("termination.episode_length_s must be positive")
+
+
+@dataclass(frozen=True)
+class ManipulationConfig:
+    """A manipulation task: everything tunable, saved beside every run."""
+
+    robot: str = "panda"
+    """Registered arm (robot_rl.sim.registry); pick-and-place needs one with a gripper."""
+    control: ArmControlConfig = field(default_factory=ArmControlConfig)
+    """Rates, action space, controller."""
+    rewards: ArmRewardConfig = field(default_factory=ArmRewardConfig)
+    """Reward weights and success threshold."""
+    termination: ArmTerminationConfig = field(default_factory=ArmTerminationConfig)
+    """Episode end conditions."""
+    init: ArmInitConfig = field(default_factory=ArmInitConfig)
+    """Reset distribution."""
+    randomization: ArmRandomizationConfig = field(default_factory=ArmRandomizationConfig)
+    """Domain randomization."""
+    joint_vel_obs_scale: float = 0.1
+    """Observation scale of the joint velocity term."""
+    safety: bool = False
+    """Put the arm CBF (coupled model on the URDF, joint position/velocity limits) into the contract's safety
+    chain, so training and deployment run it. Off by default: on 2 cores it costs about 5x the environment
+    throughput and corrects a large share of exploratory actions (docs/manipulation.md)."""
+    num_threads: int = 1
+    """Physics threads (mujoco.rollout)."""
+
+    def __post_init__(self) -> None:
+        if self.num_threads < 1:
+            raise ConfigError("num_threads must be >= 1")
+
+
+# ---- the arm as the task sees it -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ArmRobot:
+    """What a manipulation task needs to know about an arm; its robot folder provides it."""
+
+    name: str
+    joint_names: list[str]
+    """Contract joints: arm joints, then the gripper joint (one actuated finger; the other is coupled)."""
+    arm_joints: int
+    """How many of joint_names are arm joints (the rest is the gripper)."""
+    default_joint_pos: np.ndarray
+    kp: np.ndarray
+    kd: np.ndarray
+    torque_limit: np.ndarray
+    velocity_limit: np.ndarray
+    ee_site: str
+    """Site at the grasp point."""
+    build_model: Callable[[ArmControlConfig, TaskKind], mujoco.MjModel]
+    """Compiled scene: arm, table, `object` (free body, geom `object`) and `goal` (mocap body), `home` key."""
+    mimic_joints: tuple[str, ...] = ()
+    """Joints that copy the gripper joint (coupled finger), set with it at reset."""
+    urdf: str = ""
+    """The URDF the model is built from (the PyBullet backend loads the same file)."""
+    source: str = ""
+
+    @property
+    def has_gripper(self) -> bool:
+        return len(self.joint_names) > self.arm_joints
+
+
+# ---- what reward terms see -------------------------------------------------------------------------------------
+@dataclass
+class ManipView:
+    """Batched quantities after a policy step (views; do not keep them)."""
+
+    ee_pos: np.ndarray
+    goal: np.ndarray
+    object_pos: np.ndarray
+    object_rest_z: np.ndarray
+    """(N,) object centre height when resting on the table."""
+    joint_vel: np.ndarray
+    action: np.ndarray
+    last_action: np.ndarray
+    policy_action: np.ndarray
+    kind: str
+
+
+def _target(s: ManipView) -> np.ndarray:
+    return s.goal if s.kind == "reach" else s.object_pos
+
+
+def lifted(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
+    return s.object_pos[:, 2] > s.object_rest_z + c.lift_height
+
+
+def task_distance(s: ManipView) -> np.ndarray:
+    """The distance the success criterion is about: ee-goal (reach) or object-goal."""
+    other = s.ee_pos if s.kind == "reach" else s.object_pos
+    return np.linalg.norm(s.goal - other, axis=1)
+
+
+def r_reach(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
+    return 1.0 - np.tanh(np.linalg.norm(_target(s) - s.ee_pos, axis=1) / c.distance_scale)
+
+
+def r_object_to_goal(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
+    value = 1.0 - np.tanh(np.linalg.norm(s.goal - s.object_pos, axis=1) / c.distance_scale)
+    return value * lifted(s, c) if s.kind == "pick_place" else value
+
+
+def r_lift(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
+    return lifted(s, c).astype(np.float64)
+
+
+def r_success(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
+    return (task_distance(s) < c.success_threshold).astype(np.float64)
+
+
+def r_action_rate(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
+    return np.sum(np.square(s.action - s.last_action), axis=1)
+
+
+def r_joint_vel(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
+    return np.sum(np.square(s.joint_vel), axis=1)
+
+
+def r_safety_intervention(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
+    return np.sum(np.square(s.action - s.policy_action), axis=1)
+
+
+REWARD_TERMS: dict[str, Callable[[ManipView, ArmRewardConfig], np.ndarray]] = {
+    "reach": r_reach,
+    "object_to_goal": r_object_to_goal,
+    "lift": r_lift,
+    "success": r_success,
+    "action_rate": r_action_rate,
+    "joint_vel": r_joint_vel,
+    "safety_intervention": r_safety_intervention,
+}
+"""Every weighted term named in ArmRewardConfig."""
+
+
+def obs_keys(kind: str) -> list[str]:
+    """`extra.<key>` quantities the task observes (each 3 wide)."""
+    if kind == "reach":
+        return ["ee_pos", "goal_pos", "ee_to_goal"]
+    return ["ee_pos", "object_pos", "ee_to_object", "goal_pos", "object_to_goal", "object_vel"]
+
+
+class ManipulationTask:
+    """A manipulation task for one arm: model, contract, reset distribution, rewards, success, terminations."""
+
+    def __init__(self, name: str, kind: TaskKind, robot: ArmRobot, cfg: ManipulationConfig) -> None:
+        if not isinstance(robot, ArmRobot):
+            raise ConfigError(f"task {name}: robot '{getattr(robot, 'name', robot)}' is not an arm")
+        if kind == "pick_place" and not robot.has_gripper:
+            raise ConfigError(f"task {name}: robot '{robot.name}' has no gripper, pick-and-place needs one")
+        self.name = name
+        self.kind = kind
+        self.robot = robot
+        self.cfg = cfg
+        self.model = robot.build_model(cfg.control, kind)
+        self.decimation = cfg.control.decimation
+        self.max_episode_steps = int(round(cfg.termination.episode_length_s / cfg.control.policy_dt))
+        m = self.model
+        jids = [m.joint(j).id for j in robot.joint_names]
+        self.joint_lower, self.joint_upper = m.jnt_range[jids, 0].copy(), m.jnt_range[jids, 1].copy()
+        self.kp = robot.kp * cfg.control.kp_scale
+        self.weights = {k: getattr(cfg.rewards, k) for k in REWARD_TERMS}
+        self.contract = self._build_contract()
+
+    @property
+    def act_dim(self) -> int:
+        if self.cfg.control.action == "ee_delta":
+            return 3 + (1 if self.robot.has_gripper else 0)
+        return len(self.robot.joint_names)
+
+    def _build_contract(self) -> PolicyContract:
+        c, r = self.cfg.control, self.robot
+        n = len(r.joint_names)
+        terms = [ObsTerm("joint_pos_rel", n), ObsTerm("joint_vel", n, scale=self.cfg.joint_vel_obs_scale)]
+        terms += [ObsTerm(f"extra.{k}", 3) for k in obs_keys(self.kind)]
+        terms.append(ObsTerm("last_action", self.act_dim))
+        if c.action == "ee_delta":
+            action = ActionSpec(type="ee_delta", scale=c.ee_delta_scale, clip=1.0, dim=self.act_dim,
+                                gripper=r.has_gripper)
+        else:
+            action = ActionSpec(type="joint_position_delta", scale=c.joint_delta_scale, clip=1.0, dim=n,
+                                gripper=r.has_gripper)
+        safety = [{"type": "cbf", "model": "coupled", "urdf": r.urdf}] if self.cfg.safety else []
+        return PolicyContract(
+            robot=r.name,
+            joint_names=list(r.joint_names),
+            default_joint_pos=r.default_joint_pos.tolist(),
+            joint_pos_lower=self.joint_lower.tolist(),
+            joint_pos_upper=self.joint_upper.tolist(),
+            joint_vel_limit=r.velocity_limit.tolist(),
+            torque_limit=r.torque_limit.tolist(),
+            kp=self.kp.tolist(),
+            kd=r.kd.tolist(),
+            policy_rate_hz=1.0 / c.policy_dt,
+            physics_rate_hz=1.0 / c.physics_dt,
+            action=action,
+            obs_terms=terms,
+            safety=safety,
+            provenance={"task": self.name, "backend": f"mujoco {mujoco.__version__}", "model": r.source,
+                        "config": to_dict(self.cfg), "randomization": to_dict(self.cfg.randomization),
+                        "controller": {"type": "controllers.osc.EndEffectorController", "ee_site": r.ee_site,
+                                       "arm_joints": r.arm_joints, "ik_damping": c.ik_damping,
+                                       "orientation_gain": c.orientation_gain}},
+        )
+
+    # ---- episode -----------------------------------------------------------------------------------------------
+    def sample_object_goal(self, rng: np.random.Generator, rest_z: float) -> tuple[np.ndarray, np.ndarray]:
+        """Object (x, y, rest_z) and goal (x, y, z) of one episode."""
+        init = self.cfg.init
+        obj = np.array([*rng.uniform(init.object_low, init.object_high), rest_z])
+        goal = rng.uniform(init.goal_low, init.goal_high)
+        for _ in range(10):
+            if np.linalg.norm(goal[:2] - obj[:2]) >= init.goal_min_distance:
+                break
+            goal = rng.uniform(init.goal_low, init.goal_high)
+        if self.kind == "push":
+            goal[2] = rest_z
+        elif self.kind == "reach":
+            obj[:2] = init.object_low  # parked out of the way; reach ignores it
+        return obj, goal
+
+    def initial_joints(self, rng: np.random.Generator) -> np.ndarray:
+        q = self.robot.default_joint_pos.copy()
+        na = self.robot.arm_joints
+        q[:na] += rng.uniform(-self.cfg.init.joint_noise, self.cfg.init.joint_noise, size=na)
+        return np.clip(q, self.joint_lower, self.joint_upper)
+
+    # ---- rewards, success, terminations -------------------------------------------------------------------------
+    def rewards(self, s: ManipView, policy_dt: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Total reward and the weighted terms (each multiplied by weight and policy period)."""
+        terms: dict[str, np.ndarray] = {}
+        total = np.zeros(s.ee_pos.shape[0])
+        for name, fn in REWARD_TERMS.items():
+            w = self.weights[name]
+            if w != 0.0:
+                terms[name] = fn(s, self.cfg.rewards) * (w * policy_dt)
+                total += terms[name]
+        return total, terms
+
+    def success(self, s: ManipView) -> np.ndarray:
+        return task_distance(s) < self.cfg.rewards.success_threshold
+
+    def terminated(self, s: ManipView) -> np.ndarray:
+        if self.kind == "reach":
+            return np.zeros(s.ee_pos.shape[0], bool)
+        return s.object_pos[:, 2] < self.cfg.termination.object_drop_height

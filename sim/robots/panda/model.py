@@ -1,0 +1,160 @@
+"""Franka Emika Panda for MuJoCo, built at run time with MjSpec from the URDF that `pybullet_data` ships, so MuJoCo
+and PyBullet simulate the same kinematics, inertias and collision meshes.
+
+The URDF's meshes are `package://meshes/...`; the builder points them at the pybullet_data folder (nothing is
+copied) and raises AssetError naming any file that is missing. Added here: a table, a cube (`object`, free joint),
+a goal marker (`goal`, mocap body), an `ee` site at the grasp point, PD actuators realising controllers.pd_torque
+with the URDF effort limits on the seven arm joints and on finger 1 (finger 2 follows through the URDF's `mimic`,
+which MuJoCo imports as a joint equality), and gravity compensation of the arm (`gravcomp`), as the Panda's own
+firmware compensates gravity under its torque interface.
+
+Only the hand, the fingers, the cube and the table collide (arm links are visual-only), which keeps the contact
+count small; the same filter is applied in PyBullet.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from robot_rl.errors import AssetError
+from robot_rl.sim.manipulation import GOAL, OBJECT, TABLE
+from robot_rl.sim.mjmodel import add_pd_actuators
+
+ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
+GRIPPER_JOINT = "panda_finger_joint1"
+JOINT_NAMES = [*ARM_JOINTS, GRIPPER_JOINT]
+"""Contract order: the seven arm joints from the base, then the actuated finger."""
+HOME = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.04])
+"""Home pose (franka_ros 'ready'), fingers open."""
+KP = np.array([600.0, 600.0, 600.0, 600.0, 250.0, 150.0, 50.0, 500.0])
+"""Joint stiffness [N m/rad, N/m]: franka_ros joint impedance example; finger 500 N/m."""
+KD = np.array([50.0, 50.0, 50.0, 20.0, 20.0, 20.0, 10.0, 5.0])
+"""Joint damping gains [N m s/rad, N s/m]."""
+COLLIDING = ("panda_hand", "panda_leftfinger", "panda_rightfinger")
+MIMIC_JOINT = "panda_finger_joint2"
+EE_SITE = "ee"
+CUBE_HALF = 0.02
+"""Nominal half edge of the cube [m]."""
+CUBE_MASS = 0.1
+TABLE_HALF = (0.55, 0.6, 0.025)
+TABLE_POS = (0.45, 0.0, -0.025)
+"""Table top at z = 0 under the arm's base."""
+
+
+def urdf_path() -> Path:
+    try:
+        import pybullet_data
+    except ImportError:
+        raise AssetError("Panda model needs pybullet_data (pip install pybullet): franka_panda/panda.urdf "
+                         "not found") from None
+    path = Path(pybullet_data.getDataPath()) / "franka_panda" / "panda.urdf"
+    if not path.is_file():
+        raise AssetError(f"Panda URDF not found: {path}")
+    return path
+
+
+def urdf_limits(path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(effort, velocity) limits of JOINT_NAMES as the URDF states them."""
+    import xml.etree.ElementTree as ET
+
+    path = path or urdf_path()
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise AssetError(f"cannot read Panda URDF {path}: {exc}") from None
+    by_name = {j.get("name"): j.find("limit") for j in root.findall("joint")}
+    try:
+        effort = [float(by_name[n].get("effort")) for n in JOINT_NAMES]  # type: ignore[union-attr]
+        vel = [float(by_name[n].get("velocity")) for n in JOINT_NAMES]  # type: ignore[union-attr]
+    except (KeyError, AttributeError, TypeError):
+        raise AssetError(f"{path}: missing a <limit> of {', '.join(JOINT_NAMES)}") from None
+    return np.array(effort), np.array(vel)
+
+
+def _resolve_meshes(text: str, folder: Path, path: Path) -> str:
+    """Replace `package://` mesh paths by absolute ones inside `folder`; AssetError naming a missing file."""
+
+    def fix(m: re.Match[str]) -> str:
+        target = folder / m.group(1)
+        if not target.is_file():
+            raise AssetError(f"{path}: mesh {target} not found")
+        return f'filename="{target}"'
+
+    return re.sub(r'filename="package://([^"]+)"', fix, text)
+
+
+def build_spec(physics_dt: float = 0.005, kp: np.ndarray = KP, kd: np.ndarray = KD,
+               urdf: Path | None = None) -> mujoco.MjSpec:
+    """Panda + table + cube + goal marker as an editable MjSpec."""
+    path = urdf if urdf is not None else urdf_path()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise AssetError(f"cannot read Panda URDF {path}: {exc.strerror}") from None
+    text = _resolve_meshes(text, path.parent, path)
+    ext = '<mujoco><compiler strippath="false" discardvisual="true" fusestatic="false"/></mujoco>'
+    text, count = re.subn(r"(<robot[^>]*>)", lambda m: m.group(1) + ext, text, count=1)
+    if count != 1:
+        raise AssetError(f"{path}: no <robot> element")
+    try:
+        spec = mujoco.MjSpec.from_string(text)
+    except ValueError as exc:
+        raise AssetError(f"{path}: MuJoCo cannot parse it ({exc})") from None
+    spec.modelname = "panda"
+    opt = spec.option
+    opt.timestep = physics_dt
+    opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    opt.iterations = 20
+    opt.ls_iterations = 10
+    spec.visual.global_.offwidth = 1280
+    spec.visual.global_.offheight = 720
+    effort, _ = urdf_limits(path)
+
+    for g in spec.geoms:
+        if g.parent.name in COLLIDING:
+            g.contype, g.conaffinity, g.condim = 2, 1, 4
+            g.friction[0] = 1.0
+        else:
+            g.contype = g.conaffinity = 0
+    for b in spec.bodies:
+        if b.name.startswith("panda_") and b.name != "panda_link0":
+            b.gravcomp = 1.0
+    spec.body("panda_grasptarget").add_site(name=EE_SITE, size=[0.01, 0, 0], rgba=[1, 0, 0, 0.5])
+    _add_scene(spec)
+    add_pd_actuators(spec, JOINT_NAMES, np.asarray(kp, float), np.asarray(kd, float), effort)
+    return spec
+
+
+def _add_scene(spec: mujoco.MjSpec) -> None:
+    world = spec.worldbody
+    world.add_light(pos=[0.5, 0, 2.0], dir=[0, 0, -1], diffuse=[0.8, 0.8, 0.8], castshadow=False)
+    world.add_geom(name=TABLE, type=mujoco.mjtGeom.mjGEOM_BOX, size=list(TABLE_HALF), pos=list(TABLE_POS),
+                   rgba=[0.55, 0.45, 0.35, 1], friction=[1.0, 0.005, 0.0001], contype=1, conaffinity=1, condim=3)
+    obj = world.add_body(name=OBJECT, pos=[0.5, 0.0, CUBE_HALF])
+    obj.add_freejoint(name=OBJECT)
+    # priority 1: the object's (randomized) friction decides all of its contacts, like PyBullet's product rule
+    # with every other surface at friction 1
+    obj.add_geom(name=OBJECT, type=mujoco.mjtGeom.mjGEOM_BOX, size=[CUBE_HALF] * 3, mass=CUBE_MASS,
+                 rgba=[0.85, 0.2, 0.2, 1], friction=[1.0, 0.005, 0.0001], priority=1, contype=1, conaffinity=1,
+                 condim=4)
+    goal = world.add_body(name=GOAL, mocap=True, pos=[0.5, 0.2, 0.2])
+    goal.add_geom(name=GOAL, type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[0.02, 0, 0], rgba=[0.2, 0.8, 0.2, 0.5],
+                  contype=0, conaffinity=0)
+
+
+def build_model(physics_dt: float = 0.005, kp: np.ndarray = KP, kd: np.ndarray = KD) -> mujoco.MjModel:
+    """Compiled scene with a `home` keyframe (HOME pose, cube resting at (0.5, 0), targets at HOME)."""
+    spec = build_spec(physics_dt, kp, kd)
+    model = spec.compile()
+    qpos = np.zeros(model.nq)
+    for name, value in zip(JOINT_NAMES, HOME):
+        qpos[model.jnt_qposadr[model.joint(name).id]] = value
+    qpos[model.jnt_qposadr[model.joint(MIMIC_JOINT).id]] = HOME[-1]
+    adr = model.jnt_qposadr[model.joint(OBJECT).id]
+    qpos[adr:adr + 7] = [0.5, 0.0, CUBE_HALF, 1, 0, 0, 0]
+    spec.add_key(name="home", qpos=qpos, ctrl=HOME)
+    return spec.compile()

@@ -1,0 +1,35 @@
+"""Task panda_pick_place: grasp the cube and hold it at a goal in the air (6 s episodes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from robot_rl.sim.manipulation import (
+    ArmInitConfig,
+    ArmRewardConfig,
+    ArmTerminationConfig,
+    ManipulationConfig,
+    ManipulationTask,
+)
+from robot_rl.sim.registry import get_robot
+
+NAME = "panda_pick_place"
+
+
+@dataclass(frozen=True)
+class PandaPickPlaceConfig(ManipulationConfig):
+    """panda_pick_place defaults (sections documented in robot_rl.sim.manipulation)."""
+
+    rewards: ArmRewardConfig = field(default_factory=lambda: ArmRewardConfig(reach=1.0, lift=1.0,
+                                                                             object_to_goal=4.0, success=4.0))
+    """Approach, lift (more than 3 cm), carry to the goal while lifted, bonus within 5 cm."""
+    termination: ArmTerminationConfig = field(default_factory=lambda: ArmTerminationConfig(episode_length_s=6.0))
+    """120 policy steps."""
+    init: ArmInitConfig = field(default_factory=lambda: ArmInitConfig(
+        object_low=(0.45, -0.10), object_high=(0.55, 0.10), goal_low=(0.40, -0.15, 0.10),
+        goal_high=(0.60, 0.15, 0.30)))
+    """Goal 10-30 cm above the table."""
+
+
+def make_task(cfg: PandaPickPlaceConfig) -> ManipulationTask:
+    return ManipulationTask(NAME, "pick_place", get_robot(cfg.robot).make_robot(), cfg)

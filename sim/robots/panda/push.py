@@ -1,0 +1,35 @@
+"""Task panda_push: push a cube across the table to a goal on the table (5 s episodes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from robot_rl.sim.manipulation import (
+    ArmInitConfig,
+    ArmRewardConfig,
+    ArmTerminationConfig,
+    ManipulationConfig,
+    ManipulationTask,
+)
+from robot_rl.sim.registry import get_robot
+
+NAME = "panda_push"
+
+
+@dataclass(frozen=True)
+class PandaPushConfig(ManipulationConfig):
+    """panda_push defaults (sections documented in robot_rl.sim.manipulation)."""
+
+    rewards: ArmRewardConfig = field(default_factory=lambda: ArmRewardConfig(reach=0.5, object_to_goal=2.0,
+                                                                             success=2.0))
+    """Approach the cube, move it to the goal, bonus within 5 cm."""
+    termination: ArmTerminationConfig = field(default_factory=lambda: ArmTerminationConfig(episode_length_s=5.0))
+    """100 policy steps; the cube leaving the table ends the episode."""
+    init: ArmInitConfig = field(default_factory=lambda: ArmInitConfig(
+        object_low=(0.45, -0.10), object_high=(0.55, 0.10), goal_low=(0.40, -0.15, 0.0),
+        goal_high=(0.65, 0.15, 0.0), goal_min_distance=0.08))
+    """Cube in a 10 x 20 cm patch, goal 8 cm or more away on the table."""
+
+
+def make_task(cfg: PandaPushConfig) -> ManipulationTask:
+    return ManipulationTask(NAME, "push", get_robot(cfg.robot).make_robot(), cfg)

@@ -1,0 +1,33 @@
+"""Task panda_reach: move the grasp point to a random target in the workspace (3 s episodes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from robot_rl.sim.manipulation import (
+    ArmInitConfig,
+    ArmRewardConfig,
+    ArmTerminationConfig,
+    ManipulationConfig,
+    ManipulationTask,
+)
+from robot_rl.sim.registry import get_robot
+
+NAME = "panda_reach"
+
+
+@dataclass(frozen=True)
+class PandaReachConfig(ManipulationConfig):
+    """panda_reach defaults (sections documented in robot_rl.sim.manipulation)."""
+
+    rewards: ArmRewardConfig = field(default_factory=lambda: ArmRewardConfig(reach=1.0, success=1.0))
+    """Dense distance kernel plus a bonus inside 5 cm."""
+    termination: ArmTerminationConfig = field(default_factory=lambda: ArmTerminationConfig(episode_length_s=3.0))
+    """60 policy steps."""
+    init: ArmInitConfig = field(default_factory=lambda: ArmInitConfig(goal_low=(0.30, -0.25, 0.10),
+                                                                      goal_high=(0.65, 0.25, 0.45)))
+    """Targets in a 35 x 50 x 35 cm box in front of the arm."""
+
+
+def make_task(cfg: PandaReachConfig) -> ManipulationTask:
+    return ManipulationTask(NAME, "reach", get_robot(cfg.robot).make_robot(), cfg)
