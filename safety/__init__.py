@@ -14,12 +14,13 @@ from robot_rl.safety.config import (
     StateShieldConfig,
     WorkspaceConfig,
 )
-from robot_rl.safety.kinematics import SerialChain
+from robot_rl.safety.coupled import CoupledModel
+from robot_rl.safety.kinematics import JointSpaceDynamics, SerialChain
 from robot_rl.safety.passivity import PassivityFilter
 from robot_rl.safety.shields import RateLimiter, SanityShield, StateShield
 
 __all__ = [
-    "CONFIGS", "RELAX_LEVELS", "CbfConfig", "CbfFilter", "PassivityConfig", "PassivityFilter", "RateLimitConfig",
-    "RateLimiter", "SafetyChain", "SanityConfig", "SanityShield", "SerialChain", "StateShield", "StateShieldConfig",
-    "WorkspaceConfig", "build_chain", "parse_safety",
+    "CONFIGS", "RELAX_LEVELS", "CbfConfig", "CbfFilter", "CoupledModel", "JointSpaceDynamics", "PassivityConfig",
+    "PassivityFilter", "RateLimitConfig", "RateLimiter", "SafetyChain", "SanityConfig", "SanityShield", "SerialChain",
+    "StateShield", "StateShieldConfig", "WorkspaceConfig", "build_chain", "parse_safety",
 ]

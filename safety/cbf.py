@@ -17,11 +17,12 @@ from typing import Any
 
 import daqp
 import numpy as np
-from robot_rl.safety.config import CbfConfig, WorkspaceConfig
-from robot_rl.safety.kinematics import SerialChain
-from robot_rl.safety.model import Rows, barrier_rows, interval_table, pd_response
 
 from robot_rl.contract import PolicyContract
+from robot_rl.safety.config import CbfConfig, WorkspaceConfig
+from robot_rl.safety.coupled import CoupledModel, CoupledRows
+from robot_rl.safety.kinematics import SerialChain
+from robot_rl.safety.model import Rows, barrier_rows, interval_table, pd_response
 from robot_rl.state import RobotState
 
 RELAX_LEVELS = ("dt_cbf", "safe_set", "no_torque", "slack")
@@ -51,8 +52,10 @@ class CbfFilter:
         dec, dt = contract.decimation, 1.0 / contract.physics_rate_hz
         steps = (cfg.lookahead_periods + 1) * dec
         levels: list[Rows | None] = [None, None, None]
+        self.coupled = CoupledModel(contract, cfg) if cfg.model == "coupled" else None
+        """Mass-matrix model (arms): rows rebuilt per tick and solved with DAQP; None: per-joint interval tables."""
         self.response = pd_response(kp, kd, inertia, dt, steps, dist)
-        for scale in cfg.inertia_scales:
+        for scale in (cfg.inertia_scales if self.coupled is None else [1.0]):
             resp = pd_response(kp, kd, inertia * scale, dt, steps, dist)
             for lv, (gamma, torque) in enumerate(((cfg.gamma, cfg.torque_rows), (1.0, cfg.torque_rows),
                                                   (1.0, False))):
@@ -85,6 +88,8 @@ class CbfFilter:
         hess[n, n] = cfg.slack_penalty
         self._hess = hess
         self._f = np.zeros(n + 1)
+        self._last_qp: tuple[CoupledRows, np.ndarray | None, np.ndarray | None, bool] | None = None
+        self._batch_qp: list[Any] = []
 
     # ---- joint intervals -------------------------------------------------------------------------------------
     def _interval(self, table: np.ndarray, q: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -122,6 +127,8 @@ class CbfFilter:
         q = np.asarray(state.joint_pos, dtype=float)
         v = np.asarray(state.joint_vel, dtype=float)
         u_pi = np.asarray(targets, dtype=float)
+        if self.coupled is not None:
+            return self._certify_coupled(q, v, u_pi)
         lo, hi, level = self.interval(q, v)
         self.box_lower, self.box_upper = lo, hi
         u = np.minimum(np.maximum(u_pi, lo), hi)
@@ -144,6 +151,8 @@ class CbfFilter:
         v = np.asarray(state.joint_vel, dtype=float)
         u_pi = np.asarray(targets, dtype=float)
         num = q.shape[0]
+        if self.coupled is not None:
+            return self._certify_coupled_batch(q, v, u_pi)
         bufs = self._batch.get(num)
         if bufs is None:
             r = self.tables[0].shape[2]
@@ -193,6 +202,122 @@ class CbfFilter:
 
     def reset(self, mask: np.ndarray | None = None) -> None:
         """The CBF is stateless between ticks."""
+
+    # ---- passive reference for the passivity filter --------------------------------------------------------------
+    def reference(self, q: np.ndarray) -> np.ndarray:
+        """A target inside the last certified feasible set close to q (the passivity filter scales towards it)."""
+        if self.coupled is None:
+            return np.minimum(np.maximum(q, self.box_lower), self.box_upper)
+        if self._last_qp is None:
+            return q
+        return self._project(q, *self._last_qp)
+
+    def reference_batch(self, q: np.ndarray) -> np.ndarray:
+        """(N, n) references of the last certify_batch call (q where unknown)."""
+        if self.coupled is None:
+            if self.batch_lower is None or self.batch_lower.shape != q.shape:
+                return q
+            return np.minimum(np.maximum(q, self.batch_lower), self.batch_upper)
+        if len(self._batch_qp) != q.shape[0]:
+            return q
+        return np.stack([qi if qp is None else self._project(qi, *qp) for qi, qp in zip(q, self._batch_qp)])
+
+    # ---- coupled model (arms) ------------------------------------------------------------------------------------
+    def _certify_coupled(self, q: np.ndarray, v: np.ndarray,
+                         u_pi: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Coupled rows of the mass-matrix model: check the clipped target, else DAQP level by level."""
+        assert self.coupled is not None
+        levels = self.coupled.rows(q, v)
+        u_box = np.minimum(np.maximum(u_pi, self.lower), self.upper)
+        g = h = None
+        if self.workspace is not None:
+            g, h = self.workspace.rows(q, v, (levels[0].end_q, levels[0].end_u))
+        u, slack, iters, solver, n_act, level = u_box, 0.0, 0, "interval", 0, len(RELAX_LEVELS) - 1
+        ok = False
+        for lv, rows in enumerate(levels):
+            ax = rows.a @ u_box
+            if (g is None or np.all(g @ u_box <= h + 1e-9)) and np.all(ax >= rows.lower - 1e-9) \
+                    and np.all(ax <= rows.upper + 1e-9):
+                u, level, ok = u_box, lv, True
+                self._last_qp = (rows, g, h, False)
+                break
+            res = self._solve(u_pi, rows, g, h, soft=False)
+            if res is not None:
+                u, slack, iters, n_act = res
+                solver, level, ok = "daqp", lv, True
+                self._last_qp = (rows, g, h, False)
+                break
+        if not ok:
+            rows = levels[-1]
+            res = self._solve(u_pi, rows, g, h, soft=True)
+            solver = "daqp"
+            if res is not None:
+                u, slack, iters, n_act = res
+                ok = True
+                self._last_qp = (rows, g, h, True)
+            else:
+                u = np.minimum(np.maximum(q, self.lower), self.upper)
+                self._last_qp = None
+        status = RELAX_LEVELS[level] if ok else "infeasible"
+        if slack > 1e-6 and level < len(RELAX_LEVELS) - 1:
+            status = "slack"
+        diff = u - u_pi
+        return u, {"cbf/active": n_act + int(np.count_nonzero(u != u_pi)) * (solver == "interval"),
+                   "cbf/correction_norm": float(np.sqrt(diff @ diff)), "cbf/slack": slack, "cbf/status": status,
+                   "cbf/level": level, "cbf/iterations": iters, "cbf/solver": solver,
+                   "cbf/feasible": level == 0 and slack <= 1e-6 and ok}
+
+    def _certify_coupled_batch(self, q: np.ndarray, v: np.ndarray,
+                               u_pi: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """The coupled model per environment (its matrices depend on each state)."""
+        num = q.shape[0]
+        u = np.empty_like(u_pi)
+        keys = ("cbf/active", "cbf/correction_norm", "cbf/slack", "cbf/level", "cbf/iterations", "cbf/feasible")
+        out: dict[str, list[Any]] = {k: [] for k in keys}
+        qps: list[Any] = []
+        for i in range(num):
+            u[i], info = self._certify_coupled(q[i], v[i], u_pi[i])
+            qps.append(self._last_qp)
+            for k in keys:
+                out[k].append(info[k])
+        self._batch_qp = qps
+        return u, {k: np.asarray(val) for k, val in out.items()}
+
+    def _solve(self, u_pi: np.ndarray, rows: CoupledRows, g: np.ndarray | None, h: np.ndarray | None,
+               soft: bool) -> tuple[np.ndarray, float, int, int] | None:
+        """DAQP over [u, s]: joint rows hard (soft=False) or with the slack s; Cartesian rows always with s."""
+        n = self.n
+        blocks_a, blocks_lo, blocks_hi = [], [], []
+        r = rows.a.shape[0]
+        col = np.zeros((r, 1))
+        if soft:
+            blocks_a += [np.hstack([rows.a, col - 1.0]), np.hstack([rows.a, col + 1.0])]
+            blocks_lo += [np.full(r, -_BIG), rows.lower]
+            blocks_hi += [rows.upper, np.full(r, _BIG)]
+        else:
+            blocks_a.append(np.hstack([rows.a, col]))
+            blocks_lo.append(rows.lower)
+            blocks_hi.append(rows.upper)
+        if g is not None and h is not None:
+            blocks_a.append(np.hstack([g, -np.ones((g.shape[0], 1))]))
+            blocks_lo.append(np.full(g.shape[0], -_BIG))
+            blocks_hi.append(h)
+        amat = np.concatenate(blocks_a)
+        f = self._f
+        f[:n] = -self.weights * u_pi
+        bu = np.concatenate([self.upper, [_BIG], *blocks_hi])
+        bl = np.concatenate([self.lower, [0.0], *blocks_lo])
+        x, _, flag, info = daqp.solve(self._hess, f, amat, bu, bl)
+        if flag < 0 or not np.all(np.isfinite(x)):
+            return None
+        lam = info["lam"]
+        n_act = int(np.count_nonzero(np.abs(lam[n + 1:]) > 1e-12))
+        return x[:n].copy(), float(max(x[n], 0.0)), int(info["iterations"]), n_act
+
+    def _project(self, point: np.ndarray, rows: CoupledRows, g: np.ndarray | None, h: np.ndarray | None,
+                 soft: bool) -> np.ndarray:
+        res = self._solve(point, rows, g, h, soft)
+        return point if res is None else res[0]
 
     # ---- coupled rows ------------------------------------------------------------------------------------
     def _coupled(self, q: np.ndarray, v: np.ndarray, u_pi: np.ndarray, u_box: np.ndarray, lo: np.ndarray,
@@ -276,16 +401,20 @@ class _Workspace:
             offsets = np.concatenate([offsets, sb], axis=-1)
         return normals, offsets
 
-    def rows(self, q: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """G u <= h: end of this period (DT-CBF with gamma) and the settled pose (u held), batched over q."""
+    def rows(self, q: np.ndarray, v: np.ndarray,
+             end: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """G u <= h: end of this period (DT-CBF with gamma) and the settled pose (u held), batched over q.
+
+        `end` = (q_end at u = 0, d q_end / d u) of the coupled model (one state); None: the per-joint response.
+        """
         p0, jac = self.chain.forward(q)
         normals, offsets = self.halfspaces(p0)
         nj = normals @ jac  # (..., k, n)
-        drift = self.a * q + self.b * v - q
+        drift = self.a * q + self.b * v - q if end is None else end[0] - q
         np0 = np.einsum("...kj,...j->...k", normals, p0)
         h_end = self.gamma * offsets + (1 - self.gamma) * np0 - np0 - np.einsum("...kn,...n->...k", nj, drift)
         h_set = offsets - np0 + np.einsum("...kn,...n->...k", nj, q)
-        g = np.concatenate([nj * self.c, nj], axis=-2)
+        g = np.concatenate([nj * self.c if end is None else nj @ end[1], nj], axis=-2)
         h = np.concatenate([h_end, h_set], axis=-1)
         return g, h
 

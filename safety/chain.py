@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from robot_rl.safety.cbf import CbfFilter
-from robot_rl.safety.config import CONFIGS, SanityConfig, StateShieldConfig
-from robot_rl.safety.passivity import PassivityFilter
-from robot_rl.safety.shields import RateLimiter, SanityShield, StateShield
 
 from robot_rl.config import from_dict
 from robot_rl.contract import PolicyContract
 from robot_rl.errors import ConfigError
+from robot_rl.safety.cbf import CbfFilter
+from robot_rl.safety.config import CONFIGS, SanityConfig, StateShieldConfig
+from robot_rl.safety.passivity import PassivityFilter
+from robot_rl.safety.shields import RateLimiter, SanityShield, StateShield
 from robot_rl.state import RobotState
 
 

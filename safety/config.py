@@ -148,9 +148,29 @@ class CbfConfig:
     """auto: interval projection / closed form, DAQP when non-separable rows are active; daqp: always DAQP."""
     workspace: WorkspaceConfig | None = None
     """Cartesian end-effector constraint (arms)."""
+    model: Literal["decoupled", "coupled"] = "decoupled"
+    """decoupled: each joint alone (I q'' = PD + w; precomputed interval tables, the fast path; sound for legs
+    whose coupling fits in disturbance_torque, e.g. the A1). coupled: the whole arm, M(q) from the URDF inertials
+    (needs `urdf`), rows over all joints solved with DAQP; required for arms (see docs/safety.md)."""
+    urdf: str | None = None
+    """URDF with the inertials of the coupled model; None uses workspace.urdf."""
+    base_link: str | None = None
+    """Fixed base link of the coupled model; None uses workspace.base_link, else the URDF root."""
+    armature: float | list[float] = 0.0
+    """Reflected rotor inertia [kg m^2] added to the diagonal of M(q) (coupled model)."""
+    gravity: list[float] | None = None
+    """Gravity [m/s^2] in the base frame that the joint controller does NOT compensate (coupled model); None: the
+    controller compensates gravity (arms), only Coriolis/centrifugal torques enter the bias."""
 
     def validate(self, where: str, n: int) -> None:
         _require(0 < self.gamma <= 1, f"{where}.gamma", "must be in (0, 1]")
+        if self.model == "coupled":
+            _require(self.urdf is not None or self.workspace is not None, f"{where}.urdf",
+                     "the coupled model needs a URDF (urdf, or workspace.urdf)")
+        arm = _per_joint(self.armature, n, f"{where}.armature")
+        _require(min(arm) >= 0, f"{where}.armature", "must be >= 0")
+        if self.gravity is not None:
+            _require(len(self.gravity) == 3, f"{where}.gravity", "needs 3 values")
         inertia = _per_joint(self.joint_inertia, n, f"{where}.joint_inertia")
         _require(min(inertia) > 0, f"{where}.joint_inertia", "must be > 0")
         _require(len(self.inertia_scales) > 0 and min(self.inertia_scales) > 0,

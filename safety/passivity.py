@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from robot_rl.safety.cbf import CbfFilter
-from robot_rl.safety.config import PassivityConfig
 
 from robot_rl.contract import PolicyContract
+from robot_rl.safety.cbf import CbfFilter
+from robot_rl.safety.config import PassivityConfig
 from robot_rl.state import RobotState
 
 
@@ -58,7 +58,7 @@ class PassivityFilter:
     def certify(self, state: RobotState, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         q = np.asarray(state.joint_pos, dtype=float)
         v = np.asarray(state.joint_vel, dtype=float)
-        r = q if self.cbf is None else np.minimum(np.maximum(q, self.cbf.box_lower), self.cbf.box_upper)
+        r = q if self.cbf is None else self.cbf.reference(q)
         cfg, kv = self.cfg, self.kp * v
         budget = (self.tank - cfg.tank_min) / self.dt
         if self.tank < cfg.tank_max:
@@ -74,9 +74,7 @@ class PassivityFilter:
         self._ensure_batch(targets.shape[0])
         q = np.asarray(state.joint_pos, dtype=float)
         v = np.asarray(state.joint_vel, dtype=float)
-        r = q
-        if self.cbf is not None and self.cbf.batch_lower is not None and self.cbf.batch_lower.shape == q.shape:
-            r = np.minimum(np.maximum(q, self.cbf.batch_lower), self.cbf.batch_upper)
+        r = q if self.cbf is None else self.cbf.reference_batch(q)
         s, _ = self._scale(self.batch_tank, q, v, targets, r)
         u = r + s[:, None] * (targets - r)
         return u, {"passivity/scale": s, "passivity/tank": self.batch_tank.copy()}

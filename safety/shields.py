@@ -11,9 +11,9 @@ import math
 from typing import Any
 
 import numpy as np
-from robot_rl.safety.config import RateLimitConfig, SanityConfig, StateShieldConfig
 
 from robot_rl.contract import PolicyContract
+from robot_rl.safety.config import RateLimitConfig, SanityConfig, StateShieldConfig
 from robot_rl.state import RobotState, tilt_angle
 
 

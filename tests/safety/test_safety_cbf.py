@@ -6,9 +6,9 @@ import numpy as np
 import quadprog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from robot_rl.safety import RELAX_LEVELS, build_chain
 from safety_harness import IIWA_URDF, build_robot
 
+from robot_rl.safety import RELAX_LEVELS, build_chain
 from robot_rl.state import RobotState
 
 A1 = build_robot("a1")
@@ -88,12 +88,16 @@ def test_batch_equals_single():
     num = 32
     q = LO + rng.uniform(0, 1, (num, N)) * (HI - LO)
     v = rng.uniform(-1.5, 1.5, (num, N)) * VMAX
-    u_pi = q + rng.uniform(-1, 1, (num, N))
+    _assert_batch_equals_single(CHAIN.cbf, q, v, q + rng.uniform(-1, 1, (num, N)))
+
+
+def _assert_batch_equals_single(cbf, q, v, u_pi):
+    num = q.shape[0]
     bst = RobotState(joint_pos=q, joint_vel=v, base_quat=np.tile([1.0, 0, 0, 0], (num, 1)),
                      base_ang_vel=np.zeros((num, 3)), base_lin_acc=np.zeros((num, 3)))
-    ub, info = CHAIN.cbf.certify_batch(bst, u_pi)
+    ub, info = cbf.certify_batch(bst, u_pi)
     for i in range(num):
-        us, infos = CHAIN.cbf.certify(bst.index(i), u_pi[i])
+        us, infos = cbf.certify(bst.index(i), u_pi[i])
         np.testing.assert_allclose(ub[i], us, atol=1e-12)
         assert info["cbf/level"][i] == infos["cbf/level"]
 
@@ -143,3 +147,72 @@ def test_workspace_rows_hold_and_daqp_matches_quadprog(qf, af):
         np.testing.assert_allclose(u, ref, atol=1e-5)
     else:
         assert info["cbf/status"] == "slack"
+
+
+COUPLED = {"type": "cbf", "model": "coupled", "urdf": IIWA_URDF, "armature": 0.01, "gamma": 0.5,
+           "pos_margin": 0.02, "vel_margin": 0.3}
+ARM_CHAIN = build_chain(ARM.contract.replace(safety=[COUPLED]))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.floats(0.0, 1.0), min_size=7, max_size=7).map(np.array),
+       st.lists(st.floats(-1.0, 1.0), min_size=7, max_size=7).map(np.array),
+       st.lists(st.floats(-1.0, 1.0), min_size=7, max_size=7).map(np.array))
+def test_coupled_rows_hold_and_daqp_matches_quadprog(qf, vf, af):
+    """Coupled model: the certified target satisfies every row of its level; at level 0 it is the QP optimum."""
+    c = ARM.contract
+    lo, hi = np.asarray(c.joint_pos_lower), np.asarray(c.joint_pos_upper)
+    q = lo + qf * (hi - lo)
+    v = 0.8 * vf * np.asarray(c.joint_vel_limit)
+    u_pi = q + 1.5 * af
+    cbf = ARM_CHAIN.cbf
+    u, info = cbf.certify(_state(q, v), u_pi)
+    level = info["cbf/level"]
+    assert np.all(np.isfinite(u))
+    if level == len(RELAX_LEVELS) - 1:
+        assert info["cbf/status"] == "slack" and not info["cbf/feasible"]
+        return
+    rows = cbf.coupled.rows(q, v)[level]
+    au = rows.a @ u
+    assert np.all(au >= rows.lower - 1e-6) and np.all(au <= rows.upper + 1e-6), "a coupled row is violated"
+    assert np.all(u >= cbf.lower - 1e-9) and np.all(u <= cbf.upper + 1e-9)
+    if level == 0:
+        assert info["cbf/feasible"]
+        gg = np.vstack([rows.a, -rows.a, np.eye(7), -np.eye(7)])
+        hh = np.concatenate([rows.upper, -rows.lower, cbf.upper, -cbf.lower])
+        ref = quadprog.solve_qp(np.eye(7), u_pi, -gg.T, -hh)[0]
+        np.testing.assert_allclose(u, ref, atol=1e-5)
+
+
+def test_coupled_prediction_with_diagonal_mass_equals_per_joint_response():
+    """With M = diag(I) and no bias the coupled system is the per-joint one: same affine coefficients."""
+    c = ARM.contract
+    chain = build_chain(c.replace(safety=[{**COUPLED, "disturbance_torque": 0.3}]))
+    model = chain.cbf.coupled
+    inertia = np.linspace(0.05, 2.0, 7)
+    q, v = np.linspace(-0.5, 0.5, 7), np.linspace(1.0, -1.0, 7)
+    mean, du, dev, tdev = model._trajectory(np.diag(inertia), np.zeros(7), q, v)
+    from robot_rl.safety.model import pd_response
+
+    dec = c.decimation
+    resp = pd_response(np.asarray(c.kp), np.asarray(c.kd), inertia, 1.0 / c.physics_rate_hz,
+                       (model.lookahead + 1) * dec, np.full(7, 0.3))
+    times = list(range(dec + 1)) + [dec * (k + 1) for k in range(1, model.lookahead + 1)]
+    for row, t in enumerate(times):
+        np.testing.assert_allclose(mean[row, :7], resp.a[t] * q + resp.b[t] * v, atol=1e-9)
+        np.testing.assert_allclose(mean[row, 7:], resp.d[t] * q + resp.e[t] * v, atol=1e-9)
+        np.testing.assert_allclose(du[row, :7], np.diag(resp.c[t]), atol=1e-9)
+        np.testing.assert_allclose(du[row, 7:], np.diag(resp.f[t]), atol=1e-9)
+        np.testing.assert_allclose(dev[row, :7], resp.mq[t], atol=1e-9)
+        np.testing.assert_allclose(dev[row, 7:], resp.mv[t], atol=1e-9)
+        np.testing.assert_allclose(tdev[row], resp.mtau[t], atol=1e-9)
+
+
+def test_coupled_batch_equals_single():
+    c = ARM.contract
+    rng = np.random.default_rng(2)
+    lo, hi = np.asarray(c.joint_pos_lower), np.asarray(c.joint_pos_upper)
+    num = 4
+    q = rng.uniform(lo, hi, (num, 7))
+    v = rng.uniform(-1.0, 1.0, (num, 7))
+    _assert_batch_equals_single(ARM_CHAIN.cbf, q, v, q + rng.uniform(-1, 1, (num, 7)))

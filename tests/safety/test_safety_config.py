@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from robot_rl.safety import build_chain
 from safety_harness import IIWA_URDF, build_robot
 
 from robot_rl.errors import ConfigError
+from robot_rl.safety import build_chain
 
 
 @pytest.mark.parametrize("entry,msg", [
@@ -23,6 +23,11 @@ from robot_rl.errors import ConfigError
     ({"type": "cbf", "workspace": {"urdf": IIWA_URDF, "ee_link": "lbr_iiwa_link_7", "lower": [0.5, 0, 0],
                                    "upper": [0.1, 1, 1]}}, r"safety\[0\]\.workspace\.lower: lower\[0\] >= upper"),
     ({"type": "cbf", "workspace": {"urdf": IIWA_URDF, "ee_link": "nope"}}, r"workspace\.ee_link: 'nope'"),
+    ({"type": "cbf", "model": "coupled"}, r"safety\[0\]\.urdf: the coupled model needs a URDF"),
+    ({"type": "cbf", "model": "stiff"}, r"safety\[0\]\.model"),
+    ({"type": "cbf", "model": "coupled", "urdf": IIWA_URDF, "armature": -0.1}, r"safety\[0\]\.armature: must be >= 0"),
+    ({"type": "cbf", "model": "coupled", "urdf": IIWA_URDF, "gravity": [0, -9.8]}, r"safety\[0\]\.gravity: needs 3"),
+    ({"type": "cbf", "model": "coupled", "urdf": IIWA_URDF, "base_link": "nope"}, r"cbf\.base_link: 'nope'"),
 ])
 def test_bad_config_names_the_field(entry, msg):
     robot = build_robot("iiwa")

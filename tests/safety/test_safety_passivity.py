@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import mujoco
 import numpy as np
-from robot_rl.safety import build_chain
 from safety_harness import build_robot, state_of
+
+from robot_rl.safety import build_chain
 
 
 def _pump(state):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from robot_rl.safety import build_chain
 from safety_harness import build_robot
 
+from robot_rl.safety import build_chain
 from robot_rl.state import RobotState
 
 CHAIN = [{"type": "sanity"}, {"type": "state", "max_tilt": 0.8, "max_state_age": 0.1, "max_repeated_states": 2,
