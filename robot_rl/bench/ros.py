@@ -1,0 +1,265 @@
+"""ROS 2 policy-node latency and sustained rate, against a bare rclpy echo node measured in the same run.
+
+Round trip: this process (the driver) publishes Imu + JointState at a fixed pace and waits for the command. The policy
+node runs event-driven (`trigger:=state`: one tick per JointState) in its own process; the echo node (its own
+process, same topics/QoS/executor) republishes the positions at once. Blocks alternate policy/echo so drift on a
+shared machine hits both. `ratio` = policy p50 / echo p50.
+
+Sustain: the policy node runs its timer at `--sustain-hz` for `--sustain-s` while the driver feeds state at the same
+rate; the node's own diagnostics report ticks and missed periods (a period whose tick never ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_rl.errors import BundleError, ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="policy bundle (default: newest bundle under runs/, else an untrained A1 bundle)")
+    parser.add_argument("--samples", type=int, default=2000, help="round trips per node")
+    parser.add_argument("--blocks", type=int, default=4, help="alternating policy/echo blocks")
+    parser.add_argument("--pace-hz", type=float, default=200.0, help="state publishing rate in the round-trip run")
+    parser.add_argument("--sustain-hz", type=float, default=500.0)
+    parser.add_argument("--sustain-s", type=float, default=60.0, help="0 skips the sustain run")
+    parser.add_argument("--executor", choices=["single", "events"], default="single")
+    parser.add_argument("--no-ticks", action="store_true", help="policy node does not publish its tick records")
+    parser.add_argument("--domain-id", type=int, default=None)
+    parser.add_argument("--log-dir", type=Path, default=None, help="node logs (default: a temporary folder)")
+
+
+def find_bundle(root: Path = Path("runs")) -> Path | None:
+    """Newest folder under `root` that holds a contract.json and a policy.onnx."""
+    found = [p.parent for p in root.glob("**/contract.json") if (p.parent / "policy.onnx").is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def untrained_bundle(path: Path, task: str = "a1_walk") -> Path:
+    """An A1 bundle with a randomly initialized actor: same network size and contract as a trained one."""
+    import torch
+
+    from robot_rl.bundle import export_bundle
+    from robot_rl.sim import make_vec_env
+
+    env = make_vec_env(task, num_envs=1, seed=0)
+    contract = env.contract.replace(obs_mean=[0.0] * env.obs_dim, obs_std=[1.0] * env.obs_dim)
+    env.close()
+    torch.manual_seed(0)
+    actor = torch.nn.Sequential(torch.nn.Linear(env.obs_dim, 256), torch.nn.ELU(), torch.nn.Linear(256, 128),
+                                torch.nn.ELU(), torch.nn.Linear(128, env.act_dim))
+    return export_bundle(path, contract, actor, metrics={"note": "untrained, benchmark only"})
+
+
+class Driver:
+    """Publishes Imu + JointState like a robot and times the command that comes back."""
+
+    def __init__(self, contract: Any, domain_id: int) -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.node import Node
+        from sensor_msgs.msg import Imu, JointState
+        from std_msgs.msg import Float64MultiArray
+
+        from robot_rl.ros_nodes.qos import make_qos
+
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = Node("bench_driver", context=self.context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        state_qos, cmd_qos = make_qos("best_effort", "volatile", 5), make_qos("reliable", "volatile", 1)
+        self.js_pub = {k: self.node.create_publisher(JointState, f"/{k}/joint_states", state_qos)
+                       for k in ("policy", "echo")}
+        self.imu_pub = self.node.create_publisher(Imu, "/policy/imu", state_qos)
+        self.received = 0
+        self.recv_time = 0.0
+        for k in ("policy", "echo"):
+            self.node.create_subscription(Float64MultiArray, f"/{k}/commands", self._on_cmd, cmd_qos)
+        self.js = JointState(name=list(contract.joint_names), position=list(map(float, contract.default_joint_pos)),
+                             velocity=[0.0] * contract.num_joints, effort=[0.0] * contract.num_joints)
+        self.imu = Imu()
+        self.imu.orientation.w = 1.0
+        self.imu.linear_acceleration.z = 9.81
+
+    def _on_cmd(self, msg: Any) -> None:
+        self.received += 1
+        self.recv_time = time.perf_counter()
+
+    def publish(self, target: str) -> float:
+        stamp = self.node.get_clock().now().to_msg()
+        self.imu.header.stamp = stamp
+        self.js.header.stamp = stamp
+        t0 = time.perf_counter()
+        self.js_pub[target].publish(self.js)
+        if target == "policy":  # after the JointState: the tick uses the newest Imu it has (one period old at most)
+            self.imu_pub.publish(self.imu)
+        return t0
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        deadline = time.perf_counter() + timeout
+        while self.received < count:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return False
+            self.executor.spin_once(timeout_sec=left)
+        return True
+
+    def spin_for(self, seconds: float) -> None:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            self.executor.spin_once(timeout_sec=max(0.0, deadline - time.perf_counter()))
+
+    def roundtrips(self, target: str, n: int, pace: float) -> tuple[np.ndarray, int]:
+        rtt = np.full(n, np.nan)
+        lost = 0
+        next_t = time.perf_counter()
+        for i in range(n):
+            next_t += pace
+            count = self.received
+            t0 = self.publish(target)
+            if self.wait_for(count + 1, 0.1):
+                rtt[i] = self.recv_time - t0
+            else:
+                lost += 1
+            self.spin_for(max(0.0, next_t - time.perf_counter()))
+        return rtt[np.isfinite(rtt)], lost
+
+    def close(self) -> None:
+        import rclpy
+
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def _diagnostics_values(driver: Driver) -> dict[str, str]:
+    """Latest policy-loop diagnostic (subscribes /diagnostics briefly)."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    latest: dict[str, str] = {}
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            if "policy loop" in st.name:
+                latest.clear()
+                latest.update({kv.key: kv.value for kv in st.values})
+
+    sub = driver.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    deadline = time.perf_counter() + 5.0
+    while not latest and time.perf_counter() < deadline:
+        driver.executor.spin_once(timeout_sec=0.1)
+    driver.node.destroy_subscription(sub)
+    return latest
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from robot_rl.bundle import load_bundle
+    from robot_rl.ros_nodes.procs import NodeGroup
+
+    tmp = Path(tempfile.mkdtemp(prefix="robot_rl_bench_ros_"))
+    bundle_path = args.bundle or find_bundle()
+    if bundle_path is None:
+        bundle_path = untrained_bundle(tmp / "bundle")
+    if not Path(bundle_path).is_dir():
+        raise BundleError(f"bundle not found: {bundle_path}")
+    contract = load_bundle(bundle_path).contract
+    if args.samples < args.blocks or args.blocks < 1:
+        raise ConfigError("--samples must be >= --blocks >= 1")
+    log_dir = args.log_dir or tmp
+    log_dir.mkdir(parents=True, exist_ok=True)
+    group = NodeGroup(args.domain_id, log_dir)
+    common = {"executor": args.executor, "qos.state.depth": 5}
+    policy_params = {**common, "bundle": str(bundle_path), "autostart": True, "trigger": "state",
+                     "joint_states_topic": "/policy/joint_states", "imu_topic": "/policy/imu",
+                     "command_topic": "/policy/commands", "publish_ticks": not args.no_ticks}
+    driver = Driver(contract, group.domain_id)
+    result: dict[str, Any] = {"bundle": str(bundle_path), "executor": args.executor, "domain_id": group.domain_id,
+                              "pace_hz": args.pace_hz, "ticks_published": not args.no_ticks}
+    try:
+        group.start("echo", "echo_node", {**common, "joint_states_topic": "/echo/joint_states",
+                                          "command_topic": "/echo/commands"})
+        # the policy node's configure waits for the first JointState/Imu: feed state until it answers
+        policy = group.start("policy", "policy_node", policy_params)
+        deadline = time.perf_counter() + 60.0
+        while driver.received == 0:
+            if not policy.alive() or time.perf_counter() > deadline:
+                raise BundleError(f"policy node did not start (log: {policy.log_path}):\n{policy.output()[-2000:]}")
+            driver.publish("policy")
+            driver.spin_for(0.05)
+        count = driver.received
+        while True:  # the echo node is up when it answers
+            driver.publish("echo")
+            if driver.wait_for(driver.received + 1, 0.2):
+                break
+            if time.perf_counter() > deadline:
+                raise BundleError("echo node did not answer")
+        del count
+        pace = 1.0 / args.pace_hz
+        per_block = args.samples // args.blocks
+        driver.roundtrips("policy", 100, pace)  # warm-up both paths
+        driver.roundtrips("echo", 100, pace)
+        rtts: dict[str, list[np.ndarray]] = {"policy": [], "echo": []}
+        lost = {"policy": 0, "echo": 0}
+        for _ in range(args.blocks):
+            for target in ("policy", "echo"):
+                r, n_lost = driver.roundtrips(target, per_block, pace)
+                rtts[target].append(r)
+                lost[target] += n_lost
+        for target in ("policy", "echo"):
+            r = np.concatenate(rtts[target]) * 1e6
+            result[f"{target}_roundtrip_p50_us"] = round(float(np.percentile(r, 50)), 1)
+            result[f"{target}_roundtrip_p99_us"] = round(float(np.percentile(r, 99)), 1)
+            result[f"{target}_samples"] = int(r.size)
+            result[f"{target}_lost"] = lost[target]
+        result["ratio"] = round(result["policy_roundtrip_p50_us"] / result["echo_roundtrip_p50_us"], 3)
+        group.nodes.pop("policy").stop()
+        group.nodes.pop("echo").stop()
+        if args.sustain_s > 0:
+            result.update(_sustain(driver, group, policy_params, args))
+    finally:
+        group.stop_all()
+        driver.close()
+    return result
+
+
+def _sustain(driver: Driver, group: Any, policy_params: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    params = {**policy_params, "trigger": "timer", "rate_hz": float(args.sustain_hz), "diagnostics_period_s": 0.5}
+    policy = group.start("policy_sustain", "policy_node", params)
+    deadline = time.perf_counter() + 60.0
+    start_count = driver.received
+    while driver.received == start_count:
+        if not policy.alive() or time.perf_counter() > deadline:
+            raise BundleError(f"policy node did not start (log: {policy.log_path})")
+        driver.publish("policy")
+        driver.spin_for(0.01)
+    period = 1.0 / args.sustain_hz
+    driver.spin_for(1.0)  # settle
+    first = _diagnostics_values(driver)
+    t_start = time.perf_counter()
+    next_t = t_start
+    sent = 0
+    while time.perf_counter() - t_start < args.sustain_s:
+        next_t += period
+        driver.publish("policy")
+        sent += 1
+        driver.spin_for(max(0.0, next_t - time.perf_counter()))
+    last = _diagnostics_values(driver)
+    group.nodes.pop("policy_sustain").stop()
+    ticks = int(last["ticks"]) - int(first["ticks"])
+    missed = int(last["missed_periods"]) - int(first["missed_periods"])
+    backup = sum(int(last[k]) - int(first[k]) for k in last if k.startswith("ticks_") and k != "ticks_policy")
+    return {"sustain_hz": args.sustain_hz, "sustain_s": args.sustain_s, "sustain_ticks": ticks,
+            "sustain_missed_periods": missed, "sustain_missed_fraction": round(missed / max(1, ticks + missed), 6),
+            "sustain_backup_ticks": backup, "sustain_states_sent": sent,
+            "sustain_tick_period_p99_ms": float(last.get("period_p99_ms", "nan")),
+            "sustain_tick_period_max_ms": float(last.get("period_max_ms", "nan")),
+            "sustain_compute_p99_ms": float(last.get("compute_p99_ms", "nan"))}

@@ -1,0 +1,145 @@
+"""ROS 2 message <-> RobotState conversion. Joints are matched BY NAME, never by position in the message.
+
+Duck-typed over the message objects (the attribute names of sensor_msgs/JointState, sensor_msgs/Imu and
+geometry_msgs/Twist), so this module does not import rclpy and is shared by the nodes, the recorder and tests.
+Readers return a fault reason (a short string) instead of raising: a bad message is data for the watchdog.
+"""
+
+from __future__ import annotations
+
+import array
+from typing import Any
+
+import numpy as np
+
+from robot_rl.contract import PolicyContract
+from robot_rl.errors import ContractError
+from robot_rl.state import RobotState
+
+# contract command name -> (Twist field, axis). Names follow legged_gym / Isaac Lab / MuJoCo Playground.
+TWIST_FIELDS: dict[str, tuple[str, str]] = {
+    "lin_vel_x": ("linear", "x"), "vx": ("linear", "x"), "vel_x": ("linear", "x"),
+    "lin_vel_y": ("linear", "y"), "vy": ("linear", "y"), "vel_y": ("linear", "y"),
+    "lin_vel_z": ("linear", "z"), "vz": ("linear", "z"),
+    "ang_vel_x": ("angular", "x"), "ang_vel_y": ("angular", "y"),
+    "ang_vel_z": ("angular", "z"), "ang_vel_yaw": ("angular", "z"), "yaw_rate": ("angular", "z"),
+    "wz": ("angular", "z"), "yaw": ("angular", "z"),
+}
+
+
+class JointStateReader:
+    """Copies a JointState's positions/velocities into contract order; the name -> index map is cached."""
+
+    def __init__(self, joint_names: list[str]) -> None:
+        self.joint_names = list(joint_names)
+        self._key: tuple[str, ...] | None = None
+        self._idx = np.zeros(len(joint_names), np.intp)
+        self._missing: list[str] = []
+
+    def missing(self, msg_names: list[str]) -> list[str]:
+        """Contract joints absent from a message's name list (extra joints in the message are ignored)."""
+        present = set(msg_names)
+        return [j for j in self.joint_names if j not in present]
+
+    def read(self, msg: Any, pos_out: np.ndarray, vel_out: np.ndarray, eff_out: np.ndarray | None = None) -> str | None:
+        """Fill `pos_out`/`vel_out` (contract order) from `msg`; return None, or why the message is unusable."""
+        names = msg.name
+        key = tuple(names)
+        if key != self._key:
+            index = {n: i for i, n in enumerate(names)}
+            if len(index) != len(names):
+                return "joint_states has duplicate joint names"
+            self._missing = [j for j in self.joint_names if j not in index]
+            if not self._missing:
+                self._idx[:] = [index[j] for j in self.joint_names]
+            self._key = key
+        if self._missing:
+            return "joint_states lacks contract joints: " + ", ".join(self._missing)
+        n = len(names)
+        pos = np.frombuffer(msg.position) if isinstance(msg.position, array.array) else np.asarray(msg.position)
+        vel = np.frombuffer(msg.velocity) if isinstance(msg.velocity, array.array) else np.asarray(msg.velocity)
+        if pos.shape[0] != n or vel.shape[0] != n:
+            return f"joint_states mis-sized: {n} names, {pos.shape[0]} positions, {vel.shape[0]} velocities"
+        np.take(pos, self._idx, out=pos_out)
+        np.take(vel, self._idx, out=vel_out)
+        if not (np.isfinite(pos_out).all() and np.isfinite(vel_out).all()):
+            return "joint_states has non-finite values"
+        if eff_out is not None:
+            eff = np.asarray(msg.effort, dtype=np.float64)
+            if eff.shape[0] == n:
+                np.take(eff, self._idx, out=eff_out)
+        return None
+
+
+def read_imu(msg: Any, quat_out: np.ndarray, gyro_out: np.ndarray, acc_out: np.ndarray) -> str | None:
+    """Fill the scalar-first quaternion, gyro and accelerometer from sensor_msgs/Imu; None or the fault."""
+    if msg.orientation_covariance[0] == -1.0:
+        return "imu has no orientation (orientation_covariance[0] == -1)"
+    o, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
+    quat_out[0], quat_out[1], quat_out[2], quat_out[3] = o.w, o.x, o.y, o.z
+    gyro_out[0], gyro_out[1], gyro_out[2] = w.x, w.y, w.z
+    acc_out[0], acc_out[1], acc_out[2] = a.x, a.y, a.z
+    if not (np.isfinite(quat_out).all() and np.isfinite(gyro_out).all() and np.isfinite(acc_out).all()):
+        return "imu has non-finite values"
+    norm = float(np.sqrt(quat_out @ quat_out))
+    if abs(norm - 1.0) > 0.1:
+        return f"imu orientation is not a unit quaternion (norm {norm:.3f})"
+    quat_out /= norm
+    return None
+
+
+class TwistCommand:
+    """Maps geometry_msgs/Twist onto the contract's command vector, clipped to the trained command ranges."""
+
+    def __init__(self, contract: PolicyContract) -> None:
+        unknown = [c for c in contract.command_names if c not in TWIST_FIELDS]
+        if unknown:
+            raise ContractError(f"contract commands have no cmd_vel (Twist) mapping: {', '.join(unknown)} "
+                                f"(known: {', '.join(sorted(TWIST_FIELDS))})")
+        self._fields = [TWIST_FIELDS[c] for c in contract.command_names]
+        ranges = np.asarray(contract.command_ranges, np.float64).reshape(-1, 2)
+        self._lo, self._hi = ranges[:, 0], ranges[:, 1]
+        self.value = np.zeros(len(self._fields))
+
+    def zero(self) -> None:
+        self.value[:] = 0.0
+
+    def read(self, msg: Any) -> str | None:
+        vals = [getattr(getattr(msg, part), axis) for part, axis in self._fields]
+        if not all(np.isfinite(vals)):
+            return "cmd_vel has non-finite values"
+        np.clip(vals, self._lo, self._hi, out=self.value)
+        return None
+
+
+def new_state(num_joints: int) -> RobotState:
+    """A preallocated, unbatched RobotState that the readers fill in place."""
+    return RobotState(joint_pos=np.zeros(num_joints), joint_vel=np.zeros(num_joints),
+                      base_quat=np.array([1.0, 0.0, 0.0, 0.0]), base_ang_vel=np.zeros(3), base_lin_acc=np.zeros(3),
+                      joint_effort=np.zeros(num_joints))
+
+
+def fill_joint_state(msg: Any, names: list[str], state: RobotState) -> None:
+    """Write a RobotState's joints into a JointState (`names` in the state's joint order); header left to caller."""
+    msg.name = names
+    msg.position = array.array("d", np.asarray(state.joint_pos, np.float64).tobytes())
+    msg.velocity = array.array("d", np.asarray(state.joint_vel, np.float64).tobytes())
+    if state.joint_effort is not None:
+        msg.effort = array.array("d", np.asarray(state.joint_effort, np.float64).tobytes())
+
+
+def fill_imu(msg: Any, state: RobotState) -> None:
+    """Write orientation (scalar-first in RobotState), gyro and accelerometer into a sensor_msgs/Imu."""
+    q = np.asarray(state.base_quat, np.float64)
+    o = msg.orientation
+    o.w, o.x, o.y, o.z = float(q[0]), float(q[1]), float(q[2]), float(q[3])
+    w = np.asarray(state.base_ang_vel, np.float64)
+    msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = float(w[0]), float(w[1]), float(w[2])
+    a = np.asarray(state.base_lin_acc, np.float64)
+    acc = msg.linear_acceleration
+    acc.x, acc.y, acc.z = float(a[0]), float(a[1]), float(a[2])
+
+
+def targets_to_array(targets: np.ndarray) -> array.array:
+    """Contract-ordered joint targets as the `data` of a std_msgs/Float64MultiArray."""
+    return array.array("d", np.asarray(targets, np.float64).tobytes())

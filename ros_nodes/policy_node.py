@@ -1,0 +1,513 @@
+"""Policy node: a lifecycle node that runs a policy bundle behind the safety chain, in front of ros2_control.
+
+configure  loads the bundle, builds the safety chain, warms the model up, and waits for the first JointState and Imu:
+           missing contract joints, wrong message types or an unreadable bundle -> FAILURE, an ERROR diagnostic and
+           a log line that names the problem; no command is ever published.
+activate   starts the control loop: a timer at the contract's policy rate (`trigger:=timer`), or one tick per
+           received JointState (`trigger:=state`, event-driven, lowest latency) with a timer watchdog.
+tick       RobotState from the latest JointState (joints BY NAME) + Imu, command from cmd_vel (Twist), then
+           contract observer -> bundle.act -> contract.act -> chain.certify -> publish Float64MultiArray
+           (forward_command_controller `commands`, contract joint order) or JointTrajectory.
+watchdog   state older than `stale_periods` policy periods, a non-finite or mis-sized message, or the e-stop:
+           that tick publishes the chain's backup action (damping) and the diagnostics say why.
+
+Everything observation- or safety-related lives in robot_rl (contract, bundle, safety); this is an adapter.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Duration as DurationMsg
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.wait_for_message import wait_for_message
+from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from robot_rl.errors import ContractError, RobotRLError
+
+from .convert import JointStateReader, TwistCommand, new_state, read_imu, targets_to_array
+from .qos import declare_qos, qos_param, quiet_pub, quiet_sub
+from .runtime import spin
+from .tick import STATUS, TickPacker, encode_labels
+
+EXPECTED_TYPES = {"joint_states_topic": "sensor_msgs/msg/JointState", "imu_topic": "sensor_msgs/msg/Imu",
+                  "cmd_vel_topic": "geometry_msgs/msg/Twist"}
+_RING = 2048
+
+
+class Ring:
+    """Fixed-size float ring buffer for loop statistics (no allocation per tick)."""
+
+    def __init__(self, size: int = _RING) -> None:
+        self.data = np.zeros(size)
+        self.n = 0
+
+    def add(self, x: float) -> None:
+        self.data[self.n % self.data.shape[0]] = x
+        self.n += 1
+
+    def values(self) -> np.ndarray:
+        return self.data[:min(self.n, self.data.shape[0])]
+
+    def clear(self) -> None:
+        self.n = 0
+
+
+class PolicyNode(LifecycleNode):
+    def __init__(self, node_name: str = "policy_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        p = self.declare_parameter
+        p("bundle", "")
+        p("runtime", "onnx")
+        p("joint_states_topic", "/joint_states")
+        p("imu_topic", "/imu")
+        p("cmd_vel_topic", "/cmd_vel")
+        p("estop_topic", "/estop")
+        p("output_mode", "forward")  # forward: Float64MultiArray; trajectory: JointTrajectory
+        p("command_topic", "/forward_position_controller/commands")
+        p("trajectory_topic", "/joint_trajectory_controller/joint_trajectory")
+        p("trigger", "timer")  # timer: contract policy rate; state: one tick per JointState
+        p("rate_hz", 0.0)  # 0: the contract's policy rate
+        p("stale_periods", 3.0)
+        p("cmd_vel_timeout_s", 0.5)
+        p("first_state_timeout_s", 10.0)
+        p("warmup_iterations", 50)
+        p("publish_ticks", True)
+        p("diagnostics_period_s", 1.0)
+        for group in ("state", "cmd_vel", "command", "estop", "tick"):
+            declare_qos(self, group)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10, event_callbacks=quiet_pub())
+        self._estop_pub = self.create_publisher(Bool, "~/estop_state", qos_param(self, "estop"),
+                                                event_callbacks=quiet_pub())
+        self.create_service(Trigger, "~/estop", self._on_estop)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self._estop_sub = self.create_subscription(Bool, self.get_parameter("estop_topic").value, self._on_estop_msg,
+                                                   qos_param(self, "estop"), event_callbacks=quiet_sub())
+        self.estopped = False
+        self.estop_reason = ""
+        self.refusal = ""
+        self._resources: list[Any] = []
+        self._timer: Any = None
+        self._diag_timer: Any = None
+        self._active = False
+        self._publish_estop_state()
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except (RobotRLError, ValueError) as exc:
+            self._release()
+            self.refusal = str(exc)
+            self.get_logger().error(f"refusing to configure: {exc}")
+            self._publish_status(DiagnosticStatus.ERROR, f"refused: {exc}", [])
+            return TransitionCallbackReturn.FAILURE
+        self.refusal = ""
+        self.get_logger().info(f"configured: bundle {self.bundle.path} ({self.contract.robot}, "
+                               f"{self.contract.num_joints} joints, {self.rate_hz:g} Hz, trigger {self.trigger}, "
+                               f"output {self.output_mode})")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.chain.reset()
+        self.observer.reset()
+        self.last_action[:] = 0.0
+        self._resume = True
+        self._last_tick = 0.0
+        self._periods.clear()
+        self._compute.clear()
+        self.ticks = self.missed = 0
+        self._timer = self.create_timer(self.period, self._on_timer)
+        self._diag_timer = self.create_timer(float(self.get_parameter("diagnostics_period_s").value),
+                                             self._publish_diagnostics)
+        self._active = True
+        self.get_logger().info("activated")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._stop_timers()
+        self.get_logger().info("deactivated")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    # ---- configuration -----------------------------------------------------------------------------------------
+    def _configure(self) -> None:
+        from robot_rl.bundle import load_bundle
+        from robot_rl.safety import build_chain
+
+        gp = self.get_parameter
+        path = gp("bundle").value
+        if not path:
+            raise ContractError("parameter 'bundle' is not set (path to a policy bundle folder)")
+        self.output_mode = gp("output_mode").value
+        if self.output_mode not in ("forward", "trajectory"):
+            raise ValueError(f"parameter output_mode '{self.output_mode}' is not one of forward, trajectory")
+        self.trigger = gp("trigger").value
+        if self.trigger not in ("timer", "state"):
+            raise ValueError(f"parameter trigger '{self.trigger}' is not one of timer, state")
+        self.bundle = load_bundle(path, runtime=gp("runtime").value)
+        self.contract = c = self.bundle.contract
+        self.chain = build_chain(c)
+        self.observer = c.make_observer()
+        self.cmd = TwistCommand(c)
+        self.rate_hz = float(gp("rate_hz").value) or c.policy_rate_hz
+        self.period = 1.0 / self.rate_hz
+        self.stale_after = float(gp("stale_periods").value) * self.period
+        self.cmd_timeout = float(gp("cmd_vel_timeout_s").value)
+        n = c.num_joints
+        self.state = new_state(n)
+        self.last_action = np.zeros(c.act_dim, np.float32)
+        self.joints = JointStateReader(c.joint_names)
+        self._pos, self._vel, self._eff = np.zeros(n), np.zeros(n), np.zeros(n)
+        self._quat, self._gyro, self._acc = np.zeros(4), np.zeros(3), np.zeros(3)
+        # warm-up: first inferences allocate and JIT inside onnxruntime; the chain is reset before activation
+        obs = np.zeros(c.obs_dim, np.float32)
+        for _ in range(int(gp("warmup_iterations").value)):
+            self.bundle.act(obs)
+        self._check_topic_types()
+        self._wait_first_messages(float(gp("first_state_timeout_s").value))
+        self.packer = TickPacker(n, len(c.command_names), c.obs_dim, c.act_dim)
+        self._views = {name: self.packer.view(name) for name, _ in self.packer.labels}
+        self._status_names = list(STATUS)
+        self._create_io()
+
+    def _check_topic_types(self) -> None:
+        graph = dict(self.get_topic_names_and_types())
+        for param, expected in EXPECTED_TYPES.items():
+            topic = self.resolve_topic_name(self.get_parameter(param).value)
+            types = graph.get(topic, [])
+            if types and expected not in types:
+                raise ContractError(f"topic {topic} carries {', '.join(types)}, expected {expected}")
+
+    def _wait_first_messages(self, timeout: float) -> None:
+        qos = qos_param(self, "state")
+        js_topic = self.get_parameter("joint_states_topic").value
+        ok, js = wait_for_message(JointState, self, js_topic, qos_profile=qos, time_to_wait=timeout)
+        if not ok:
+            self._check_topic_types()  # a publisher of the wrong type may have appeared meanwhile
+            raise ContractError(f"no sensor_msgs/JointState on {js_topic} within {timeout:g} s "
+                                "(check the topic name and the publisher's QoS against qos.state.*)")
+        missing = self.joints.missing(list(js.name))
+        if missing:
+            raise ContractError(f"{js_topic} lacks contract joints: {', '.join(missing)} "
+                                f"(message has: {', '.join(js.name)})")
+        imu_topic = self.get_parameter("imu_topic").value
+        ok, imu = wait_for_message(Imu, self, imu_topic, qos_profile=qos, time_to_wait=timeout)
+        if not ok:
+            self._check_topic_types()
+            raise ContractError(f"no sensor_msgs/Imu on {imu_topic} within {timeout:g} s "
+                                "(check the topic name and the publisher's QoS against qos.state.*)")
+        fault = self.joints.read(js, self._pos, self._vel, self._eff)
+        if fault:
+            raise ContractError(f"first message on {js_topic} is unusable: {fault}")
+        fault = read_imu(imu, self._quat, self._gyro, self._acc)
+        if fault:
+            raise ContractError(f"first message on {imu_topic} is unusable: {fault}")
+        now = time.monotonic()
+        self._commit_joints(js, now)
+        self._commit_imu(now)
+        self.joint_fault = self.imu_fault = ""
+
+    def _create_io(self) -> None:
+        gp = self.get_parameter
+        state_qos = qos_param(self, "state")
+        cb = self._on_joint_state_tick if self.trigger == "state" else self._on_joint_state
+        self._resources = [
+            self.create_subscription(JointState, gp("joint_states_topic").value, cb, state_qos,
+                                     event_callbacks=quiet_sub()),
+            self.create_subscription(Imu, gp("imu_topic").value, self._on_imu, state_qos, event_callbacks=quiet_sub()),
+            self.create_subscription(Twist, gp("cmd_vel_topic").value, self._on_cmd_vel, qos_param(self, "cmd_vel"),
+                                     event_callbacks=quiet_sub()),
+        ]
+        if self.output_mode == "forward":
+            self._cmd_pub = self.create_lifecycle_publisher(Float64MultiArray, gp("command_topic").value,
+                                                            qos_param(self, "command"), event_callbacks=quiet_pub())
+            self._cmd_msg = Float64MultiArray(check_fields=False)
+        else:
+            self._cmd_pub = self.create_lifecycle_publisher(JointTrajectory, gp("trajectory_topic").value,
+                                                            qos_param(self, "command"), event_callbacks=quiet_pub())
+            self._traj_msg = JointTrajectory(joint_names=list(self.contract.joint_names))
+            sec = int(self.period)
+            self._traj_dt = DurationMsg(sec=sec, nanosec=int((self.period - sec) * 1e9))
+        self._tick_pub = None
+        if gp("publish_ticks").value:
+            self._tick_pub = self.create_lifecycle_publisher(Float64MultiArray, "~/tick", qos_param(self, "tick"),
+                                                             event_callbacks=quiet_pub())
+            self._tick_msg = Float64MultiArray(check_fields=False)
+        contract_pub = self.create_publisher(String, "~/contract", qos_param(self, "estop"),
+                                             event_callbacks=quiet_pub())
+        contract_pub.publish(String(data=self.contract.to_json()))
+        self._contract_pub = contract_pub
+        self.seq = 0
+        self.ticks = self.missed = 0
+        self.status_counts = dict.fromkeys(STATUS, 0)
+        self.last_status = STATUS["policy"]
+        self.last_reason = ""
+        self.last_info: dict[str, Any] = {}
+        self._periods, self._compute, self._latency = Ring(), Ring(), Ring()
+        self._cmd_stamp = -np.inf
+        self.cmd.zero()
+
+    def _release(self) -> None:
+        self._stop_timers()
+        for res in self._resources:
+            self.destroy_subscription(res)
+        self._resources = []
+        for attr in ("_cmd_pub", "_tick_pub"):
+            pub = getattr(self, attr, None)
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+                setattr(self, attr, None)
+        if getattr(self, "_contract_pub", None) is not None:
+            self.destroy_publisher(self._contract_pub)
+            self._contract_pub = None
+        self.bundle = None  # type: ignore[assignment]
+
+    def _stop_timers(self) -> None:
+        for attr in ("_timer", "_diag_timer"):
+            timer = getattr(self, attr, None)
+            if timer is not None:
+                self.destroy_timer(timer)
+                setattr(self, attr, None)
+
+    # ---- inputs ------------------------------------------------------------------------------------------------
+    def _commit_joints(self, msg: JointState, now: float) -> None:
+        s = self.state
+        s.joint_pos[:] = self._pos
+        s.joint_vel[:] = self._vel
+        assert s.joint_effort is not None
+        s.joint_effort[:] = self._eff
+        s.timestamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self._joint_time = now
+
+    def _commit_imu(self, now: float) -> None:
+        s = self.state
+        s.base_quat[:] = self._quat
+        s.base_ang_vel[:] = self._gyro
+        s.base_lin_acc[:] = self._acc
+        self._imu_time = now
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        now = time.monotonic()
+        fault = self.joints.read(msg, self._pos, self._vel, self._eff)
+        self.joint_fault = fault or ""
+        if fault:
+            return
+        self._commit_joints(msg, now)
+        stamp = self.state.timestamp
+        if isinstance(stamp, float) and stamp > 0:
+            self._latency.add(time.time() - stamp)
+
+    def _on_joint_state_tick(self, msg: JointState) -> None:
+        self._on_joint_state(msg)
+        if self._active:
+            self._tick()
+
+    def _on_imu(self, msg: Imu) -> None:
+        fault = read_imu(msg, self._quat, self._gyro, self._acc)
+        self.imu_fault = fault or ""
+        if not fault:
+            self._commit_imu(time.monotonic())
+
+    def _on_cmd_vel(self, msg: Twist) -> None:
+        if self.cmd.read(msg) is None:
+            self._cmd_stamp = time.monotonic()
+
+    # ---- e-stop --------------------------------------------------------------------------------------------------
+    def latch_estop(self, reason: str) -> None:
+        self.estopped = True
+        self.estop_reason = reason
+        if getattr(self, "chain", None) is not None:
+            self.chain.estop(reason)
+        self.get_logger().warning(f"e-stop latched: {reason}")
+        self._publish_estop_state()
+
+    def _on_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.latch_estop("e-stop service")
+        response.success, response.message = True, "e-stop latched: backup (damping) until ~/reset"
+        return response
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.estopped = False
+        self.estop_reason = ""
+        if getattr(self, "chain", None) is not None:
+            self.chain.reset()
+        self._resume = True
+        self.get_logger().info("e-stop reset")
+        self._publish_estop_state()
+        response.success, response.message = True, "e-stop released"
+        return response
+
+    def _on_estop_msg(self, msg: Bool) -> None:
+        if msg.data and not self.estopped:
+            self.latch_estop("e-stop topic")
+
+    def _publish_estop_state(self) -> None:
+        self._estop_pub.publish(Bool(data=self.estopped))
+
+    # ---- control loop -------------------------------------------------------------------------------------------
+    def _on_timer(self) -> None:
+        if self.trigger == "state" and time.monotonic() - self._last_tick < self.stale_after:
+            return  # event-driven: the timer only guards against silence
+        self._tick()
+
+    def _watchdog(self, now: float) -> tuple[int, str]:
+        if self.estopped:
+            return STATUS["estop"], self.estop_reason
+        if self.joint_fault:
+            return STATUS["invalid"], self.joint_fault
+        if self.imu_fault:
+            return STATUS["invalid"], self.imu_fault
+        age = now - min(self._joint_time, self._imu_time)
+        if age > self.stale_after:
+            return STATUS["stale"], f"state is {age * 1e3:.0f} ms old (limit {self.stale_after * 1e3:.0f} ms)"
+        return STATUS["policy"], ""
+
+    def _tick(self) -> None:
+        t0 = time.monotonic()
+        wall = time.time()
+        c, s = self.contract, self.state
+        if self._last_tick > 0:
+            dt = t0 - self._last_tick
+            self._periods.add(dt)
+            if self.trigger == "timer" and dt > 1.5 * self.period:
+                self.missed += int(round(dt / self.period)) - 1
+        self._last_tick = t0
+        status, reason = self._watchdog(t0)
+        if t0 - self._cmd_stamp > self.cmd_timeout:
+            self.cmd.zero()
+        v = self._views
+        if status == STATUS["policy"]:
+            if self._resume:
+                self.observer.reset()
+                self._resume = False
+            obs = self.observer(s, self.cmd.value, self.last_action)
+            action = self.bundle.act(obs)
+            targets = c.act(action, s)
+            safe, info = self.chain.certify(s, targets)
+            self.last_action[:] = action
+            v["observation"][:] = obs
+            v["action"][:] = action
+            v["targets"][:] = targets
+        else:
+            safe = self.chain.backup(s)
+            info = {}
+            self._resume = True
+            v["observation"][:] = 0.0
+            v["action"][:] = 0.0
+            v["targets"][:] = safe
+        self._publish_command(safe)
+        compute = time.monotonic() - t0
+        self._compute.add(compute)
+        self.ticks += 1
+        self.status_counts[self._status_names[status]] += 1
+        changed = status != self.last_status
+        self.last_status, self.last_reason, self.last_info = status, reason, info
+        if self._tick_pub is not None:
+            v["seq"][0], v["stamp"][0], v["status"][0] = self.seq, wall, status
+            v["compute_time"][0], v["state_age"][0] = compute, t0 - min(self._joint_time, self._imu_time)
+            v["state_stamp"][0] = s.timestamp
+            v["joint_pos"][:], v["joint_vel"][:], v["joint_effort"][:] = s.joint_pos, s.joint_vel, s.joint_effort
+            v["base_quat"][:], v["base_ang_vel"][:], v["base_lin_acc"][:] = s.base_quat, s.base_ang_vel, s.base_lin_acc
+            v["command"][:] = self.cmd.value
+            v["safe_targets"][:] = safe
+            if self.packer.pack(info, reason):
+                size = int(self.packer.buffer.shape[0])
+                self._tick_msg.layout.dim = [MultiArrayDimension(label=encode_labels(self.packer.labels),
+                                                                 size=size, stride=size)]
+            self._tick_msg.data = self.packer.buffer
+            self._tick_pub.publish(self._tick_msg)
+        self.seq += 1
+        if changed:
+            level = DiagnosticStatus.OK if status == STATUS["policy"] else DiagnosticStatus.WARN
+            self.get_logger().warning(f"tick {self.seq - 1}: {self._status_names[status]} {reason}".rstrip())
+            self._publish_diagnostics(level)
+
+    def _publish_command(self, targets: np.ndarray) -> None:
+        if self.output_mode == "forward":
+            self._cmd_msg.data = targets_to_array(targets)
+            self._cmd_pub.publish(self._cmd_msg)
+        else:
+            point = JointTrajectoryPoint(positions=targets_to_array(targets), time_from_start=self._traj_dt)
+            self._traj_msg.points = [point]
+            self._cmd_pub.publish(self._traj_msg)
+
+    # ---- diagnostics --------------------------------------------------------------------------------------------
+    def _publish_status(self, level: bytes | int, message: str, values: list[tuple[str, str]]) -> None:
+        status = DiagnosticStatus(level=bytes([level]) if isinstance(level, int) else level,
+                                  name=f"{self.get_name()}: policy loop", message=message,
+                                  hardware_id=getattr(getattr(self, "contract", None), "robot", ""),
+                                  values=[KeyValue(key=k, value=v) for k, v in values])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+    def _publish_diagnostics(self, level: bytes | int | None = None) -> None:
+        names = list(STATUS)
+        status = self.last_status
+        if level is None:
+            level = DiagnosticStatus.OK if status == STATUS["policy"] else DiagnosticStatus.WARN
+        periods, compute, latency = self._periods.values(), self._compute.values(), self._latency.values()
+
+        def pct(a: np.ndarray, q: float, scale: float = 1e3) -> str:
+            return f"{np.percentile(a, q) * scale:.3f}" if a.size else "nan"
+
+        values = [("status", names[status]), ("reason", self.last_reason), ("seq", str(self.seq)),
+                  ("ticks", str(self.ticks)), ("missed_periods", str(self.missed)),
+                  ("rate_hz", f"{1.0 / np.mean(periods):.2f}" if periods.size else "nan"),
+                  ("period_p50_ms", pct(periods, 50)), ("period_p99_ms", pct(periods, 99)),
+                  ("period_max_ms", pct(periods, 100)),
+                  ("compute_p50_ms", pct(compute, 50)), ("compute_p99_ms", pct(compute, 99)),
+                  ("compute_max_ms", pct(compute, 100)),
+                  ("state_latency_p50_ms", pct(latency, 50)), ("state_latency_p99_ms", pct(latency, 99)),
+                  ("estop", str(self.estopped).lower())]
+        values += [(f"ticks_{k}", str(v)) for k, v in self.status_counts.items()]
+        for key, value in self.last_info.items():
+            if isinstance(value, (bool, int, float, str, np.floating, np.integer, np.bool_)):
+                values.append((f"safety.{key}", str(value)))
+            elif isinstance(value, np.ndarray) and value.size <= 32:
+                values.append((f"safety.{key}", np.array2string(value, precision=4, separator=",")))
+        message = "running policy" if status == STATUS["policy"] else \
+            f"backup action: {names[status]} {self.last_reason}"
+        self._publish_status(level, message, values)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the node; `-p autostart:=true` configures and activates it right away (what `robot-rl deploy` uses)."""
+    rclpy.init(args=args)
+    node = PolicyNode()
+    node.declare_parameter("autostart", False)
+    node.declare_parameter("executor", "single")
+    if node.get_parameter("autostart").value:
+        ok = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        if not ok or node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            node.destroy_node()
+            rclpy.try_shutdown()
+            raise SystemExit(3)
+    spin(node, node.get_parameter("executor").value)
+
+
+if __name__ == "__main__":
+    main()

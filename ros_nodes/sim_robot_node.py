@@ -1,0 +1,212 @@
+"""Simulated robot node: MuJoCo or PyBullet behind ros2_control's topics, a stand-in for real hardware.
+
+It steps `robot_rl.sim.make_robot_sim` (physics + the PD / actuator model from controllers/) in real time, publishes
+`/joint_states` and the IMU, and consumes the same command topics a ros2_control robot would: a forward_command
+controller's `commands` (std_msgs/Float64MultiArray in `command_joints` order) or a JointTrajectory (joints by name).
+
+Modes: `hold` (before the first command: PD towards the reset pose), `active` (latest command held between messages),
+`timeout` (no command for `command_timeout_periods` command periods: damping, PD target = current position, so the
+torque is -kd * qdot). Physical parameters can differ from training (`params` JSON / `params_file`), which makes it
+a "real" robot for sim-to-real rehearsal. Ground truth (simulated time in the stamp) goes to `~/ground_truth`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+import yaml
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
+
+from robot_rl.state import tilt_angle
+
+from .convert import fill_imu, fill_joint_state
+from .qos import declare_qos, qos_param
+from .runtime import spin
+
+MODES = ("hold", "active", "timeout")
+
+
+class SimRobotNode(Node):
+    def __init__(self, node_name: str = "sim_robot", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        p = self.declare_parameter
+        p("robot", "a1")
+        p("backend", "mujoco")
+        p("seed", 0)
+        p("params", "")  # JSON object for SimRobot.apply_params (friction, added_mass, motor_strength, latency, ...)
+        p("params_file", "")  # the same as a YAML/JSON file
+        p("joint_states_topic", "/joint_states")
+        p("imu_topic", "/imu")
+        p("command_topic", "/forward_position_controller/commands")
+        p("trajectory_topic", "/joint_trajectory_controller/joint_trajectory")
+        p("command_joints", [""])  # order of Float64MultiArray commands; default: the simulator's joint order
+        p("steps_per_publish", 1)  # physics steps per JointState/Imu publication
+        p("command_rate_hz", 50.0)
+        p("command_timeout_periods", 5.0)
+        p("ground_truth_rate_hz", 50.0)
+        p("fall_height", 0.12)
+        declare_qos(self, "state")
+        declare_qos(self, "command")
+        gp = self.get_parameter
+        from robot_rl.sim import make_robot_sim
+
+        params = self._load_params(gp("params").value, gp("params_file").value)
+        self.sim = make_robot_sim(gp("robot").value, backend=gp("backend").value, params=params or None)
+        self.sim.reset(seed=int(gp("seed").value))
+        self.joint_names = list(self.sim.joint_names)
+        n = len(self.joint_names)
+        order = [j for j in gp("command_joints").value if j]
+        if order:
+            unknown = [j for j in order if j not in self.joint_names]
+            if unknown or len(order) != n:
+                raise ValueError(f"command_joints must list the robot's {n} joints once each "
+                                 f"(unknown: {', '.join(unknown) or '-'})")
+            self._cmd_index = np.array([self.joint_names.index(j) for j in order])
+        else:
+            self._cmd_index = np.arange(n)
+        self.state = self.sim.state()
+        self.hold_pose = np.array(self.state.joint_pos, np.float64)
+        self.targets = self.hold_pose.copy()
+        self.mode = "hold"
+        self.sim_time = 0.0
+        self.n_steps = int(gp("steps_per_publish").value)
+        self.timeout = float(gp("command_timeout_periods").value) / float(gp("command_rate_hz").value)
+        self.last_command = -np.inf
+        self.commands = self.rejected = self.timeouts = 0
+        self.fall_height = float(gp("fall_height").value)
+        self.fell = False
+        state_qos, cmd_qos = qos_param(self, "state"), qos_param(self, "command")
+        self.js_pub = self.create_publisher(JointState, gp("joint_states_topic").value, state_qos)
+        self.imu_pub = self.create_publisher(Imu, gp("imu_topic").value, state_qos)
+        self.gt_pub = self.create_publisher(PoseStamped, "~/ground_truth", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(Float64MultiArray, gp("command_topic").value, self._on_command, cmd_qos)
+        self.create_subscription(JointTrajectory, gp("trajectory_topic").value, self._on_trajectory, cmd_qos)
+        self.js = JointState()
+        self.imu = Imu()
+        self.imu.header.frame_id = "imu_link"
+        self._gt_every = max(1, int(round(1.0 / (float(gp("ground_truth_rate_hz").value) * self.sim.physics_dt
+                                                  * self.n_steps))))
+        self._ticks = 0
+        self.create_timer(self.sim.physics_dt * self.n_steps, self._step)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self._publish_state()
+        self.get_logger().info(f"{gp('robot').value} on {gp('backend').value}: {n} joints, physics "
+                               f"{1.0 / self.sim.physics_dt:g} Hz, command timeout {self.timeout * 1e3:.0f} ms"
+                               + (f", params {params}" if params else ""))
+
+    @staticmethod
+    def _load_params(text: str, file: str) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if file:
+            params.update(yaml.safe_load(Path(file).read_text()) or {})
+        if text:
+            params.update(json.loads(text))
+        return params
+
+    # ---- commands --------------------------------------------------------------------------------------------
+    def _accept(self, targets: np.ndarray) -> None:
+        self.targets[self._cmd_index] = targets
+        self.last_command = time.monotonic()
+        self.commands += 1
+        if self.mode != "active":
+            self.get_logger().info(f"commands received: {self.mode} -> active")
+            self.mode = "active"
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        data = np.asarray(msg.data, np.float64)
+        if data.shape[0] != self._cmd_index.shape[0] or not np.isfinite(data).all():
+            self.rejected += 1  # like forward_command_controller: a wrong-length command is ignored
+            return
+        self._accept(data)
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        if not msg.points:
+            return
+        pos = np.asarray(msg.points[-1].positions, np.float64)
+        try:
+            idx = np.array([self.joint_names.index(j) for j in msg.joint_names])
+        except ValueError:
+            self.rejected += 1
+            return
+        if pos.shape[0] != idx.shape[0] or not np.isfinite(pos).all() or len(set(idx.tolist())) != idx.size:
+            self.rejected += 1
+            return
+        self.targets[idx] = pos
+        self.last_command = time.monotonic()
+        self.commands += 1
+        self.mode = "active"
+
+    # ---- physics -----------------------------------------------------------------------------------------------
+    def _step(self) -> None:
+        if self.mode == "active" and time.monotonic() - self.last_command > self.timeout:
+            self.mode = "timeout"
+            self.timeouts += 1
+            self.get_logger().warning(f"no command for {self.timeout * 1e3:.0f} ms: damping")
+        if self.mode == "timeout":
+            for _ in range(self.n_steps):  # damping: PD target follows the measured position every physics step
+                self.sim.step(np.asarray(self.sim.state().joint_pos), 1)
+        else:
+            self.sim.step(self.targets, self.n_steps)
+        self.sim_time += self.n_steps * self.sim.physics_dt
+        self.state = self.sim.state()
+        self._publish_state()
+
+    def _publish_state(self) -> None:
+        stamp = self.get_clock().now().to_msg()
+        s = self.state
+        self.js.header.stamp = stamp
+        fill_joint_state(self.js, self.joint_names, s)
+        self.imu.header.stamp = stamp
+        fill_imu(self.imu, s)
+        self.imu_pub.publish(self.imu)
+        self.js_pub.publish(self.js)
+        self._ticks += 1
+        if s.base_pos is not None:
+            height = float(np.asarray(s.base_pos)[2])
+            if height < self.fall_height or float(tilt_angle(np.asarray(s.base_quat))) > 1.0:
+                self.fell = True
+            if self._ticks % self._gt_every == 0:
+                self._publish_ground_truth()
+
+    def _publish_ground_truth(self) -> None:
+        s = self.state
+        msg = PoseStamped()
+        sec = int(self.sim_time)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = sec, int((self.sim_time - sec) * 1e9)
+        msg.header.frame_id = "world"
+        pos, q = np.asarray(s.base_pos, np.float64), np.asarray(s.base_quat, np.float64)
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = float(pos[0]), float(pos[1]), float(pos[2])
+        o = msg.pose.orientation
+        o.w, o.x, o.y, o.z = float(q[0]), float(q[1]), float(q[2]), float(q[3])
+        self.gt_pub.publish(msg)
+
+    def _publish_diagnostics(self) -> None:
+        level = DiagnosticStatus.OK if self.mode != "timeout" and not self.fell else DiagnosticStatus.WARN
+        values = {"mode": self.mode, "sim_time": f"{self.sim_time:.3f}", "commands": str(self.commands),
+                  "rejected_commands": str(self.rejected), "timeouts": str(self.timeouts),
+                  "fell": str(self.fell).lower()}
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: simulated robot", message=self.mode,
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    spin(SimRobotNode())
+
+
+if __name__ == "__main__":
+    main()
