@@ -259,9 +259,12 @@ class ManipVecEnv:
 
     # ---- step --------------------------------------------------------------------------------------------------
     def _decode(self, state: RobotState) -> np.ndarray:
+        """Joint targets of the current actions, inside the joint range (the arm's controller rejects others)."""
         if self._osc is not None:
-            return self._osc.targets(self._action, state.joint_pos, self._jac, self._ee_rot)
-        return self.contract.act(self._action, state)
+            targets = self._osc.targets(self._action, state.joint_pos, self._jac, self._ee_rot)
+        else:
+            targets = self.contract.act(self._action, state)
+        return np.clip(targets, self.task.joint_lower, self.task.joint_upper)
 
     def _encode(self, targets: np.ndarray, state: RobotState) -> np.ndarray:
         """Action that the certified targets realise (what the learner stores)."""
