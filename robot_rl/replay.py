@@ -1,0 +1,659 @@
+"""rosbag2 logs -> control ticks -> episodes -> an offline-RL dataset (robot_rl.dataset, Minari format).
+
+Two kinds of bag are read with `rosbags` (MCAP and SQLite3 storage):
+
+- **robot_rl bags** (the recorder of robot_rl.ros_nodes): `robot_rl_msgs/msg/ControlTick` records carry per tick the
+  RobotState, observation, raw action, targets, certified targets and safety telemetry under one sequence number;
+  transitions are joined on the sequence number. The contract comes from the recorded `/policy_node/contract` topic
+  or from `--bundle`.
+- **raw-topic bags** from any ros2_control robot (`/joint_states`, an IMU, `/cmd_vel`, the controller's command
+  topic): given a contract and a `TopicMapping`, ticks are rebuilt at the contract's policy rate and observations go
+  through the contract's observer, exactly as the policy node builds them.
+
+Episodes split at resets (sequence numbers going back), dropped ticks, time gaps, e-stop / watchdog ticks and falls.
+Rewards are recomputed from the task's named reward terms (robot_rl.sim.locomotion.REWARD_TERMS, weights from the
+contract provenance); terms whose inputs a log lacks (base velocity and height without a ground-truth pose topic,
+foot contacts) are left out and listed in the dataset metadata. Bags are opened read-only and never modified; a
+truncated or corrupted bag is an error naming the file, and `recover=True` converts the readable part.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_rl.contract import PolicyContract
+from robot_rl.dataset import DatasetError, Episode, write_dataset
+from robot_rl.errors import ContractError
+from robot_rl.ros_nodes.tick import STATUS, TICK_TYPE, TickRecord, from_bag_message
+from robot_rl.state import RobotState, projected_gravity
+
+CONTRACT_TOPIC = "/policy_node/contract"
+
+
+@dataclass(frozen=True)
+class TopicMapping:
+    """Where a raw-topic bag keeps what a contract needs (all names as recorded)."""
+
+    joint_states: str = "/joint_states"
+    """sensor_msgs/JointState topic."""
+    imu: str = "/imu"
+    """sensor_msgs/Imu topic (orientation, angular velocity, linear acceleration)."""
+    cmd_vel: str = "/cmd_vel"
+    """geometry_msgs/Twist velocity command (vx, vy, yaw rate); empty: zero command."""
+    commands: str = "/forward_position_controller/commands"
+    """std_msgs/Float64MultiArray joint position targets sent to the controller."""
+    command_joints: list[str] = field(default_factory=list)
+    """Joint order of the command array (names as in the bag); empty: the contract order."""
+    joint_names: dict[str, str] = field(default_factory=dict)
+    """Contract joint name -> name in the bag, for robots whose drivers name joints differently."""
+    ground_truth: str = ""
+    """Optional geometry_msgs/PoseStamped base pose (motion capture, simulator) for base height/velocity."""
+
+
+@dataclass
+class BagContent:
+    """What was read from one bag: ticks (robot_rl bags), raw messages per topic, notes on recovery."""
+
+    path: Path
+    ticks: list[tuple[int, TickRecord]] = field(default_factory=list)
+    """(log time ns, record)."""
+    raw: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
+    """topic -> [(log time ns, deserialized message)]."""
+    contract_json: str | None = None
+    recovered: str = ""
+    """Empty when the bag was read whole; otherwise what was skipped."""
+
+
+# ---- reading ---------------------------------------------------------------------------------------------------
+def _typestore() -> Any:
+    from robot_rl.ros_nodes.tick import typestore
+
+    return typestore()
+
+
+def read_bag(bag: str | Path, topics: set[str] | None = None, recover: bool = False) -> BagContent:
+    """Read the ticks, the contract and the requested raw topics of one rosbag2 folder (or a single .mcap file)."""
+    bag = Path(bag)
+    if not bag.exists():
+        raise DatasetError(f"bag not found: {bag}")
+    content = BagContent(path=bag)
+    wanted = set(topics or ()) | {CONTRACT_TOPIC}
+    if bag.is_file():
+        if bag.suffix != ".mcap":
+            raise DatasetError(f"{bag}: not a rosbag2 folder or .mcap file")
+        _read_mcap_stream(bag, wanted, content, recover)
+        return content
+    if not (bag / "metadata.yaml").is_file():
+        splits = sorted(bag.glob("*.mcap")) + sorted(bag.glob(".active_*/*.mcap"))
+        if recover and splits:
+            for split in splits:
+                _read_mcap_stream(split, wanted, content, True)
+            content.recovered = content.recovered or "no metadata.yaml: read the MCAP splits directly"
+            return content
+        raise DatasetError(f"{bag}: not a rosbag2 bag (no metadata.yaml)")
+    from rosbags.highlevel import AnyReader
+
+    try:
+        with AnyReader([bag], default_typestore=_typestore()) as reader:
+            conns = [c for c in reader.connections if c.msgtype == TICK_TYPE or c.topic in wanted]
+            for conn, t_ns, raw in reader.messages(connections=conns):
+                try:
+                    _store(content, conn.topic, conn.msgtype, t_ns, reader.deserialize(raw, conn.msgtype))
+                except Exception as exc:  # noqa: BLE001 - a corrupted record: rosbags raises several types
+                    if not recover:
+                        raise DatasetError(f"{_culprit(bag)}: corrupted message on {conn.topic} "
+                                           f"({type(exc).__name__}); re-run with --recover to skip it") from None
+                    content.recovered = f"skipped undecodable messages on {conn.topic}"
+    except DatasetError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncated MCAP / damaged SQLite: many exception types
+        if not recover:
+            raise DatasetError(f"{_culprit(bag)}: bag is truncated or corrupted ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); re-run with --recover to "
+                               "convert the readable part") from None
+        _recover(bag, wanted, content)
+    if recover:
+        for split in sorted(bag.glob(".active_*/*.mcap")):  # the split a killed recorder was writing
+            _read_mcap_stream(split, wanted, content, True)
+            content.recovered = content.recovered or f"read unfinished split {split.name}"
+    content.ticks.sort(key=lambda x: x[0])
+    return content
+
+
+def _store(content: BagContent, topic: str, msgtype: str, t_ns: int, msg: Any) -> None:
+    if msgtype == TICK_TYPE:
+        content.ticks.append((t_ns, from_bag_message(msg)))
+    elif topic == CONTRACT_TOPIC:
+        content.contract_json = msg.data
+    else:
+        content.raw.setdefault(topic, []).append((t_ns, msg))
+
+
+def _culprit(bag: Path) -> Path:
+    """The first storage file of a bag that fails its own integrity check (or the bag folder)."""
+    for f in sorted(bag.glob("*.mcap")):
+        try:
+            from mcap.reader import make_reader
+
+            with f.open("rb") as fh:
+                if make_reader(fh).get_summary() is None:
+                    return f
+        except Exception:  # noqa: BLE001 - any failure marks the file
+            return f
+    for f in sorted(bag.glob("*.db3")):
+        try:
+            con = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
+            try:
+                ok = con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+                con.execute("SELECT COUNT(*) FROM messages").fetchone()
+            finally:
+                con.close()
+            if not ok:
+                return f
+        except sqlite3.Error:
+            return f
+    return bag
+
+
+def _recover(bag: Path, wanted: set[str], content: BagContent) -> None:
+    """Readable part of a damaged bag: stream MCAP records up to the damage; SQLite rows that still read."""
+    files = sorted(bag.glob("*.mcap"))
+    for f in files:
+        _read_mcap_stream(f, wanted, content, True)
+    for f in sorted(bag.glob("*.db3")):
+        _read_sqlite_rows(f, wanted, content)
+    content.recovered = content.recovered or f"{_culprit(bag)} is damaged: converted the readable part"
+
+
+def _read_mcap_stream(file: Path, wanted: set[str], content: BagContent, recover: bool) -> None:
+    """Sequential MCAP reader that needs no summary: record by record (inside chunks too), so a truncated file
+    yields every complete message before the damage when recovering."""
+    from mcap.records import Channel, Message, Schema
+    from rosbags.typesys import get_types_from_msg
+
+    store = _typestore()
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+    try:
+        for record in _mcap_records(file.read_bytes()):
+            if isinstance(record, Schema):
+                schemas[record.id] = record.name
+                if record.name not in store.types and record.encoding == "ros2msg":
+                    try:
+                        store.register(_types_from_concatenated(record.data.decode(), record.name,
+                                                                get_types_from_msg))
+                    except Exception:  # noqa: BLE001 - a schema we cannot parse: its messages are skipped
+                        pass
+            elif isinstance(record, Channel):
+                channels[record.id] = (record.topic, schemas.get(record.schema_id, ""))
+            elif isinstance(record, Message):
+                topic, msgtype = channels.get(record.channel_id, ("", ""))
+                if msgtype != TICK_TYPE and topic not in wanted:
+                    continue
+                _store(content, topic, msgtype, record.log_time, store.deserialize_cdr(record.data, msgtype))
+    except Exception as exc:  # noqa: BLE001 - truncation shows up as several exception types
+        if not recover:
+            raise DatasetError(f"{file}: truncated or corrupted MCAP ({type(exc).__name__}); re-run with --recover "
+                               "to convert the readable part") from None
+        content.recovered = f"{file} is damaged: converted the records before the damage"
+
+
+_CHUNK = 0x06
+
+
+def _mcap_records(data: bytes) -> Iterator[Any]:
+    """MCAP records in file order, chunks opened; stops (raising) at the first incomplete record. The framing
+    (opcode, uint64 length) and the chunk header are MCAP's; the records themselves are parsed by `mcap`."""
+    from mcap.stream_reader import breakup_chunk
+
+    pos = 8  # magic
+    while pos + 9 <= len(data):
+        op = data[pos]
+        length = int.from_bytes(data[pos + 1:pos + 9], "little")
+        body = data[pos + 9:pos + 9 + length]
+        complete = len(body) == length
+        if op == _CHUNK:
+            p = 28  # start time, end time, uncompressed size (uint64 each), uncompressed crc (uint32)
+            clen = int.from_bytes(body[p:p + 4], "little")
+            compression = body[p + 4:p + 4 + clen]
+            p += 4 + clen + 8
+            if complete:
+                for chunk in _parse(data[pos:pos + 9 + length], emit_chunks=True):
+                    yield from breakup_chunk(chunk, validate_crc=True)
+            elif not compression:
+                yield from _parse(body[p:])
+        elif complete:
+            yield from _parse(data[pos:pos + 9 + length])
+        if not complete:
+            raise EOFError(f"record at byte {pos} is truncated")
+        pos += 9 + length
+    if pos < len(data):
+        raise EOFError("file ends inside a record header")
+
+
+def _parse(buf: bytes, emit_chunks: bool = False) -> Iterator[Any]:
+    """The complete MCAP records in `buf` (no magic); stops quietly at an incomplete tail."""
+    from mcap.exceptions import EndOfFile
+    from mcap.stream_reader import StreamReader
+
+    try:
+        yield from StreamReader(io.BytesIO(buf), skip_magic=True, emit_chunks=emit_chunks).records
+    except EndOfFile:
+        return
+
+
+def _types_from_concatenated(text: str, name: str, parse: Any) -> dict[str, Any]:
+    """rosbag2's ros2msg schema: the main definition, then `=====` separated `MSG: pkg/msg/Type` dependencies."""
+    types: dict[str, Any] = {}
+    parts = text.split("=" * 80 + "\n")
+    types.update(parse(parts[0], name))
+    for part in parts[1:]:
+        head, _, body = part.partition("\n")
+        dep = head.removeprefix("MSG: ").strip()
+        if "/msg/" not in dep:
+            dep = dep.replace("/", "/msg/", 1)
+        types.update(parse(body, dep))
+    return types
+
+
+def _read_sqlite_rows(file: Path, wanted: set[str], content: BagContent) -> None:
+    store = _typestore()
+    try:
+        con = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return
+    try:
+        topics = {tid: (name, typ) for tid, name, typ in con.execute("SELECT id, name, type FROM topics")}
+        cursor = con.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY id")
+        while True:
+            try:
+                row = cursor.fetchone()
+            except sqlite3.Error:
+                break
+            if row is None:
+                break
+            topic, msgtype = topics.get(row[0], ("", ""))
+            if msgtype != TICK_TYPE and topic not in wanted:
+                continue
+            try:
+                _store(content, topic, msgtype, int(row[1]), store.deserialize_cdr(row[2], msgtype))
+            except Exception:  # noqa: BLE001 - a damaged row is skipped
+                continue
+    except sqlite3.Error:
+        pass
+    finally:
+        con.close()
+
+
+# ---- raw topics -> ticks ---------------------------------------------------------------------------------------
+def ticks_from_raw(content: BagContent, contract: PolicyContract,
+                   mapping: TopicMapping) -> list[tuple[int, TickRecord]]:
+    """Rebuild control ticks at the contract's policy rate from raw ROS topics (observations through the contract)."""
+    js = content.raw.get(mapping.joint_states, [])
+    imu = content.raw.get(mapping.imu, [])
+    missing = [t for t, msgs in ((mapping.joint_states, js), (mapping.imu, imu)) if not msgs]
+    if missing:
+        raise DatasetError(f"{content.path}: no messages on {', '.join(missing)} (needed by the contract); "
+                           "set the topic mapping")
+    bag_names = [mapping.joint_names.get(j, j) for j in contract.joint_names]
+    names0 = list(js[0][1].name)
+    absent = [j for j in bag_names if j not in names0]
+    if absent:
+        raise DatasetError(f"{content.path}: {mapping.joint_states} lacks contract joints {', '.join(absent)}")
+    order = np.array([names0.index(j) for j in bag_names])
+    cmd_order = None
+    if mapping.command_joints:
+        absent = [j for j in bag_names if j not in mapping.command_joints]
+        if absent:
+            raise DatasetError(f"topic mapping command_joints lacks contract joints {', '.join(absent)}")
+        cmd_order = np.array([mapping.command_joints.index(j) for j in bag_names])
+    t_js = np.array([t for t, _ in js])
+    t_imu = np.array([t for t, _ in imu])
+    cmds = content.raw.get(mapping.commands, [])
+    t_cmd = np.array([t for t, _ in cmds])
+    vel = content.raw.get(mapping.cmd_vel, []) if mapping.cmd_vel else []
+    t_vel = np.array([t for t, _ in vel])
+    period = int(round(1e9 / contract.policy_rate_hz))
+    start = max(t_js[0], t_imu[0])
+    grid = np.arange(start, t_js[-1] + 1, period)
+    default = np.asarray(contract.default_joint_pos)
+    ticks: list[tuple[int, TickRecord]] = []
+    observer = contract.make_observer()
+    last_applied = np.zeros(contract.act_dim)
+    prev_t: int | None = None
+    for k, t in enumerate(grid):
+        j = js[int(np.searchsorted(t_js, t, "right")) - 1][1]
+        m = imu[int(np.searchsorted(t_imu, t, "right")) - 1][1]
+        if list(j.name) != names0:
+            order = np.array([list(j.name).index(n) for n in bag_names])
+        eff = np.asarray(j.effort)[order] if len(j.effort) == len(j.name) else None
+        o = m.orientation
+        state = RobotState(joint_pos=np.asarray(j.position)[order], joint_vel=np.asarray(j.velocity)[order],
+                           base_quat=np.array([o.w, o.x, o.y, o.z]),
+                           base_ang_vel=np.array([m.angular_velocity.x, m.angular_velocity.y, m.angular_velocity.z]),
+                           base_lin_acc=np.array([m.linear_acceleration.x, m.linear_acceleration.y,
+                                                  m.linear_acceleration.z]),
+                           timestamp=t * 1e-9, joint_effort=eff)
+        command = np.zeros(len(contract.command_names))
+        if len(t_vel):
+            i = int(np.searchsorted(t_vel, t, "right")) - 1
+            if i >= 0:
+                tw = vel[i][1]
+                command[:3] = [tw.linear.x, tw.linear.y, tw.angular.z][:len(command)]
+        # the targets held during [t, t + period): the last command sent before the next tick
+        i = int(np.searchsorted(t_cmd, t + period, "left")) - 1 if len(t_cmd) else -1
+        status = STATUS["policy"]
+        if i < 0 or (prev_t is not None and t_cmd[i] <= prev_t):
+            targets = default.copy() if i < 0 else np.asarray(cmds[i][1].data, float)
+            status = STATUS["no_state"] if i < 0 else status
+        else:
+            targets = np.asarray(cmds[i][1].data, float)
+        if cmd_order is not None:
+            targets = targets[cmd_order]
+        if targets.shape[0] != contract.num_joints:
+            raise DatasetError(f"{content.path}: {mapping.commands} carries {targets.shape[0]} values, the contract "
+                               f"has {contract.num_joints} joints (set command_joints in the topic mapping)")
+        prev_t = int(t)
+        obs = observer(state, command, last_applied)
+        applied = applied_action(contract, targets, state)
+        last_applied = applied
+        ticks.append((int(t), TickRecord(seq=k, stamp=t * 1e-9, status=status, reason="", compute_time=0.0,
+                                         state_age=0.0, state=state, command=command, observation=obs,
+                                         action=applied.astype(np.float32), targets=targets, safe_targets=targets,
+                                         safety={})))
+    return ticks
+
+
+def applied_action(contract: PolicyContract, targets: np.ndarray, state: RobotState | None = None) -> np.ndarray:
+    """Invert `contract.act`: the action that produces `targets` (may leave [-clip, clip] after safety changes)."""
+    n = contract.num_joints
+    if contract.action.type == "joint_position":
+        return (np.asarray(targets)[..., :n] - np.asarray(contract.default_joint_pos)) / contract.action.scale
+    if contract.action.type == "joint_position_delta" and state is not None:
+        return (np.asarray(targets)[..., :n] - np.asarray(state.joint_pos)) / contract.action.scale
+    raise ContractError(f"cannot decode targets for action type {contract.action.type}")
+
+
+# ---- ticks -> episodes -----------------------------------------------------------------------------------------
+def split_segments(ticks: list[tuple[int, TickRecord]], contract: PolicyContract, gap_s: float,
+                   max_tilt: float) -> list[tuple[list[tuple[int, TickRecord]], bool, str]]:
+    """Cut a tick stream into (ticks, terminated, reason) segments of policy-controlled ticks."""
+    out: list[tuple[list[tuple[int, TickRecord]], bool, str]] = []
+    cur: list[tuple[int, TickRecord]] = []
+
+    def close(terminated: bool, reason: str) -> None:
+        nonlocal cur
+        if len(cur) >= 2:
+            out.append((cur, terminated, reason))
+        cur = []
+
+    for t_ns, rec in ticks:
+        if rec.status != STATUS["policy"]:
+            close(False, rec.status_name)
+            continue
+        if cur:
+            prev_t, prev = cur[-1]
+            if rec.seq <= prev.seq:
+                close(False, "reset")
+            elif rec.seq != prev.seq + 1:
+                close(False, "dropped_ticks")
+            elif (t_ns - prev_t) * 1e-9 > gap_s:
+                close(False, "time_gap")
+        cur.append((t_ns, rec))
+        if -projected_gravity(np.asarray(rec.state.base_quat))[2] < np.cos(max_tilt):
+            close(True, "fell")
+    close(False, "end_of_log")
+    return out
+
+
+class RewardModel:
+    """The task's reward terms evaluated on logged ticks (terms without inputs in the log are skipped)."""
+
+    def __init__(self, contract: PolicyContract) -> None:
+        from robot_rl.config import from_dict
+        from robot_rl.sim.locomotion import REWARD_TERMS, RewardConfig, TerminationConfig
+
+        prov = contract.provenance.get("config", {}) if isinstance(contract.provenance, dict) else {}
+        self.cfg = from_dict(RewardConfig, prov.get("rewards", {})) if "rewards" in prov else RewardConfig()
+        self.termination = from_dict(TerminationConfig, prov["termination"]) if "termination" in prov \
+            else TerminationConfig()
+        self.terms = REWARD_TERMS
+        self.contract = contract
+        lo, hi = np.asarray(contract.joint_pos_lower), np.asarray(contract.joint_pos_upper)
+        mid, half = (lo + hi) / 2, (hi - lo) / 2 * self.cfg.soft_joint_limit
+        self.soft_lo, self.soft_hi = mid - half, mid + half
+
+    def needs(self, has_base: bool) -> tuple[list[str], list[str]]:
+        """(terms used, terms skipped) for a log with / without base velocity and height."""
+        used, skipped = [], []
+        for name in [*self.terms, "joint_limits"]:
+            if getattr(self.cfg, name) == 0.0:
+                continue
+            missing = (name in ("tracking_lin_vel", "lin_vel_z", "base_height") and not has_base) or \
+                name in ("feet_air_time", "collision")
+            (skipped if missing else used).append(name)
+        return used, skipped
+
+    def __call__(self, seg: list[TickRecord], applied: np.ndarray, base_pos: np.ndarray | None,
+                 base_lin_vel: np.ndarray | None) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
+        """Rewards (T,) of the transitions of one segment and the weighted terms."""
+        from robot_rl.sim.locomotion import StepView
+
+        nxt = seg[1:]
+        t = len(nxt)
+        n = self.contract.num_joints
+        dt = self.contract.policy_dt
+        effort = np.stack([r.state.joint_effort if r.state.joint_effort is not None and len(r.state.joint_effort)
+                           else np.zeros(n) for r in nxt])
+        policy_action = np.clip(np.stack([r.action for r in seg[:-1]]), -self.contract.action.clip,
+                                self.contract.action.clip)
+        last = np.concatenate([np.zeros((1, applied.shape[1])), applied[:-1]])
+        zeros = np.zeros((t, 4))
+        view = StepView(
+            base_lin_vel=base_lin_vel[1:] if base_lin_vel is not None else np.zeros((t, 3)),
+            base_ang_vel=np.stack([r.state.base_ang_vel for r in nxt]),
+            base_quat=np.stack([r.state.base_quat for r in nxt]),
+            base_height=base_pos[1:, 2] if base_pos is not None else np.zeros(t),
+            joint_pos=np.stack([r.state.joint_pos for r in nxt]), joint_vel=np.stack([r.state.joint_vel for r in nxt]),
+            torques=effort[:, None, :], action=applied, last_action=last, policy_action=policy_action,
+            command=np.stack([_pad3(r.command) for r in seg[:-1]]), feet_touch=zeros, thigh_touch=zeros,
+            calf_touch=zeros, trunk_touch=np.zeros(t), air_time=zeros, first_contact=zeros.astype(bool))
+        used, _ = self.needs(base_lin_vel is not None)
+        total = np.zeros(t)
+        terms: dict[str, np.ndarray] = {}
+        for name in used:
+            w = getattr(self.cfg, name)
+            if name == "joint_limits":
+                q = view.joint_pos
+                raw = (np.clip(self.soft_lo - q, 0, None) + np.clip(q - self.soft_hi, 0, None)).sum(1)
+            else:
+                raw = self.terms[name](view, self.cfg)
+            terms[name] = raw * (w * dt)
+            total += terms[name]
+        if self.cfg.only_positive:
+            total = np.clip(total, 0.0, None)
+        return total, terms, used
+
+
+def _pad3(command: np.ndarray) -> np.ndarray:
+    out = np.zeros(3)
+    c = np.asarray(command, float)[:3]
+    out[:len(c)] = c
+    return out
+
+
+def _base_from_pose(times_ns: np.ndarray, poses: list[tuple[int, Any]], quats: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Base position at tick times and base-frame linear velocity by finite differences of the pose topic."""
+    t_p = np.array([t for t, _ in poses])
+    pos = np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z] for _, m in poses])
+    at = np.stack([np.interp(times_ns, t_p, pos[:, i]) for i in range(3)], axis=1)
+    vel_w = np.gradient(at, times_ns * 1e-9, axis=0) if len(times_ns) > 1 else np.zeros_like(at)
+    from robot_rl.sim.vec_env import quat_rotate_inverse
+
+    return at, quat_rotate_inverse(quats, vel_w)
+
+
+def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyContract, reward: RewardModel,
+                        gap_s: float, poses: list[tuple[int, Any]] | None = None
+                        ) -> tuple[list[Episode], dict[str, int]]:
+    """Episodes (Minari layout) from a tick stream; also counts of why episodes ended."""
+    episodes: list[Episode] = []
+    reasons: dict[str, int] = {}
+    for seg_t, terminated, reason in split_segments(ticks, contract, gap_s, reward.termination.max_tilt):
+        reasons[reason] = reasons.get(reason, 0) + 1
+        seg = [r for _, r in seg_t]
+        times = np.array([t for t, _ in seg_t], dtype=np.float64)
+        obs = np.stack([np.asarray(r.observation, np.float32) for r in seg])
+        if obs.shape[1] != contract.obs_dim:
+            raise DatasetError(f"ticks carry {obs.shape[1]} observation values, the contract has {contract.obs_dim}")
+        safe = np.stack([np.asarray(r.safe_targets, float) for r in seg])
+        applied = applied_action(contract, safe[:-1], _stack_state(seg[:-1]))
+        quats = np.stack([r.state.base_quat for r in seg])
+        base_pos = base_vel = None
+        if poses:
+            base_pos, base_vel = _base_from_pose(times, poses, quats)
+        rewards, terms, _ = reward(seg, applied, base_pos, base_vel)
+        t = len(seg) - 1
+        term = np.zeros(t, bool)
+        trunc = np.zeros(t, bool)
+        term[-1] = terminated
+        trunc[-1] = not terminated
+        intervened = np.array([_intervened(r) for r in seg])
+        infos: dict[str, np.ndarray] = {
+            "seq": np.array([r.seq for r in seg], np.int64), "stamp": np.array([r.stamp for r in seg]),
+            "log_time_ns": times.astype(np.int64),
+            "joint_pos": np.stack([r.state.joint_pos for r in seg]),
+            "joint_vel": np.stack([r.state.joint_vel for r in seg]),
+            "base_quat": quats, "base_ang_vel": np.stack([r.state.base_ang_vel for r in seg]),
+            "base_lin_acc": np.stack([r.state.base_lin_acc for r in seg]),
+            "command": np.stack([np.asarray(r.command, float) for r in seg]),
+            "policy_action": np.stack([np.asarray(r.action, np.float32) for r in seg]),
+            "targets": np.stack([np.asarray(r.targets, float) for r in seg]), "safe_targets": safe,
+            "intervened": intervened}
+        if base_pos is not None and base_vel is not None:
+            infos["base_pos"], infos["base_lin_vel"] = base_pos, base_vel
+        for name, values in terms.items():
+            infos[f"reward.{name}"] = np.concatenate([[0.0], values])
+        episodes.append(Episode(observations=obs, actions=applied.astype(np.float32),
+                                rewards=rewards.astype(np.float32), terminations=term, truncations=trunc,
+                                infos=infos))
+    return episodes, reasons
+
+
+def _stack_state(seg: list[TickRecord]) -> RobotState:
+    s = seg[0].state
+    return RobotState(joint_pos=np.stack([r.state.joint_pos for r in seg]),
+                      joint_vel=np.stack([r.state.joint_vel for r in seg]), base_quat=s.base_quat,
+                      base_ang_vel=s.base_ang_vel, base_lin_acc=s.base_lin_acc)
+
+
+def _intervened(rec: TickRecord) -> bool:
+    value = rec.safety.get("safety/intervened", rec.safety.get("intervened"))
+    if value is None:
+        return bool(np.any(np.abs(np.asarray(rec.safe_targets) - np.asarray(rec.targets)) > 1e-9))
+    return bool(np.any(np.asarray(value, dtype=float) > 0))
+
+
+# ---- the command ---------------------------------------------------------------------------------------------
+def replay(bags: list[str | Path], out: str | Path, contract: PolicyContract | None = None,
+           mapping: TopicMapping | None = None, recover: bool = False, gap_s: float = 0.2,
+           robot: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """Convert bags into one dataset folder at `out`; returns (path, summary). Nothing is written on error."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DatasetError(f"output {out} already exists")
+    mapping = mapping or TopicMapping()
+    raw_topics = {mapping.joint_states, mapping.imu, mapping.cmd_vel, mapping.commands, mapping.ground_truth} - {""}
+    episodes: list[Episode] = []
+    summary: dict[str, Any] = {"bags": [], "ticks": 0, "end_reasons": {}, "recovered": {}}
+    used_contract = contract
+    reward: RewardModel | None = None
+    skipped_terms: list[str] = []
+    for bag in bags:
+        content = read_bag(bag, raw_topics, recover)
+        bag_contract = PolicyContract.from_dict(json.loads(content.contract_json)) if content.contract_json else None
+        c = contract or bag_contract
+        if c is None:
+            raise DatasetError(f"{bag}: no contract recorded in the bag; pass --bundle (or --contract)")
+        if contract is not None and bag_contract is not None:
+            try:
+                contract.check_robot(bag_contract.robot, bag_contract.joint_names)
+            except ContractError as exc:
+                raise DatasetError(f"{bag}: recorded contract does not match the given one: {exc}") from None
+        if used_contract is not None and used_contract is not c:
+            try:
+                used_contract.check_robot(c.robot, c.joint_names)
+            except ContractError as exc:
+                raise DatasetError(f"{bag}: from a different robot than the other bags: {exc}") from None
+        if robot is not None and c.robot != robot:
+            raise DatasetError(f"{bag}: recorded on robot '{c.robot}', not '{robot}'")
+        used_contract = used_contract or c
+        if reward is None:
+            reward = RewardModel(c)
+        if content.ticks:
+            ticks = content.ticks
+            names = None
+        else:
+            if contract is None and bag_contract is None:
+                raise DatasetError(f"{bag}: raw-topic bag needs a contract (--bundle)")
+            ticks = ticks_from_raw(content, c, mapping)
+            names = "raw"
+        poses = content.raw.get(mapping.ground_truth) if mapping.ground_truth else None
+        eps, reasons = episodes_from_ticks(ticks, c, reward, gap_s, poses)
+        episodes += eps
+        skipped_terms = reward.needs(bool(poses))[1]
+        for k, v in reasons.items():
+            summary["end_reasons"][k] = summary["end_reasons"].get(k, 0) + v
+        summary["ticks"] += len(ticks)
+        summary["bags"].append({"path": str(bag), "ticks": len(ticks), "episodes": len(eps),
+                                "source": names or "robot_rl ticks"})
+        if content.recovered:
+            summary["recovered"][str(bag)] = content.recovered
+    assert used_contract is not None
+    meta = {"sources": summary["bags"], "end_reasons": summary["end_reasons"], "recovered": summary["recovered"],
+            "reward_terms_skipped": skipped_terms, "task": used_contract.provenance.get("task", "")}
+    write_dataset(out, episodes, used_contract, name=out.name, metadata=meta)
+    summary.update({"episodes": len(episodes), "transitions": sum(len(e) for e in episodes),
+                    "reward_terms_skipped": skipped_terms})
+    return out, summary
+
+
+def load_mapping(path: str | Path | None, overrides: list[str] | None = None) -> TopicMapping:
+    """A TopicMapping from YAML (its `joint_names` is a free mapping, so the file is read whole) and overrides."""
+    import yaml
+
+    from robot_rl.config import from_dict, load_config
+
+    base = None
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise DatasetError(f"topic mapping not found: {path}")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise DatasetError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(tree, dict):
+            raise DatasetError(f"{path}: top level must be a mapping")
+        base = from_dict(TopicMapping, tree)
+    return load_config(TopicMapping, None, overrides, base=base)
+
+
+def contract_of(source: str | Path) -> PolicyContract:
+    """A contract from a bundle folder or a contract.json file."""
+    source = Path(source)
+    file = source / "contract.json" if source.is_dir() else source
+    return PolicyContract.load(file)
+
+
+__all__ = ["TopicMapping", "read_bag", "replay", "ticks_from_raw", "episodes_from_ticks", "applied_action",
+           "RewardModel", "load_mapping", "contract_of"]

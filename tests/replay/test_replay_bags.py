@@ -1,0 +1,133 @@
+"""rosbag2 -> dataset: round trips through bags these tests record (MCAP and SQLite3), damaged bags, raw-topic bags,
+bad input. Bags are written with the rosbags writer in the recorder's ControlTick format (robot_rl.ros_nodes.tick)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robot_rl.cli import main
+from robot_rl.dataset import load_dataset
+from robot_rl.logs import SimLog, a1_contract, simulate_ticks, write_raw_bag, write_tick_bag
+
+
+@pytest.fixture(scope="module")
+def contract():  # type: ignore[no-untyped-def]
+    return a1_contract()
+
+
+@pytest.fixture(scope="module")
+def log(contract) -> SimLog:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    return simulate_ticks(contract, lambda o: 0.3 * rng.standard_normal(12), 60, reset_every=30)
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_replay_round_trip_has_exactly_the_recorded_ticks(tmp_path: Path, contract, log: SimLog,  # type: ignore[no-untyped-def]
+                                                          storage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    bag = write_tick_bag(tmp_path / "bag", log, contract, storage=storage)  # type: ignore[arg-type]
+    before = _digest(bag)
+    out = tmp_path / "ds"
+    assert main(["replay", str(bag), "--out", str(out), "--set", "ground_truth=/sim_robot/ground_truth"]) == 0
+    assert _digest(bag) == before  # never modified
+    ds = load_dataset(out)
+    assert [len(e) for e in ds.episodes] == [29, 29]  # two episodes of 30 ticks (the robot restarted at tick 30)
+    recorded = [r for _, r in log.ticks]
+    got_obs = np.concatenate([e.observations for e in ds.episodes])
+    np.testing.assert_array_equal(got_obs, np.stack([r.observation for r in recorded]).astype(np.float32))
+    seqs = np.concatenate([e.infos["seq"] for e in ds.episodes])
+    np.testing.assert_array_equal(seqs, [r.seq for r in recorded])
+    ep = ds.episodes[0]
+    safe = np.stack([r.safe_targets for r in recorded[:29]])
+    np.testing.assert_allclose(contract.act(ep.actions), safe, atol=1e-5)  # applied actions decode to safe targets
+    assert ep.truncations[-1] and not ep.terminations.any()
+    assert np.all(np.isfinite(ep.rewards)) and ep.rewards.sum() > 0
+    assert "reward.tracking_lin_vel" in ep.infos  # ground truth pose -> base velocity terms are computed
+    assert (out / "plots" / "returns.png").stat().st_size > 1000 and (out / "report.md").is_file()
+    assert "2 episodes, 58 transitions" in capsys.readouterr().out
+
+
+def test_truncated_bag_names_file_and_recovers(tmp_path: Path, contract, log: SimLog,  # type: ignore[no-untyped-def]
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    bag = write_tick_bag(tmp_path / "bag", log, contract)
+    split = next(bag.glob("*.mcap"))
+    data = split.read_bytes()
+    split.write_bytes(data[: len(data) // 2])
+    before = _digest(bag)
+    out = tmp_path / "ds"
+    assert main(["replay", str(bag), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and split.name in err and "--recover" in err
+    assert not out.exists()
+    assert main(["replay", str(bag), "--out", str(out), "--recover"]) == 0
+    assert "recovered" in capsys.readouterr().out
+    ds = load_dataset(out)
+    n = sum(len(e) + 1 for e in ds.episodes)
+    assert 0 < n < len(log.ticks)
+    assert _digest(bag) == before
+
+
+def test_corrupted_sqlite_bag_is_one_line_error(tmp_path: Path, contract, log: SimLog,  # type: ignore[no-untyped-def]
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    bag = write_tick_bag(tmp_path / "bag", log, contract, storage="sqlite3")
+    db = next(bag.glob("*.db3"))
+    db.write_bytes(b"garbage" * 100)
+    out = tmp_path / "ds"
+    assert main(["replay", str(bag), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and db.name in err
+    assert not out.exists()
+
+
+def test_raw_topic_bag_rebuilds_observations(tmp_path: Path, contract, log: SimLog,  # type: ignore[no-untyped-def]
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    renamed = [f"drv/{j}" for j in contract.joint_names]
+    bag = write_raw_bag(tmp_path / "raw", log, contract, joint_names=renamed)
+    bundle = tmp_path / "contract.json"
+    contract.to_json(bundle)
+    mapping = tmp_path / "topics.yaml"
+    mapping.write_text("joint_names:\n" + "".join(f"  {j}: drv/{j}\n" for j in contract.joint_names)
+                       + "command_joints: [" + ", ".join(renamed) + "]\n")
+    out = tmp_path / "ds"
+    assert main(["replay", str(bag), "--out", str(out), "--bundle", str(bundle), "--topics", str(mapping)]) == 0
+    ds = load_dataset(out)
+    # one continuous stream: the restart at tick 30 is invisible in raw topics (no sequence numbers)
+    assert sum(len(e) + 1 for e in ds.episodes) == len(log.ticks)
+    recorded = np.stack([r.observation for _, r in log.ticks[:30]])
+    got = ds.episodes[0].observations[:30]
+    np.testing.assert_allclose(got, recorded, atol=1e-5)
+
+    # bad input: no mapping for renamed joints / a mapping naming joints the bag lacks / a bag without the topics
+    out2 = tmp_path / "ds2"
+    assert main(["replay", str(bag), "--out", str(out2), "--bundle", str(bundle)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lacks contract joints" in err and contract.joint_names[0] in err
+    assert main(["replay", str(bag), "--out", str(out2), "--bundle", str(bundle), "--topics", str(mapping),
+                 "--set", "imu=/imu/data"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "/imu/data" in err and len(err.splitlines()) == 1
+    assert not out2.exists()
+
+
+def test_dataset_from_another_robot_is_refused(tmp_path: Path, contract, log: SimLog,  # type: ignore[no-untyped-def]
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    bag = write_tick_bag(tmp_path / "bag", log, contract)
+    out = tmp_path / "ds"
+    assert main(["replay", str(bag), "--out", str(out), "--robot", "go1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'a1', not 'go1'" in err and not out.exists()
+    shutil.rmtree(out, ignore_errors=True)
+    assert main(["replay", str(bag), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["sysid", str(out), "--robot", "go1", "--out", str(tmp_path / "rand.yaml")]) == 2
+    assert "not 'go1'" in capsys.readouterr().err
+    assert not (tmp_path / "rand.yaml").exists()
