@@ -25,6 +25,7 @@ mapped: a centre-of-mass offset of the base (PyBullet cannot move a link's inert
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -514,6 +515,19 @@ def _inside(p: np.ndarray, pos: np.ndarray, mat: np.ndarray, kind: int, size: np
     if kind == mujoco.mjtGeom.mjGEOM_BOX:
         return bool(np.all(np.abs(local) <= size + 1e-4))
     return bool(local @ local <= (size[0] + 1e-4) ** 2)
+
+
+def raw_physics_rate(env: Any, seconds: float) -> float:
+    """Bare `stepSimulation` calls per second on one of the environment's PyBullet worlds (torques held; one
+    thread): the reference for `robot-rl bench sim --backend pybullet`."""
+    physics = getattr(env, "_physics", None) or env._rollout
+    world = physics.worlds[0]
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(100):
+            world.c.stepSimulation()
+        n += 100
+    return n / world.substeps / (time.perf_counter() - start)
 
 
 # ---- environments ----------------------------------------------------------------------------------------------

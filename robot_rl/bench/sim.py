@@ -23,15 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="physics threads (default 1)")
     parser.add_argument("--num-envs", type=int, default=64, help="environments (default 64)")
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per phase (default 3)")
-    parser.add_argument("--backend", default="mujoco", choices=["mujoco"], help="simulator backend")
+    parser.add_argument("--backend", default="mujoco", choices=["mujoco", "pybullet"],
+                        help="simulator backend (pybullet: raw rate = bare stepSimulation, one thread)")
     parser.add_argument("--task", default="a1_walk", help="registered task (default a1_walk)")
     parser.add_argument("--safety", action="store_true", help="include the safety chain in the env step")
 
 
-def _make_env(task: str, num_envs: int, threads: int, safety: bool) -> Any:
+def _make_env(task: str, num_envs: int, threads: int, safety: bool, backend: str = "mujoco") -> Any:
     from robot_rl.sim import make_vec_env
 
-    env = make_vec_env(task, num_envs, seed=0, overrides=[f"num_threads={threads}"], safety=safety)
+    env = make_vec_env(task, num_envs, seed=0, overrides=[f"num_threads={threads}"], safety=safety, backend=backend)
     rng = np.random.default_rng(0)
     env.bench_actions = [rng.uniform(-0.5, 0.5, (num_envs, env.act_dim)) for _ in range(16)]
     for k in range(10):
@@ -79,8 +80,8 @@ def _raw_rate(model: mujoco.MjModel, threads: int, seconds: float) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads < 1 or args.num_envs < 1 or args.seconds <= 0:
         raise ConfigError("--threads and --num-envs must be >= 1, --seconds > 0")
-    env = _make_env(args.task, args.num_envs, args.threads, args.safety)
-    env1 = _make_env(args.task, args.num_envs, 1, args.safety) if args.threads > 1 else None
+    env = _make_env(args.task, args.num_envs, args.threads, args.safety, args.backend)
+    env1 = _make_env(args.task, args.num_envs, 1, args.safety, args.backend) if args.threads > 1 else None
     model, dec = env.model(0), env.decimation
     # Short interleaved phases, medians over rounds: a shared machine's load drifts between phases.
     rounds = 5
@@ -88,7 +89,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env_rates, raw_rates, one_rates = [], [], []
     for _ in range(rounds):
         env_rates.append(_env_rate(env, phase))
-        raw_rates.append(_raw_rate(model, args.threads, phase))
+        if args.backend == "pybullet":
+            from robot_rl.sim.pybullet_backend import raw_physics_rate
+
+            raw_rates.append(raw_physics_rate(env, phase))
+        else:
+            raw_rates.append(_raw_rate(model, args.threads, phase))
         if env1 is not None:
             one_rates.append(_env_rate(env1, phase))
     ratios = [e * dec / r for e, r in zip(env_rates, raw_rates)]
