@@ -8,18 +8,13 @@ import rclpy
 from rclpy.node import Node
 
 
-def make_executor(kind: str) -> Any:
-    """`single`: rclpy's SingleThreadedExecutor; `events`: rclpy's experimental EventsExecutor (less overhead).
-
-    No MultiThreadedExecutor: a node's callbacks share state and a thread pool only adds overhead on few cores.
-    """
-    if kind == "events":
-        from rclpy.experimental import EventsExecutor
-
-        return EventsExecutor()
+def make_executor(kind: str = "single") -> Any:
+    """rclpy's SingleThreadedExecutor: a node's callbacks share state, and a thread pool (MultiThreadedExecutor)
+    only adds overhead on few cores. (rclpy.experimental.EventsExecutor busy-looped and hung with the Kilted
+    wheels on our machine, so it is not offered.)"""
     if kind == "single":
         return rclpy.executors.SingleThreadedExecutor()
-    raise ValueError(f"executor '{kind}' is not one of single, events")
+    raise ValueError(f"executor '{kind}' is not supported (single)")
 
 
 def spin(node: Node, executor_kind: str = "single") -> None:

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pace-hz", type=float, default=200.0, help="state publishing rate in the round-trip run")
     parser.add_argument("--sustain-hz", type=float, default=500.0)
     parser.add_argument("--sustain-s", type=float, default=60.0, help="0 skips the sustain run")
-    parser.add_argument("--executor", choices=["single", "events"], default="single")
+    parser.add_argument("--executor", choices=["single"], default="single")
     parser.add_argument("--no-ticks", action="store_true", help="policy node does not publish its tick records")
     parser.add_argument("--domain-id", type=int, default=None)
     parser.add_argument("--log-dir", type=Path, default=None, help="node logs (default: a temporary folder)")
