@@ -31,6 +31,8 @@ from robot_rl.gym_adapter import GYM_PREFIX, GymVecEnv
 from robot_rl.ppo import PPO, PPOConfig
 
 CHECKPOINT_FORMAT = "robot_rl.checkpoint/1"
+A1_TRAIN_OVERRIDES = ("num_threads=2", "commands.vx=[0.0, 1.0]", "commands.vy=[0.0, 0.0]",
+                      "commands.yaw_rate=[0.0, 0.0]")
 A1_EVAL_OVERRIDES = ("commands.vx=[0.5, 0.5]", "commands.vy=[0.0, 0.0]", "commands.yaw_rate=[0.0, 0.0]")
 """The issue's time-to-walk criterion: track 0.5 m/s straight ahead."""
 
@@ -54,8 +56,10 @@ class TrainConfig:
     max_minutes: float = 17.0
     """Stop after this much training wall-clock (0: no time limit); evaluation, video and export come after."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
-    task_overrides: list[str] = field(default_factory=lambda: ["num_threads=2"])
-    """`key.sub=value` overrides of the task config (passed to make_vec_env); gym: tasks take none."""
+    task_overrides: list[str] = field(default_factory=lambda: list(A1_TRAIN_OVERRIDES))
+    """`key.sub=value` overrides of the task config (passed to make_vec_env); gym: tasks take none. The default
+    trains forward walking (vx in [0, 1] m/s) with two physics threads, which fits the 20-minute CPU budget;
+    widen the command ranges for omnidirectional policies (and a longer budget)."""
     eval_overrides: list[str] = field(default_factory=lambda: list(A1_EVAL_OVERRIDES))
     """Extra task overrides for evaluation, video and `robot-rl eval` (default: walk straight at 0.5 m/s)."""
     eval_episodes: int = 10
