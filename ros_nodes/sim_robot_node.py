@@ -5,9 +5,9 @@ It steps `robot_rl.sim.make_robot_sim` (physics + the PD / actuator model from c
 controller's `commands` (std_msgs/Float64MultiArray in `command_joints` order) or a JointTrajectory (joints by name).
 
 Modes: `hold` (before the first command: PD towards the reset pose), `active` (latest command held between messages),
-`timeout` (no command for `command_timeout_periods` command periods: damping, PD target = current position, so the
-torque is -kd * qdot). Physical parameters can differ from training (`params` JSON / `params_file`), which makes it
-a "real" robot for sim-to-real rehearsal. Ground truth (simulated time in the stamp) goes to `~/ground_truth`.
+`timeout` (no command for `command_timeout_periods` command periods: damping, kp = 0 so the torque is -kd * qdot).
+Physical parameters can differ from training (`params` JSON / `params_file`), which makes it a "real" robot for
+sim-to-real rehearsal. Ground truth (simulated time in the stamp) goes to `~/ground_truth`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,11 @@ class SimRobotNode(Node):
         p("command_topic", "/forward_position_controller/commands")
         p("trajectory_topic", "/joint_trajectory_controller/joint_trajectory")
         p("command_joints", [""])  # order of Float64MultiArray commands; default: the simulator's joint order
+        p("physics_rate_hz", 0.0)  # 0: the simulator's default; `robot-rl deploy` passes the contract's rate
+        p("kp", 0.0)  # PD gains of the "hardware" (0: the simulator's defaults); deploy passes the contract's
+        p("kd", 0.0)
         p("steps_per_publish", 1)  # physics steps per JointState/Imu publication
+        p("max_catch_up_steps", 8)  # after a stall, step at most this many extra physics steps to rejoin wall time
         p("command_rate_hz", 50.0)
         p("command_timeout_periods", 5.0)
         p("ground_truth_rate_hz", 50.0)
@@ -61,7 +65,14 @@ class SimRobotNode(Node):
         from robot_rl.sim import make_robot_sim
 
         params = self._load_params(gp("params").value, gp("params_file").value)
-        self.sim = make_robot_sim(gp("robot").value, backend=gp("backend").value, params=params or None)
+        kwargs: dict[str, Any] = {}
+        if float(gp("physics_rate_hz").value) > 0:
+            kwargs["physics_dt"] = 1.0 / float(gp("physics_rate_hz").value)
+        for gain in ("kp", "kd"):
+            if float(gp(gain).value) > 0:
+                kwargs[gain] = float(gp(gain).value)
+        self.sim = make_robot_sim(gp("robot").value, backend=gp("backend").value, params=params or None, **kwargs)
+        self.kp, self.kd = np.array(self.sim.kp), np.array(self.sim.kd)
         self.sim.reset(seed=int(gp("seed").value))
         self.joint_names = list(self.sim.joint_names)
         n = len(self.joint_names)
@@ -81,7 +92,10 @@ class SimRobotNode(Node):
         self.sim_time = 0.0
         self.n_steps = int(gp("steps_per_publish").value)
         self.timeout = float(gp("command_timeout_periods").value) / float(gp("command_rate_hz").value)
-        self.last_command = -np.inf
+        self.last_command = -np.inf  # simulated time of the last command
+        self.max_catch_up = int(gp("max_catch_up_steps").value)
+        self._steps_done = 0
+        self._t0 = time.monotonic()
         self.commands = self.rejected = self.timeouts = 0
         self.fall_height = float(gp("fall_height").value)
         self.fell = False
@@ -117,8 +131,13 @@ class SimRobotNode(Node):
     # ---- commands --------------------------------------------------------------------------------------------
     def _accept(self, targets: np.ndarray) -> None:
         self.targets[self._cmd_index] = targets
-        self.last_command = time.monotonic()
+        self.last_command = self.sim_time
         self.commands += 1
+        self._activate()
+
+    def _activate(self) -> None:
+        if self.mode == "timeout":
+            self.sim.set_pd(self.kp, self.kd)
         if self.mode != "active":
             self.get_logger().info(f"commands received: {self.mode} -> active")
             self.mode = "active"
@@ -143,23 +162,30 @@ class SimRobotNode(Node):
             self.rejected += 1
             return
         self.targets[idx] = pos
-        self.last_command = time.monotonic()
+        self.last_command = self.sim_time
         self.commands += 1
-        self.mode = "active"
+        self._activate()
 
     # ---- physics -----------------------------------------------------------------------------------------------
     def _step(self) -> None:
-        if self.mode == "active" and time.monotonic() - self.last_command > self.timeout:
+        """Advance physics to wall-clock time (a stalled process catches up by at most `max_catch_up_steps`).
+
+        The command timeout counts simulated time: a stall of this process is not a silent controller.
+        """
+        due = int((time.monotonic() - self._t0) / self.sim.physics_dt) - self._steps_done
+        if due > self.n_steps + self.max_catch_up:  # too far behind: drop the backlog, keep real time from now
+            self._steps_done += due - self.n_steps - self.max_catch_up
+            due = self.n_steps + self.max_catch_up
+        if due <= 0:
+            return
+        if self.mode == "active" and self.sim_time - self.last_command > self.timeout:
             self.mode = "timeout"
             self.timeouts += 1
-            self.get_logger().warning(f"no command for {self.timeout * 1e3:.0f} ms: damping")
-        if self.mode == "timeout":
-            for _ in range(self.n_steps):  # damping: PD target follows the measured position every physics step
-                self.sim.step(np.asarray(self.sim.state().joint_pos), 1)
-        else:
-            self.sim.step(self.targets, self.n_steps)
-        self.sim_time += self.n_steps * self.sim.physics_dt
-        self.state = self.sim.state()
+            self.sim.set_pd(0.0, self.kd)
+            self.get_logger().warning(f"no command for {self.timeout * 1e3:.0f} ms: damping (kp = 0)")
+        self.state = self.sim.step(self.targets, due)
+        self._steps_done += due
+        self.sim_time += due * self.sim.physics_dt
         self._publish_state()
 
     def _publish_state(self) -> None:

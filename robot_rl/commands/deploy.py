@@ -73,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
             group.start("sim_robot", "sim_robot_node", {
                 "robot": contract.robot, "backend": args.sim, "params": args.sim_params,
                 "command_joints": list(contract.joint_names),
-                "command_rate_hz": float(contract.policy_rate_hz)})
+                "command_rate_hz": float(contract.policy_rate_hz),
+                "physics_rate_hz": float(contract.physics_rate_hz),
+                "kp": float(contract.kp[0]), "kd": float(contract.kd[0])})
         policy = group.start("policy", "policy_node", {
             "bundle": str(args.bundle.resolve()), "autostart": True, "output_mode": args.output_mode, **extra})
         if args.cmd_vel is not None:
