@@ -1,0 +1,45 @@
+"""`robot-rl sysid DATASET --robot a1 [--out rand.yaml]`: identify friction, motor strength, PD gain scale,
+latency and added mass from a replayed log; print the values with uncertainty and write a training config whose
+randomization ranges are centred on them (`robot-rl train --config rand.yaml`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", type=Path, help="dataset folder written by robot-rl replay")
+    parser.add_argument("--robot", required=True, help="robot model to fit (must match the dataset)")
+    parser.add_argument("--out", type=Path, help="training config YAML to write (default: DATASET/sysid.yaml)")
+    parser.add_argument("--params", nargs="+", metavar="NAME",
+                        help="parameters to fit (default: friction motor_strength added_mass latency; also "
+                             "kp_scale, kd_scale)")
+    parser.add_argument("--segments", type=int, default=80, help="logged start states used")
+    parser.add_argument("--horizon", type=int, default=2, help="control ticks predicted from each start state")
+    parser.add_argument("--max-latency", type=int, default=6, help="largest latency profiled [physics steps]")
+    parser.add_argument("--evals", type=int, default=400, help="CMA-ES evaluations at the best latency")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from robot_rl.dataset import load_dataset
+    from robot_rl.sysid import DEFAULT_PARAMS, SysIdConfig, identify, randomization_overrides, write_train_config
+
+    cfg = SysIdConfig(params=tuple(args.params or DEFAULT_PARAMS), horizon=args.horizon, max_segments=args.segments,
+                      max_latency=args.max_latency, max_evals=args.evals, seed=args.seed)
+    ds = load_dataset(args.dataset)
+    ds.check_robot(args.robot)
+
+    def progress(latency: int, cost: float, params: dict) -> None:
+        print(f"robot-rl sysid: latency {latency} physics steps: cost {cost:.4g}", flush=True)
+
+    result = identify(ds, args.robot, cfg, progress=progress)
+    task = str(ds.contract.provenance.get("task") or f"{args.robot}_walk")
+    out = write_train_config(args.out or args.dataset / "sysid.yaml", result, task, str(args.dataset))
+    for key, value in result.values.items():
+        print(f"robot-rl sysid: {key:15s} {value:8.4g} +- {result.std.get(key, 0.0):.3g}")
+    print(f"robot-rl sysid: prediction cost {result.cost:.4g} (nominal {result.nominal_cost:.4g}); wrote {out}")
+    print(json.dumps({**result.as_dict(), "config": str(out), "overrides": randomization_overrides(result)}))
+    return 0

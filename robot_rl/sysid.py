@@ -1,0 +1,316 @@
+"""System identification (real to sim): fit the simulated robot's physical parameters to a logged dataset.
+
+The logged certified targets are replayed in MuJoCo (robot_rl.sim.make_robot_sim) from logged states over short
+horizons; the parameters minimize the next-state prediction error (joint positions, joint velocities, gyro),
+by CMA-ES (the `cma` package) over the continuous parameters for every candidate latency (an integer number of
+physics steps, profiled exhaustively with a short search), then a longer search at the best latency. The
+uncertainty is the Gauss-Newton covariance s^2 (J^T J)^-1 of the normalized residuals at the optimum, J by central
+differences: it measures how well the log constrains each parameter, not the model error (contacts make the cost
+non-smooth), so treat it as a lower bound. The result becomes a training config centred on the
+fitted values (`robot-rl train --config` reads it).
+
+Identifiability: motor strength and the PD gain scale multiply the same torque (strength * kp_scale * error) and
+only separate when torques saturate, so by default strength is fitted with the gains at nominal; fit `kp_scale`
+instead (`params=("kp_scale", ...)`) when motor strength is known. Ground friction only shows when feet slip:
+its uncertainty says how much the log constrains it. A base pose (motion capture / simulator ground truth) makes the
+initial states exact; without it the base is put on the ground by kinematics and its velocity is set to zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from robot_rl.controllers import DelayLine
+from robot_rl.dataset import Dataset, DatasetError
+from robot_rl.errors import ConfigError
+
+BOUNDS: dict[str, tuple[float, float]] = {
+    "friction": (0.1, 2.0),
+    "motor_strength": (0.4, 1.6),
+    "kp_scale": (0.4, 1.6),
+    "kd_scale": (0.4, 1.6),
+    "added_mass": (-3.0, 6.0),
+}
+"""Search ranges of the continuous parameters (robot_rl.sim.robot_sim.PARAM_KEYS names)."""
+NOMINAL: dict[str, float] = {"friction": 1.0, "motor_strength": 1.0, "kp_scale": 1.0, "kd_scale": 1.0,
+                             "added_mass": 0.0, "latency": 0}
+DEFAULT_PARAMS = ("friction", "motor_strength", "added_mass", "latency")
+
+
+@dataclass(frozen=True)
+class SysIdConfig:
+    params: tuple[str, ...] = DEFAULT_PARAMS
+    """Parameters to fit (BOUNDS keys and `latency`); the others stay nominal."""
+    horizon: int = 2
+    """Control ticks predicted from each logged start state."""
+    max_segments: int = 80
+    """Start states used (spread evenly over the dataset)."""
+    max_latency: int = 6
+    """Latencies 0..max_latency physics steps are profiled."""
+    profile_evals: int = 60
+    """CMA-ES evaluations per latency candidate (the profile)."""
+    max_evals: int = 400
+    """CMA-ES evaluations refining the best latency candidate."""
+    seed: int = 0
+    """CMA-ES seed."""
+    q_scale: float = 0.01
+    """Joint-position residual normalization [rad]."""
+    qd_scale: float = 0.3
+    """Joint-velocity residual normalization [rad/s]."""
+    gyro_scale: float = 0.1
+    """Gyro residual normalization [rad/s]."""
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.params if p not in BOUNDS and p != "latency"]
+        if bad:
+            raise ConfigError(f"sysid: unknown parameter {bad[0]} (choose from {', '.join([*BOUNDS, 'latency'])})")
+        if self.horizon < 1 or self.max_segments < 1 or self.max_latency < 0 or self.max_evals < 10:
+            raise ConfigError("sysid: horizon >= 1, max_segments >= 1, max_latency >= 0, max_evals >= 10")
+
+
+@dataclass
+class Segment:
+    qpos: np.ndarray
+    qvel: np.ndarray
+    prev_target: np.ndarray
+    targets: np.ndarray
+    """(H, n) certified targets held over each tick."""
+    next_q: np.ndarray
+    next_qd: np.ndarray
+    next_gyro: np.ndarray
+
+
+@dataclass
+class SysIdResult:
+    values: dict[str, float]
+    std: dict[str, float]
+    cost: float
+    nominal_cost: float
+    latency_profile: dict[int, float] = field(default_factory=dict)
+    segments: int = 0
+    evaluations: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"values": self.values, "std": self.std, "cost": self.cost, "nominal_cost": self.nominal_cost,
+                "latency_profile": {str(k): v for k, v in self.latency_profile.items()}, "segments": self.segments,
+                "evaluations": self.evaluations}
+
+
+class Predictor:
+    """Replays logged targets on a SimRobot from logged states; residuals of the predicted next states."""
+
+    def __init__(self, robot: str, physics_dt: float, decimation: int, segments: list[Segment],
+                 cfg: SysIdConfig) -> None:
+        from robot_rl.sim import make_robot_sim
+
+        self.sim = make_robot_sim(robot, physics_dt=physics_dt)
+        self.decimation = decimation
+        self.segments = segments
+        self.cfg = cfg
+        m = self.sim.model
+        self._jq = np.array([m.jnt_qposadr[m.joint(j).id] for j in self.sim.joint_names])
+        self._jv = np.array([m.jnt_dofadr[m.joint(j).id] for j in self.sim.joint_names])
+        self.evaluations = 0
+
+    def residuals(self, params: dict[str, float]) -> np.ndarray:
+        cont = {k: v for k, v in params.items() if k != "latency"}
+        self.sim.apply_params({**{k: NOMINAL[k] for k in BOUNDS}, **cont, "latency": 0})
+        latency = int(params.get("latency", 0))
+        m, d = self.sim.model, self.sim.data
+        gyro = self.sim._s["imu_gyro"]  # noqa: SLF001 - the SimRobot's own sensor slice
+        out = []
+        c = self.cfg
+        for seg in self.segments:
+            mujoco.mj_resetData(m, d)
+            d.qpos[:] = seg.qpos
+            d.qvel[:] = seg.qvel
+            delay = DelayLine(len(self._jq), latency)
+            delay.push(seg.prev_target)
+            for h in range(len(seg.targets)):
+                for _ in range(self.decimation):
+                    d.ctrl[:] = delay.push(seg.targets[h])
+                    mujoco.mj_step(m, d)
+                if not np.all(np.isfinite(d.qpos)):
+                    out.append(np.full(3 * len(self._jq) + 3, 1e3))
+                    continue
+                mujoco.mj_forward(m, d)
+                out.append(np.concatenate([(d.qpos[self._jq] - seg.next_q[h]) / c.q_scale,
+                                           (d.qvel[self._jv] - seg.next_qd[h]) / c.qd_scale,
+                                           (d.sensordata[gyro] - seg.next_gyro[h]) / c.gyro_scale]))
+        self.evaluations += 1
+        return np.concatenate(out)
+
+    def cost(self, params: dict[str, float]) -> float:
+        r = self.residuals(params)
+        return float(r @ r / len(r))
+
+
+def segments_from_dataset(ds: Dataset, cfg: SysIdConfig, model: mujoco.MjModel, joint_names: list[str],
+                          feet: list[str] | None = None) -> list[Segment]:
+    """Start states and logged targets of `max_segments` evenly spread windows of `horizon` ticks."""
+    need = ("joint_pos", "joint_vel", "base_quat", "base_ang_vel", "safe_targets")
+    h = cfg.horizon
+    candidates: list[tuple[int, int]] = []
+    for e, ep in enumerate(ds.episodes):
+        missing = [k for k in need if k not in ep.infos]
+        if missing:
+            raise DatasetError(f"dataset {ds.path}: episodes lack {', '.join(missing)} (not a robot_rl replay dataset)")
+        candidates += [(e, k) for k in range(1, len(ep) + 1 - h)]
+    if not candidates:
+        raise DatasetError(f"dataset {ds.path}: no episode is longer than {h + 1} ticks")
+    pick = np.linspace(0, len(candidates) - 1, min(cfg.max_segments, len(candidates))).round().astype(int)
+    jq = np.array([model.jnt_qposadr[model.joint(j).id] for j in joint_names])
+    jv = np.array([model.jnt_dofadr[model.joint(j).id] for j in joint_names])
+    data = mujoco.MjData(model)
+    segs = []
+    for i in pick:
+        e, k = candidates[i]
+        inf = ds.episodes[e].infos
+        qpos = np.zeros(model.nq)
+        qvel = np.zeros(model.nv)
+        quat = inf["base_quat"][k]
+        qpos[3:7] = quat / np.linalg.norm(quat)
+        qpos[jq] = inf["joint_pos"][k]
+        qvel[jv] = inf["joint_vel"][k]
+        qvel[3:6] = inf["base_ang_vel"][k]
+        if "base_pos" in inf and "base_lin_vel" in inf:
+            qpos[0:3] = inf["base_pos"][k]
+            rot = np.zeros(9)
+            mujoco.mju_quat2Mat(rot, qpos[3:7])
+            qvel[0:3] = rot.reshape(3, 3) @ inf["base_lin_vel"][k]
+        else:
+            qpos[2] = _ground_height(model, data, qpos)
+        segs.append(Segment(qpos=qpos, qvel=qvel, prev_target=inf["safe_targets"][k - 1],
+                            targets=inf["safe_targets"][k:k + h], next_q=inf["joint_pos"][k + 1:k + 1 + h],
+                            next_qd=inf["joint_vel"][k + 1:k + 1 + h],
+                            next_gyro=inf["base_ang_vel"][k + 1:k + 1 + h]))
+    return segs
+
+
+def _ground_height(model: mujoco.MjModel, data: mujoco.MjData, qpos: np.ndarray) -> float:
+    """Base height that puts the lowest geom of the robot on the floor (z = 0)."""
+    data.qpos[:] = qpos
+    data.qpos[2] = 1.0
+    mujoco.mj_kinematics(model, data)
+    body = model.geom_bodyid > 0
+    low = np.min(data.geom_xpos[body, 2] - model.geom_rbound[body] * (model.geom_type[body] == 2))
+    return 1.0 - float(low)
+
+
+def identify(ds: Dataset, robot: str, cfg: SysIdConfig | None = None,
+             progress: Any = None) -> SysIdResult:
+    """Fit `cfg.params` to the dataset (see the module docstring)."""
+    import cma
+
+    cfg = cfg or SysIdConfig()
+    ds.check_robot(robot)
+    contract = ds.contract
+    pred = Predictor(robot, 1.0 / contract.physics_rate_hz, contract.decimation, [], cfg)
+    pred.segments = segments_from_dataset(ds, cfg, pred.sim.model, pred.sim.joint_names)
+    names = [p for p in cfg.params if p != "latency"]
+    lo = np.array([BOUNDS[p][0] for p in names])
+    hi = np.array([BOUNDS[p][1] for p in names])
+    lat_candidates = list(range(cfg.max_latency + 1)) if "latency" in cfg.params else [0]
+
+    def to_params(x: np.ndarray, latency: int) -> dict[str, float]:
+        return {**{p: float(v) for p, v in zip(names, lo + np.clip(x, 0, 1) * (hi - lo))}, "latency": latency}
+
+    nominal_cost = pred.cost({})
+    x0 = (np.array([NOMINAL[p] for p in names]) - lo) / (hi - lo)
+
+    def search(start: np.ndarray, sigma: float, evals: int, latency: int) -> tuple[np.ndarray, float]:
+        if not names:
+            return np.zeros(0), pred.cost({"latency": latency})
+        es = cma.CMAEvolutionStrategy(start, sigma, {"bounds": [0, 1], "seed": cfg.seed + 1, "verbose": -9,
+                                                     "maxfevals": evals, "tolfun": 1e-7, "tolx": 1e-5})
+        while not es.stop():
+            xs = es.ask()
+            es.tell(xs, [pred.cost(to_params(np.asarray(x), latency)) for x in xs])
+        return np.asarray(es.result.xbest), float(es.result.fbest)
+
+    # profile every latency with a short global search, then search the best one to convergence
+    profile: dict[int, float] = {}
+    starts: dict[int, np.ndarray] = {}
+    for latency in lat_candidates:
+        starts[latency], profile[latency] = search(x0, 0.3, cfg.profile_evals, latency)
+        if progress is not None:
+            progress(latency, profile[latency], to_params(starts[latency], latency))
+    latency = min(profile, key=profile.__getitem__)
+    x, f = search(starts[latency], 0.1, cfg.max_evals, latency)
+    if f > profile[latency]:
+        x, f = starts[latency], profile[latency]
+    profile[latency] = f
+    values = to_params(x, latency)
+    std = _gauss_newton_std(pred, values, names, hi - lo)
+    if "latency" in cfg.params:
+        # a discrete parameter: half a step when the profile clearly prefers one value, else the spread of
+        # latencies within 10% of the best cost
+        near = [k for k, v in profile.items() if v <= 1.1 * f]
+        std["latency"] = max(0.5, (max(near) - min(near)) / 2.0)
+    else:
+        values.pop("latency")
+    return SysIdResult(values=values, std=std, cost=f, nominal_cost=nominal_cost, latency_profile=profile,
+                       segments=len(pred.segments), evaluations=pred.evaluations)
+
+
+def _gauss_newton_std(pred: Predictor, values: dict[str, float], names: list[str],
+                      ranges: np.ndarray) -> dict[str, float]:
+    """sqrt(diag(s^2 (J^T J)^-1)) of the normalized residuals at the optimum, J by central differences."""
+    if not names:
+        return {}
+    r0 = pred.residuals(values)
+    cols = []
+    for p, rng in zip(names, ranges):
+        h = 0.01 * rng
+        up = pred.residuals({**values, p: values[p] + h})
+        down = pred.residuals({**values, p: values[p] - h})
+        cols.append((up - down) / (2 * h))
+    jac = np.stack(cols, axis=1)
+    dof = max(1, len(r0) - len(names))
+    s2 = float(r0 @ r0) / dof
+    cov = s2 * np.linalg.pinv(jac.T @ jac)
+    return {p: float(math.sqrt(max(cov[i, i], 0.0))) for i, p in enumerate(names)}
+
+
+def randomization_overrides(result: SysIdResult, spread: float = 0.1) -> list[str]:
+    """Task-config overrides whose randomization ranges are centred on the fitted values: +-max(2 std, spread *
+    |value|) (added mass: +-max(2 std, 0.5 kg)), clipped to physical limits."""
+    out = []
+    for key, value in result.values.items():
+        s = result.std.get(key, 0.0)
+        if key == "latency":
+            half = max(1, int(math.ceil(2 * s)))
+            low, high = max(0, int(value) - half), int(value) + half
+            out += [f"randomization.latency_steps.low={low}", f"randomization.latency_steps.high={high}"]
+            continue
+        half = max(2 * s, 0.5 if key == "added_mass" else spread * abs(value))
+        low, high = value - half, value + half
+        if key != "added_mass":
+            low = max(low, 0.05)
+        out += [f"randomization.{key}.low={low:.4g}", f"randomization.{key}.high={high:.4g}"]
+    return out
+
+
+def write_train_config(path: str | Path, result: SysIdResult, task: str, dataset: str) -> Path:
+    """A `robot-rl train --config` YAML: the default task overrides plus randomization centred on the fit."""
+    import yaml
+
+    from robot_rl.runner import TrainConfig
+
+    path = Path(path)
+    base = [o for o in TrainConfig().task_overrides if not o.startswith("randomization.")]
+    doc = {"task": task, "task_overrides": base + randomization_overrides(result)}
+    header = ["# robot-rl sysid: randomization centred on parameters identified from " + dataset]
+    for k, v in result.values.items():
+        header.append(f"#   {k} = {v:.4g} +- {result.std.get(k, 0.0):.3g}")
+    header.append(f"# prediction cost {result.cost:.4g} (nominal parameters {result.nominal_cost:.4g})")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(header) + "\n" + yaml.safe_dump(doc, sort_keys=False))
+    tmp.replace(path)
+    return path
