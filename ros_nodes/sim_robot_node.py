@@ -13,6 +13,7 @@ sim-to-real rehearsal. Ground truth (simulated time in the stamp) goes to `~/gro
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
+from robot_rl.errors import RobotRLError
 from robot_rl.state import tilt_angle
 
 from .convert import fill_imu, fill_joint_state
@@ -72,6 +74,10 @@ class SimRobotNode(Node):
             if float(gp(gain).value) > 0:
                 kwargs[gain] = float(gp(gain).value)
         self.sim = make_robot_sim(gp("robot").value, backend=gp("backend").value, params=params or None, **kwargs)
+        engine = "pybullet" if "pybullet" in type(self.sim).__module__ else "mujoco"
+        if engine != gp("backend").value:  # never run another engine than the one asked for, silently
+            raise ValueError(f"make_robot_sim(backend='{gp('backend').value}') returned a {engine} simulator "
+                             f"({type(self.sim).__module__}.{type(self.sim).__name__})")
         self.kp, self.kd = np.array(self.sim.kp), np.array(self.sim.kd)
         self.sim.reset(seed=int(gp("seed").value))
         self.joint_names = list(self.sim.joint_names)
@@ -231,7 +237,13 @@ class SimRobotNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
-    spin(SimRobotNode())
+    try:
+        node = SimRobotNode()
+    except (RobotRLError, ValueError, OSError) as exc:
+        print(f"sim_robot: error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        raise SystemExit(2) from None
+    spin(node)
 
 
 if __name__ == "__main__":
