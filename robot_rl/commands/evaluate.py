@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
+    from robot_rl.bench.transfer import InterventionCounter, check_bundle_env
     from robot_rl.errors import ConfigError
     from robot_rl.runner import evaluate, make_env
 
@@ -41,12 +42,14 @@ def run(args: argparse.Namespace) -> int:
         if not task:
             raise ConfigError(f"bundle {bundle_dir} does not record its task in contract.json provenance")
         train_cfg = prov.get("config") or {}
-        backend = args.backend or prov.get("backend", "mujoco")
+        backend = args.backend or str(prov.get("backend", "mujoco")).split()[0]
         overrides = [*train_cfg.get("task_overrides", []), *train_cfg.get("eval_overrides", []), *args.overrides]
         env = make_env(task, args.episodes, args.seed, backend, overrides)
-        bundle.contract.check_robot(env.contract.robot, env.contract.joint_names, env.contract.physics_rate_hz)
-        if env.contract.obs_terms != bundle.contract.obs_terms:
-            raise ConfigError("the environment's observation terms differ from the bundle contract's")
+        try:  # robot, joints, rates, action and observation layout must match the engine's robot
+            check_bundle_env(bundle.contract, env.contract)
+        except Exception:
+            env.close()
+            raise
         policy = bundle.act
         what = f"bundle {bundle_dir} ({args.runtime})"
     else:
@@ -65,11 +68,13 @@ def run(args: argparse.Namespace) -> int:
             return ppo.act_deterministic(torch.from_numpy(np.asarray(obs, np.float32))).numpy()
 
         what = f"checkpoint {ckpt}"
+    counter = InterventionCounter(env)
     try:
-        result = evaluate(policy, env, args.episodes, args.seed)
+        result = evaluate(policy, counter, args.episodes, args.seed)
     finally:
         env.close()
-    result = {"source": what, "task": task, "backend": backend, **result}
+    result = {"source": what, "task": task, "backend": backend, **result,
+              "safety_intervention_rate": counter.intervention_rate}
     text = json.dumps(result)
     if args.out:
         args.out.write_text(text + "\n")
