@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 import mujoco
 import numpy as np
-from robot_rl.sim.randomization import RandomizationConfig
 
 from robot_rl.config import to_dict
 from robot_rl.contract import ActionSpec, ObsTerm, PolicyContract
 from robot_rl.errors import ConfigError
+from robot_rl.sim.randomization import RandomizationConfig
 from robot_rl.state import projected_gravity
 
 
@@ -146,6 +146,43 @@ class InitConfig:
 
 
 @dataclass(frozen=True)
+class LocomotionSafetyConfig:
+    """The safety chain the task writes into its contract (robot_rl.safety; docs/safety.md has every field)."""
+
+    max_tilt: float = 1.0
+    """State shield: base tilt [rad] that latches the damping backup until the episode resets."""
+    min_base_height: float | None = 0.12
+    """State shield: lowest base height [m] (checked when the state carries base_pos); None disables."""
+    max_rate: float = 20.0
+    """Rate limiter: largest target speed [rad/s]."""
+    gamma: float = 1.0
+    """CBF discrete barrier rate; 1 = stay inside the limits at every physics step (gamma < 1 also caps how fast a
+    joint at rest may approach a limit, which on the A1 clipped ordinary actions and made the robot fall)."""
+    inertia_scales: tuple[float, ...] = (0.5, 1.0, 2.0)
+    """CBF rows are written for the joint inertia times each scale (configuration-dependent inertia)."""
+    disturbance_torque: float = 4.0
+    """CBF bound [N m] on torque the per-joint model leaves out (gravity, coupling, ground contact). Keep it well
+    below what the PD can hold (kp x half the joint range): at 8 N m with kp 20 no target is feasible at rest."""
+    pos_margin: float = 0.15
+    """CBF distance [rad] kept from the joint limits (encoder bias and noise, contact pushes)."""
+    vel_margin: float = 2.0
+    """CBF distance [rad/s] kept from the velocity limits."""
+    lookahead_periods: int = 10
+    """CBF: policy periods after this one, holding the target, that must stay inside the limits."""
+
+    def entries(self, joint_inertia: list[float]) -> list[dict]:
+        """The ordered `contract.safety` entries: sanity, state (damping backup), rate limit, decoupled CBF."""
+        return [{"type": "sanity"},
+                {"type": "state", "max_tilt": self.max_tilt, "min_base_height": self.min_base_height,
+                 "backup": "damping"},
+                {"type": "rate_limit", "max_rate": self.max_rate},
+                {"type": "cbf", "model": "decoupled", "joint_inertia": joint_inertia, "gamma": self.gamma,
+                 "inertia_scales": list(self.inertia_scales), "disturbance_torque": self.disturbance_torque,
+                 "pos_margin": self.pos_margin, "vel_margin": self.vel_margin,
+                 "lookahead_periods": self.lookahead_periods}]
+
+
+@dataclass(frozen=True)
 class LocomotionConfig:
     """A velocity-tracking task: everything tunable, saved beside every run."""
 
@@ -161,6 +198,8 @@ class LocomotionConfig:
     """Reset distribution."""
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
     """Domain randomization ranges and timing."""
+    safety: LocomotionSafetyConfig = field(default_factory=LocomotionSafetyConfig)
+    """Safety chain written into the contract (used in training when the env is built with safety=True)."""
     ang_vel_obs_scale: float = 0.25
     """Observation scale of the gyro term (legged_gym)."""
     joint_vel_obs_scale: float = 0.05
@@ -344,7 +383,7 @@ class LocomotionTask:
             obs_terms=terms,
             command_names=["vx", "vy", "yaw_rate"],
             command_ranges=[tuple(cmd.vx), tuple(cmd.vy), tuple(cmd.yaw_rate)],
-            safety=[{"type": "cbf", "joint_inertia": self.joint_inertia().round(6).tolist()}],
+            safety=self.cfg.safety.entries(self.joint_inertia().round(6).tolist()),
             provenance={"task": self.name, "backend": f"mujoco {mujoco.__version__}", "model": r.source,
                         "config": to_dict(self.cfg), "randomization": to_dict(self.cfg.randomization)},
         )

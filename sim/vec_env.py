@@ -15,9 +15,10 @@ from typing import Any
 import mujoco
 import numpy as np
 from mujoco import rollout
+
 from robot_rl.controllers import delayed_indices
 from robot_rl.sim.locomotion import LocomotionTask, StepView
-from robot_rl.sim.mjmodel import FLOOR, SensorSlices
+from robot_rl.sim.mjmodel import FLOOR, SensorSlices, write_pd
 from robot_rl.sim.randomization import (
     EpisodeParams,
     ModelIds,
@@ -26,7 +27,6 @@ from robot_rl.sim.randomization import (
     push_velocity,
     sample_episode_params,
 )
-
 from robot_rl.state import RobotState
 
 _STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -130,6 +130,8 @@ class MujocoVecEnv:
         self._reset_observer = self.contract.make_observer((n,))
         self._obs = np.zeros((n, self.obs_dim), np.float32)
         self._chain = load_safety_chain(self.contract) if safety else None
+        self._damping = np.zeros(n, bool)
+        """Environments whose actuators run the chain's damping backup (kp = 0) this tick."""
         self._renderer: mujoco.Renderer | None = None
         self._render_data: mujoco.MjData | None = None
         self.reset()
@@ -166,6 +168,7 @@ class MujocoVecEnv:
         s.base_lin_acc[:] = true.base_lin_acc
         s.timestamp = true.timestamp
         s.contacts = true.contacts
+        s.base_pos = true.base_pos  # state estimate of the base height for the safety chain's height shield
         return s
 
     # ---- reset -------------------------------------------------------------------------------------------------
@@ -203,6 +206,7 @@ class MujocoVecEnv:
             mujoco.mj_getState(model, d, self._state[i], _STATE)
             self._sens[i, :] = d.sensordata
         self._hist[idx] = self._default
+        self._damping[idx] = False  # apply_to_model wrote the episode's PD law
         self._last_action[idx] = 0.0
         self._ep_step[idx] = 0
         self._ep_return[idx] = 0.0
@@ -226,6 +230,7 @@ class MujocoVecEnv:
         if self._chain is not None:
             safe, sinfo = self._chain.certify_batch(self._noisy, self._targets)
             self._targets[:] = safe
+            self._set_damping(np.asarray(sinfo["safety/damping"], dtype=bool))
             np.subtract(self._targets, self._default, out=self._applied)
             self._applied /= c.action.scale
             info["safety"] = sinfo
@@ -279,6 +284,22 @@ class MujocoVecEnv:
         self._obs[:] = obs
         return obs, reward, terminated, truncated, info
 
+    def _set_damping(self, damping: np.ndarray) -> None:
+        """Switch the actuators of environments whose chain chose the damping backup to kp = 0, kd = the chain's
+        damping_kd for this tick (the robot's e-stop mode), and environments that left it back to their PD law."""
+        change = np.flatnonzero(damping != self._damping)
+        if change.size == 0:
+            return
+        c, p = self.contract, self._params
+        kp, kd, lim = np.asarray(c.kp), np.asarray(c.kd), np.asarray(c.torque_limit)
+        for i in change:
+            if damping[i]:
+                write_pd(self._models[i], np.zeros_like(kp), self._chain.damping_kd * p.kd_scale[i],
+                         p.motor_strength[i], lim)
+            else:
+                write_pd(self._models[i], kp * p.kp_scale[i], kd * p.kd_scale[i], p.motor_strength[i], lim)
+        self._damping[:] = damping
+
     def _unstable(self) -> np.ndarray:
         """Rows whose state is non-finite, exploded, or was reset inside MuJoCo (time went back): restore them."""
         qvel = self._qvel()
@@ -327,6 +348,21 @@ class MujocoVecEnv:
     def get_state(self) -> RobotState:
         """True (noise-free) batched state, copied."""
         return self._true_state(copy_arrays=True)
+
+    def substep_joint_states(self) -> tuple[np.ndarray, np.ndarray]:
+        """True joint positions and velocities (N, decimation, n) after every physics step of the last `step`
+        (before auto-reset), e.g. to check joint limits at physics rate."""
+        return self._out[:, :, self._jq].copy(), self._out[:, :, self._jv].copy()
+
+    @property
+    def safety_chain(self) -> Any:
+        """The SafetyChain certifying every step (None when built with safety=False)."""
+        return self._chain
+
+    @property
+    def damping(self) -> np.ndarray:
+        """(N,) bool: environments whose actuators ran the damping backup during the last step."""
+        return self._damping.copy()
 
     @property
     def commands(self) -> np.ndarray:

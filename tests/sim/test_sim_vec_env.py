@@ -121,12 +121,14 @@ def test_safety_chain_filters_when_available() -> None:
     assert env._chain is not None
     env.step(np.zeros((2, 12)))
     # env 0's FR hip measured 0.02 rad below its upper limit, moving towards it at 20 rad/s: pushing further up
-    # must be corrected; env 1 stands still and must pass unchanged
+    # must be corrected; env 1 stands still, asks for its default pose and must pass unchanged (large actions at
+    # rest can already cross the chain's margins: pos_margin + worst-case disturbance_torque response, see
+    # docs/safety.md)
     env._noisy.joint_pos[0, 0], env._noisy.joint_vel[0, 0] = 0.78, 20.0
-    _, rew, _, _, info = env.step(np.ones((2, 12)))
+    _, rew, _, _, info = env.step(np.array([np.ones(12), np.zeros(12)]))
     assert info["safety"]["safety/intervened"].tolist() == [True, False]
     assert info["applied_action"][0, 0] < 1.0
-    np.testing.assert_allclose(info["applied_action"][1], np.ones(12))
+    np.testing.assert_allclose(info["applied_action"][1], np.zeros(12))
     # applied_action is the action that decodes to the certified targets (outside [-1, 1] when the chain says so)
     np.testing.assert_allclose(env._targets, np.asarray(env.contract.default_joint_pos) + 0.25 * info["applied_action"])
     penalty = info["reward_terms"]["safety_intervention"]
