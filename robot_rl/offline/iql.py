@@ -107,5 +107,5 @@ class IQL:
         with torch.no_grad():
             self.policy.log_std.clamp_(-5.0, 1.0)
         return {"loss/value": float(value_loss.detach()), "loss/critic": float(critic_loss.detach()),
-                "loss/actor": float(actor_loss.detach()), "q_mean": float(q.mean()), "adv_mean": float(adv.mean()),
-                "weight_mean": float(w.mean())}
+                "loss/actor": float(actor_loss.detach()), "q_mean": float(q.detach().mean()),
+                "adv_mean": float(adv.mean()), "weight_mean": float(w.mean())}

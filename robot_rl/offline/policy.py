@@ -105,14 +105,16 @@ class Policy(nn.Module):
 
     def export(self, path: str | Path, contract: PolicyContract, provenance: dict[str, Any],
                metrics: dict[str, Any]) -> Path:
-        """Write a bundle: the contract with this policy's statistics and merged provenance, and `net`."""
+        """Write a bundle: the contract with this policy's statistics and merged provenance (the git commit is
+        the current one), and `net`."""
         from robot_rl.bundle import export_bundle
 
         if contract.obs_dim != self.obs_dim or contract.act_dim != self.act_dim:
             raise BundleError(f"policy maps {self.obs_dim} -> {self.act_dim}, contract says "
                               f"{contract.obs_dim} -> {contract.act_dim}")
+        merged = {k: v for k, v in {**contract.provenance, **provenance}.items() if k != "git_commit"}
         contract = contract.replace(obs_mean=self.obs_mean.tolist(), obs_std=self.obs_std.tolist(),
-                                    provenance={**contract.provenance, **provenance})
+                                    provenance=merged)
         return export_bundle(path, contract, _Actor(self.net), metrics)
 
 

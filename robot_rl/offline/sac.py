@@ -174,7 +174,7 @@ class SAC:
         loss.backward()
         self.critic_opt.step()
         soft_update(self.critic_target, self.critic, c.tau)
-        return {"loss/critic": float(loss.detach()), "q_mean": float(q.mean())}
+        return {"loss/critic": float(loss.detach()), "q_mean": float(q.detach().mean())}
 
     def update_actor(self, batch: Batch) -> dict[str, float]:
         c = self.cfg
@@ -194,7 +194,8 @@ class SAC:
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
         self.alpha_opt.step()
-        return {"loss/actor": float(loss.detach()), "alpha": float(self.alpha), "entropy": float(-logp.mean())}
+        return {"loss/actor": float(loss.detach()), "alpha": float(self.alpha.detach()),
+                "entropy": float(-logp.detach().mean())}
 
 
 def intervened_mask(info: dict[str, Any], n: int) -> np.ndarray:

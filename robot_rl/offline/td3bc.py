@@ -72,7 +72,7 @@ class TD3BC:
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
-        out = {"loss/critic": float(critic_loss.detach()), "q_mean": float(q.mean())}
+        out = {"loss/critic": float(critic_loss.detach()), "q_mean": float(q.detach().mean())}
         self.updates += 1
         if self.updates % c.policy_delay == 0:
             pi = self.policy.mean(obs_n)

@@ -1,0 +1,146 @@
+"""Fine-tune a policy bundle from logged data (offline) and optionally online in simulation, with the safety chain
+in the loop, then export a new bundle whose provenance points to the data it learned from.
+
+    result = finetune(FinetuneConfig(bundle="b", data="ds", algo="iql", online=True, out="b2"))
+
+Offline: `algo` (bc, td3bc, iql, sac) trains the bundle's actor (its weights and observation statistics) on the
+dataset. Online: SAC continues from that actor in `make_vec_env(task, safety=True)`, with the logged transitions kept
+in the replay buffer and every batch drawn half from them, half from fresh data (RLPD); its critics are first fitted
+on the logged data with the actor frozen, so the first online updates do not undo the offline policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from robot_rl.dataset import load_dataset
+from robot_rl.errors import ConfigError
+from robot_rl.offline.buffer import ReplayBuffer
+from robot_rl.offline.loop import LEARNER_CONFIGS, evaluate_policy, make_learner, run_online, train_offline
+from robot_rl.offline.policy import Policy
+from robot_rl.offline.sac import SAC, SACConfig
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    bundle: str
+    """Bundle to start from (its actor, statistics and contract)."""
+    data: str
+    """Dataset folder (robot-rl replay)."""
+    out: str
+    """Bundle folder to write."""
+    algo: Literal["bc", "td3bc", "iql", "sac"] = "iql"
+    """Offline algorithm."""
+    offline_steps: int = 5000
+    """Gradient steps on the logged data (0: skip the offline phase)."""
+    batch_size: int = 256
+    online: bool = False
+    """Continue with SAC online in simulation (the safety chain in the loop)."""
+    online_steps: int = 20_000
+    """Environment transitions collected online."""
+    critic_warmup_steps: int = 2000
+    """Critic updates on the logged data before online SAC (actor frozen)."""
+    num_envs: int = 8
+    """Parallel simulated robots for online fine-tuning and evaluation."""
+    utd_ratio: float = 1.0
+    """Critic updates per collected transition online."""
+    droq: bool = True
+    """Dropout + LayerNorm critics online (DroQ)."""
+    init_std: float = 0.15
+    """Initial exploration std of the fine-tuned Gaussian policy."""
+    task: str = ""
+    """Simulation task for online fine-tuning and evaluation; empty: the bundle's provenance task."""
+    task_overrides: list[str] = field(default_factory=list)
+    """Task config overrides (e.g. pin randomization ranges to identified parameters)."""
+    eval_episodes: int = 0
+    """Deterministic evaluation episodes of the start and the result (0: skip)."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.algo not in LEARNER_CONFIGS:
+            raise ConfigError(f"unknown algorithm '{self.algo}' (choose from {', '.join(LEARNER_CONFIGS)})")
+        if min(self.offline_steps, self.online_steps, self.critic_warmup_steps, self.eval_episodes) < 0:
+            raise ConfigError("step counts must be non-negative")
+
+
+def dataset_digest(path: Path) -> str:
+    """sha256 of the dataset's episode file: the provenance of a fine-tuned bundle names exactly this data."""
+    h = hashlib.sha256()
+    with (path / "data" / "main_data.hdf5").open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
+    """Run the fine-tuning described by `cfg`; returns metrics (also stored in the new bundle)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(cfg.seed)
+    policy, contract = Policy.from_bundle(cfg.bundle, init_std=cfg.init_std)
+    ds = load_dataset(cfg.data)
+    ds.check_robot(contract.robot, contract)
+    data = ds.transitions()
+    clip = contract.action.clip
+    metrics: dict[str, Any] = {"dataset_transitions": len(data), "dataset_episodes": len(ds.episodes)}
+    start = time.monotonic()
+    env = None
+    task = cfg.task or str(contract.provenance.get("task", ""))
+    if cfg.online or cfg.eval_episodes:
+        if not task:
+            raise ConfigError("the bundle's provenance names no task: pass a simulation task (--task)")
+        from robot_rl.sim import make_vec_env
+
+        env = make_vec_env(task, cfg.num_envs, cfg.seed, overrides=list(cfg.task_overrides), safety=True)
+        if env.obs_dim != contract.obs_dim or env.act_dim != contract.act_dim:
+            raise ConfigError(f"task {task} has obs/act dims {env.obs_dim}/{env.act_dim}, the bundle "
+                              f"{contract.obs_dim}/{contract.act_dim}")
+    if env is not None and cfg.eval_episodes:
+        before = evaluate_policy(policy, env, cfg.eval_episodes, seed=cfg.seed + 1000)
+        metrics.update({f"before/{k}": v for k, v in before.items()})
+        log(f"finetune: start policy return {before['return_mean']:.3f}, interventions/step "
+            f"{before['intervention_rate']:.4f}")
+    if cfg.offline_steps:
+        learner_cfg = LEARNER_CONFIGS[cfg.algo]()
+        if dataclasses.is_dataclass(learner_cfg) and "action_clip" in {f.name for f in dataclasses.fields(learner_cfg)}:
+            learner_cfg = dataclasses.replace(learner_cfg, action_clip=clip)
+        learner = make_learner(cfg.algo, policy, learner_cfg, seed=cfg.seed)
+        losses = train_offline(learner, data, cfg.offline_steps, cfg.batch_size, cfg.seed,
+                               callback=lambda step, ls: log(f"finetune: {cfg.algo} step {step}: "
+                                                             + ", ".join(f"{k} {v:.4g}" for k, v in ls.items())))
+        metrics.update({f"offline/{k}": v for k, v in losses.items()})
+    if cfg.online:
+        assert env is not None
+        sac = SAC(policy, SACConfig(utd_ratio=cfg.utd_ratio, droq=cfg.droq, warmup_steps=0, batch_size=cfg.batch_size,
+                                    action_clip=clip), offline=ReplayBuffer.from_transitions(data), seed=cfg.seed)
+        if cfg.critic_warmup_steps:
+            sac.update_steps(cfg.critic_warmup_steps, actor=False)
+        stats = run_online(sac, env, cfg.online_steps, seed=cfg.seed,
+                           callback=lambda n, s: log(f"finetune: online {n} transitions, return "
+                                                     f"{s['return_mean']:.3f}"), log_every=max(1000, cfg.num_envs))
+        metrics.update({f"online/{k}": v for k, v in stats.items()})
+    if env is not None and cfg.eval_episodes:
+        after = evaluate_policy(policy, env, cfg.eval_episodes, seed=cfg.seed + 1000)
+        metrics.update({f"after/{k}": v for k, v in after.items()})
+        log(f"finetune: result return {after['return_mean']:.3f}, interventions/step {after['intervention_rate']:.4f}")
+    if env is not None:
+        env.close()
+    metrics["finetune_minutes"] = round((time.monotonic() - start) / 60.0, 3)
+    data_path = Path(cfg.data).resolve()
+    provenance = {"finetune": {"from_bundle": str(Path(cfg.bundle).resolve()),
+                               "from_git_commit": contract.provenance.get("git_commit"),
+                               "dataset": str(data_path), "dataset_id": ds.metadata.get("dataset_id"),
+                               "dataset_sha256": dataset_digest(data_path), "algo": cfg.algo,
+                               "offline_steps": cfg.offline_steps,
+                               "online_steps": cfg.online_steps if cfg.online else 0,
+                               "task": task, "task_overrides": list(cfg.task_overrides)}}
+    clean = {k: float(v) if isinstance(v, (np.floating, float)) else v for k, v in metrics.items()}
+    policy.export(cfg.out, contract, provenance, clean)
+    return clean

@@ -1,0 +1,80 @@
+"""robot-rl finetune: bundle -> offline learning on a replayed dataset -> new bundle whose provenance names the
+data; online SAC in the simulated A1 with the safety chain in the loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from robot_rl.bundle import load_bundle
+from robot_rl.cli import main
+from robot_rl.logs import a1_contract, simulate_ticks, write_tick_bag
+from robot_rl.offline.finetune import dataset_digest
+from robot_rl.offline.policy import Policy
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray]:
+    tmp = tmp_path_factory.mktemp("ft")
+    contract = a1_contract()
+    contract = contract.replace(provenance={**contract.provenance, "task": "a1_walk"})
+    policy = Policy(contract.obs_dim, contract.act_dim, (32, 32))
+    policy.set_statistics(np.random.default_rng(0).standard_normal((64, contract.obs_dim)))
+    bundle = policy.export(tmp / "bundle", contract, {"task": "a1_walk"}, {})
+    w = np.random.default_rng(1).standard_normal((contract.obs_dim, contract.act_dim)) * 0.05
+    rng = np.random.default_rng(2)
+    log = simulate_ticks(contract, lambda o: np.clip(o @ w + 0.02 * rng.standard_normal(12), -1, 1), 120,
+                         reset_every=60)
+    bag = write_tick_bag(tmp / "bag", log, contract)
+    assert main(["replay", str(bag), "--out", str(tmp / "ds")]) == 0
+    return bundle, tmp / "ds", w
+
+
+def test_finetune_offline_writes_bundle_pointing_to_data(setup: tuple[Path, Path, np.ndarray], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    bundle, ds, w = setup
+    out = tmp_path / "bc"
+    assert main(["finetune", str(bundle), "--data", str(ds), "--algo", "bc", "--steps", "300", "--out", str(out)]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["dataset_transitions"] == 118
+    new, old = load_bundle(out), load_bundle(bundle)
+    prov = new.contract.provenance["finetune"]
+    assert prov["dataset"] == str(ds.resolve()) and prov["dataset_sha256"] == dataset_digest(ds)
+    assert prov["algo"] == "bc" and prov["from_bundle"] == str(bundle.resolve())
+    from robot_rl.dataset import load_dataset
+
+    data = load_dataset(ds).transitions()
+    err_new = np.abs(new.act(data.obs) - data.action).mean()
+    err_old = np.abs(old.act(data.obs) - data.action).mean()
+    assert err_new < 0.5 * err_old, (err_new, err_old)
+
+
+def test_finetune_online_runs_with_safety_chain(setup: tuple[Path, Path, np.ndarray], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    bundle, ds, _ = setup
+    out = tmp_path / "online"
+    assert main(["finetune", str(bundle), "--data", str(ds), "--algo", "iql", "--steps", "50", "--online",
+                 "--online-steps", "48", "--num-envs", "4", "--critic-warmup", "20", "--out", str(out)]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["online/transitions"] == 48
+    assert 0.0 <= metrics["online/intervention_rate"] <= 1.0
+    assert load_bundle(out).contract.provenance["finetune"]["online_steps"] == 48
+
+
+def test_finetune_refuses_dataset_of_other_layout(setup: tuple[Path, Path, np.ndarray], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    _, ds, _ = setup
+    contract = a1_contract()
+    small = Policy(contract.obs_dim, contract.act_dim, (8,))
+    other = small.export(tmp_path / "other", contract.replace(robot="go1"), {}, {})
+    out = tmp_path / "x"
+    assert main(["finetune", str(other), "--data", str(ds), "--steps", "10", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'a1', not 'go1'" in err
+    assert not out.exists()
