@@ -13,6 +13,7 @@ telemetry, and the chain may replace the result by its backup.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import daqp
@@ -31,6 +32,7 @@ empty: the min-max-violation target (midpoint of the crossed bounds), i.e. the l
 
 _TOL = 1e-9
 _BIG = 1e20
+_MIN = np.minimum.reduce
 
 
 class CbfFilter:
@@ -98,16 +100,16 @@ class CbfFilter:
         np.multiply(table[2], v, out=buf2)
         np.subtract(table[0], buf, out=buf)
         np.subtract(buf, buf2, out=buf)
-        np.min(buf, axis=1, out=bnd)
+        _MIN(buf, axis=1, out=bnd)
         return bnd
 
     def interval(self, q: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         """Target interval [L, U] per joint for state (q, v), and the relaxation level that made it non-empty."""
         bnd = self._interval(self.tables[0], q, v)
         lo, hi = -bnd[1], bnd[0].copy()
-        bad = lo > hi
         level = 0
-        if bad.any():
+        if _MIN(bnd[0] + bnd[1]) < 0.0:  # some U < L (NaN: not < 0, caught by the chain's finiteness check)
+            bad = lo > hi
             for level in range(1, len(self.tables)):
                 b = self._interval(self.tables[level], q, v)
                 lo = np.where(bad, -b[1], lo)
@@ -131,13 +133,17 @@ class CbfFilter:
             return self._certify_coupled(q, v, u_pi)
         lo, hi, level = self.interval(q, v)
         self.box_lower, self.box_upper = lo, hi
-        u = np.minimum(np.maximum(u_pi, lo), hi)
-        active = int(np.count_nonzero(u != u_pi))
-        slack, iters, solver = 0.0, 0, "interval"
-        ok = True
-        if self.workspace is not None or self.cfg.solver == "daqp":
-            u, slack, iters, solver, n_active, ok = self._coupled(q, v, u_pi, u, lo, hi)
-            active += n_active
+        u = np.maximum(u_pi, lo)
+        np.minimum(u, hi, out=u)
+        diff = u - u_pi
+        active = int(np.count_nonzero(diff))
+        if self.workspace is None and self.cfg.solver != "daqp":
+            # the separable case (legs): no QP, telemetry without further allocation
+            return u, {"cbf/active": active, "cbf/correction_norm": math.sqrt(diff @ diff), "cbf/slack": 0.0,
+                       "cbf/status": RELAX_LEVELS[level], "cbf/level": level, "cbf/iterations": 0,
+                       "cbf/solver": "interval", "cbf/feasible": level == 0}
+        u, slack, iters, solver, n_active, ok = self._coupled(q, v, u_pi, u, lo, hi)
+        active += n_active
         status = RELAX_LEVELS[level] if ok else "infeasible"
         if slack > 1e-6 and level < len(RELAX_LEVELS) - 1:
             status = "slack"

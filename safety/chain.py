@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,7 @@ class SafetyChain:
             elif name == "passivity":
                 self.filters.append(PassivityFilter(contract, cfg, self.cbf))
         self._committers = [f for f in self.filters if hasattr(f, "commit")]
+        self._commit_single = [f.commit for f in self._committers]
         self._estop_reason = ""
         self._batch_estop = False
         self._last = self.stand_pose.copy()
@@ -131,28 +133,31 @@ class SafetyChain:
                 for f in self.filters:
                     u, finfo = f.certify(state, u)
                     info.update(finfo)
-                if not np.all(np.isfinite(u)):
+                if not math.isfinite(np.add.reduce(u)):  # any NaN/Inf makes the sum non-finite
                     shield, reason = "chain", "a filter returned non-finite targets"
         except Exception as exc:  # noqa: BLE001 - certify must never raise; the reason is telemetry
             shield, reason = "chain", f"{type(exc).__name__}: {exc}"
         backup = bool(reason)
         if backup:
             u = self.backup(state)
-        self._last = u
-        self._commit("commit", state, u, info)
-        if raw.shape == u.shape:
-            corr = np.where(np.isfinite(raw), u - raw, 0.0)
+            corr = np.where(np.isfinite(raw), u - raw, 0.0) if raw.shape == u.shape else np.zeros(self.n)
         else:
-            corr = np.zeros(self.n)
-        norm = float(np.sqrt(corr @ corr))
-        info["safety/correction"] = corr
-        info["safety/correction_norm"] = norm
-        info["safety/intervened"] = backup or norm > 1e-9
-        info["safety/backup"] = backup
-        info["safety/shield"] = shield
-        info["safety/reason"] = reason
-        info["safety/latched"] = bool(self._estop_reason) or bool(self.state_shield and self.state_shield.latched)
-        info["safety/damping"] = backup and self.backup_mode == "damping"
+            corr = u - raw  # raw passed the sanity checks: finite, right shape
+        self._last = u
+        for commit in self._commit_single:
+            try:
+                out = commit(state, u)
+            except Exception:  # noqa: BLE001 - a telemetry failure must not stop the robot
+                out = None
+            if out:
+                info.update(out)
+        norm = math.sqrt(corr @ corr)
+        sh = self.state_shield
+        info.update({"safety/correction": corr, "safety/correction_norm": norm,
+                     "safety/intervened": backup or norm > 1e-9, "safety/backup": backup, "safety/shield": shield,
+                     "safety/reason": reason,
+                     "safety/latched": bool(self._estop_reason) or (sh is not None and sh.latched),
+                     "safety/damping": backup and self.backup_mode == "damping"})
         return u, info
 
     def _commit(self, method: str, state: RobotState, applied: np.ndarray, info: dict[str, Any]) -> None:

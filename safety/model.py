@@ -131,15 +131,23 @@ def interval_table(rows: Rows) -> np.ndarray:
     """(3, 2, R, n) table [K, P, Q] so that min_r(K - P q0 - Q v0) gives [U, -L] per joint.
 
     Slot 0 holds the rows that bound u from above, slot 1 the (negated) rows that bound it from below; rows that do
-    not involve u are dropped (they cannot be changed by the filter), padded with K = +inf.
+    not involve u are dropped (they cannot be changed by the filter), padded with K = +inf. Rows that bound no
+    joint from a slot's side are removed from that slot (each slot keeps only its own rows, so the table is about
+    half as long as the row list: less work per certify call, same minimum).
     """
     r, n = rows.cu.shape
-    table = np.zeros((3, 2, r, n))
-    table[0] = np.inf
-    for slot, sign in ((0, 1.0), (1, -1.0)):
+    parts = []
+    for sign in (1.0, -1.0):
         sel = sign * rows.cu > _EPS
-        scale = np.where(sel, sign * rows.cu, 1.0)
-        table[0, slot] = np.where(sel, rows.rhs / scale, np.inf)
-        table[1, slot] = np.where(sel, rows.cq / scale, 0.0)
-        table[2, slot] = np.where(sel, rows.cv / scale, 0.0)
+        keep = np.flatnonzero(sel.any(axis=1))
+        sel = sel[keep]
+        scale = np.where(sel, sign * rows.cu[keep], 1.0)
+        parts.append((np.where(sel, rows.rhs[keep] / scale, np.inf), np.where(sel, rows.cq[keep] / scale, 0.0),
+                      np.where(sel, rows.cv[keep] / scale, 0.0)))
+    m = max(max(p[0].shape[0] for p in parts), 1)
+    table = np.zeros((3, 2, m, n))
+    table[0] = np.inf
+    for slot, part in enumerate(parts):
+        for k in range(3):
+            table[k, slot, :part[k].shape[0]] = part[k]
     return table

@@ -14,6 +14,7 @@ The tank is charged with the target that was finally applied (`commit`).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -95,14 +96,19 @@ class PassivityFilter:
     def commit(self, state: RobotState, applied: np.ndarray) -> dict[str, Any]:
         q = np.asarray(state.joint_pos, dtype=float)
         v = np.asarray(state.joint_vel, dtype=float)
-        if q.shape != applied.shape or v.shape != applied.shape or not np.all(np.isfinite(v)):
+        if q.shape != applied.shape or v.shape != applied.shape:
             return {"passivity/tank": self.tank, "passivity/power": 0.0}
-        before = self.tank
-        tank, power = self._charge(self.tank, q, v, applied)
-        self.tank = float(tank)
-        self.refilled += max(self.tank - before + float(power) * self.dt, 0.0)
-        self.injected += max(float(power), 0.0) * self.dt
-        return {"passivity/tank": self.tank, "passivity/power": float(power)}
+        # scalar form of _charge (one robot, per tick: no batched reductions)
+        cfg, before = self.cfg, self.tank
+        kv = self.kp * v
+        power = float(kv @ applied - kv @ q)
+        if not math.isfinite(power):  # non-finite state (the chain applied its backup): keep the tank as it is
+            return {"passivity/tank": self.tank, "passivity/power": 0.0}
+        refill = cfg.refill * float(self.kd @ (v * v)) if before < cfg.tank_max else 0.0
+        self.tank = min(before + self.dt * (refill - power), cfg.tank_max)
+        self.refilled += max(self.tank - before + power * self.dt, 0.0)
+        self.injected += max(power, 0.0) * self.dt
+        return {"passivity/tank": self.tank, "passivity/power": power}
 
     def commit_batch(self, state: RobotState, applied: np.ndarray) -> dict[str, Any]:
         self._ensure_batch(applied.shape[0])

@@ -16,6 +16,8 @@ from robot_rl.contract import PolicyContract
 from robot_rl.safety.config import RateLimitConfig, SanityConfig, StateShieldConfig
 from robot_rl.state import RobotState, tilt_angle
 
+_MAX = np.maximum.reduce
+
 
 class SanityShield:
     """Targets and state must have the contract length and be finite; targets must not be absurdly out of range."""
@@ -27,10 +29,19 @@ class SanityShield:
         self.n = contract.num_joints
         self.lower = np.asarray(contract.joint_pos_lower, float) - cfg.range_tolerance
         self.upper = np.asarray(contract.joint_pos_upper, float) + cfg.range_tolerance
+        self.mid, self.half = (self.lower + self.upper) / 2, (self.upper - self.lower) / 2
+        self._dev = np.empty(self.n)
 
     def reason(self, state: RobotState, targets: np.ndarray) -> str:
         """Why the inputs are unusable ("" when they are fine). Never raises for arrays of any shape."""
         n = self.n
+        q, v = state.joint_pos, state.joint_vel
+        if type(q) is np.ndarray and type(v) is np.ndarray and q.shape == v.shape == targets.shape == (n,):
+            # fast path: one finiteness test for all three (a NaN/Inf anywhere makes the sum non-finite; an
+            # overflow of huge finite values also lands in the detailed checks below) and one range test
+            if math.isfinite(q @ q + v @ v + targets @ targets) and \
+                    _MAX(np.abs(targets - self.mid, out=self._dev) - self.half) <= 0.0:
+                return ""
         for label, arr in (("joint_pos", state.joint_pos), ("joint_vel", state.joint_vel)):
             a = np.asarray(arr)
             if a.shape != (n,):
@@ -147,12 +158,19 @@ class RateLimiter:
         n = contract.num_joints
         self.step = np.broadcast_to(np.asarray(cfg.max_rate, float), (n,)) * contract.policy_dt
         self.prev: np.ndarray | None = None
+        self._window: tuple[np.ndarray, np.ndarray] | None = None
+        """[prev - step, prev + step], computed once per tick in commit."""
         self.batch_prev = np.zeros((0, n))
         self.batch_valid = np.zeros(0, dtype=bool)
 
     def certify(self, state: RobotState, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        ref = self.prev if self.prev is not None else np.asarray(state.joint_pos, dtype=float)
-        u = np.minimum(np.maximum(targets, ref - self.step), ref + self.step)
+        if self._window is None:
+            ref = np.asarray(state.joint_pos, dtype=float)
+            lo, hi = ref - self.step, ref + self.step
+        else:
+            lo, hi = self._window
+        u = np.maximum(targets, lo)
+        np.minimum(u, hi, out=u)
         return u, {"rate_limit/active": int(np.count_nonzero(u != targets))}
 
     def certify_batch(self, state: RobotState, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
@@ -166,6 +184,7 @@ class RateLimiter:
 
     def commit(self, state: RobotState, applied: np.ndarray) -> None:
         self.prev = applied.copy()
+        self._window = (applied - self.step, applied + self.step)
 
     def commit_batch(self, state: RobotState, applied: np.ndarray) -> None:
         if self.batch_prev.shape != applied.shape:
@@ -177,6 +196,7 @@ class RateLimiter:
     def reset(self, mask: np.ndarray | None = None) -> None:
         if mask is None:
             self.prev = None
+            self._window = None
             self.batch_valid[:] = False
         elif self.batch_valid.shape[0]:
             self.batch_valid[mask] = False
