@@ -7,9 +7,9 @@ import gymnasium
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from robot_rl.sim import make_vec_env, task_config, task_names
 
 from robot_rl.errors import ConfigError
+from robot_rl.sim import make_vec_env, task_config, task_names
 
 QUIET = ["randomization.enabled=false"]
 
