@@ -285,8 +285,10 @@ class BulletWorld:
             qvel[o["vadr"] + 3:o["vadr"] + 6] = _rot(qw).T @ np.asarray(w)
 
     # ---- stepping ------------------------------------------------------------------------------------------------
-    def step(self, model: mujoco.MjModel, ctrl: np.ndarray, torque_out: np.ndarray) -> None:
-        """Physics steps with held targets ctrl (nstep, nu); applied actuator torques into torque_out (nstep, nu)."""
+    def step(self, model: mujoco.MjModel, ctrl: np.ndarray, torque_out: np.ndarray,
+             joints_out: np.ndarray | None = None) -> None:
+        """Physics steps with held targets ctrl (nstep, nu); applied actuator torques into torque_out (nstep, nu);
+        joint positions and velocities at the start of each physics step into joints_out (nstep, 2, n)."""
         c, lay, pb = self.c, self.layout, self.pb
         gain = model.actuator_gainprm[:, 0]
         kd = -model.actuator_biasprm[:, 2]
@@ -305,6 +307,8 @@ class BulletWorld:
                 tau[cols] += act
                 if sub == 0:
                     torque_out[k] = act
+                    if joints_out is not None:
+                        joints_out[k, 0], joints_out[k, 1] = q, qd
                 if lay.gravcomp:
                     tau += self._gravity(q)
                 c.setJointMotorControlArray(self.robot, lay.jidx, pb.TORQUE_CONTROL, forces=tau.tolist())
@@ -456,18 +460,24 @@ class BulletRollout:
         dt = float(m.opt.timestep)
         nu = m.nu
         torques = np.zeros((nstep, nu))
+        joints = np.zeros((nstep, 2, len(self.layout.jidx)))
         for i, world in enumerate(self.worlds):
             row = initial_state[i]
             last = self._last[i]
             if last is None or not np.array_equal(last, row):
                 world.sync_params(models[i], self.nominal)
                 world.write_state(models[i], row)
-            world.step(models[i], control[i], torques)
+            world.step(models[i], control[i], torques, joints)
             out = state[i, -1]
             out[:] = row
             world.read_state(models[i], out)
             out[0] = row[0] + nstep * dt
             state[i, :-1] = out
+            # joints after each physics step (= at the start of the next); bodies only at the last one
+            for k in range(nstep - 1):
+                state[i, k, 0] = row[0] + (k + 1) * dt
+                state[i, k, 1 + self.layout.qadr] = joints[k + 1, 0]
+                state[i, k, 1 + m.nq + self.layout.vadr] = joints[k + 1, 1]
             self._last[i] = out.copy()
             if sensordata.shape[-1]:
                 self._sensors(world, models[i], out, torques, sensordata[i], dt)
