@@ -14,7 +14,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 from .qos import declare_qos, qos_param
-from .runtime import spin
+from .runtime import set_realtime_priority, spin
 
 
 class EchoNode(Node):
@@ -39,6 +39,8 @@ def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = EchoNode()
     node.declare_parameter("executor", "single")
+    node.declare_parameter("realtime_priority", 0)
+    set_realtime_priority(int(node.get_parameter("realtime_priority").value), node.get_logger())
     spin(node, node.get_parameter("executor").value)
 
 

@@ -35,7 +35,7 @@ from robot_rl.errors import ContractError, RobotRLError
 
 from .convert import JointStateReader, TwistCommand, new_state, read_imu, targets_to_array
 from .qos import declare_qos, qos_param, quiet_pub, quiet_sub
-from .runtime import spin
+from .runtime import set_realtime_priority, spin
 from .tick import STATUS, TickPacker, encode_labels
 
 EXPECTED_TYPES = {"joint_states_topic": "sensor_msgs/msg/JointState", "imu_topic": "sensor_msgs/msg/Imu",
@@ -268,6 +268,7 @@ class PolicyNode(LifecycleNode):
         self.last_info: dict[str, Any] = {}
         self._periods, self._compute, self._latency = Ring(), Ring(), Ring()
         self._cmd_stamp = -np.inf
+        self._last_change_report = -np.inf
         self.cmd.zero()
 
     def _release(self) -> None:
@@ -440,10 +441,10 @@ class PolicyNode(LifecycleNode):
             self._tick_msg.data = self.packer.buffer
             self._tick_pub.publish(self._tick_msg)
         self.seq += 1
-        if changed:
-            level = DiagnosticStatus.OK if status == STATUS["policy"] else DiagnosticStatus.WARN
+        if changed and t0 - self._last_change_report >= 0.2:  # at most 5 reports/s; every tick record has its reason
+            self._last_change_report = t0
             self.get_logger().warning(f"tick {self.seq - 1}: {self._status_names[status]} {reason}".rstrip())
-            self._publish_diagnostics(level)
+            self._publish_diagnostics()
 
     def _publish_command(self, targets: np.ndarray) -> None:
         if self.output_mode == "forward":
@@ -500,6 +501,8 @@ def main(args: list[str] | None = None) -> None:
     node = PolicyNode()
     node.declare_parameter("autostart", False)
     node.declare_parameter("executor", "single")
+    node.declare_parameter("realtime_priority", 0)
+    set_realtime_priority(int(node.get_parameter("realtime_priority").value), node.get_logger())
     if node.get_parameter("autostart").value:
         ok = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         if not ok or node.trigger_activate() != TransitionCallbackReturn.SUCCESS:

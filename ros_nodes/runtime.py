@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -31,3 +33,20 @@ def spin(node: Node, executor_kind: str = "single") -> None:
         executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+def set_realtime_priority(priority: int, logger: Any) -> bool:
+    """SCHED_FIFO at `priority` (1..99) for every thread of this process (executor and DDS threads), as
+    ros2_control does for its control loop; 0 leaves the default scheduler. Needs CAP_SYS_NICE (or root, or an
+    rtprio limit in /etc/security/limits.conf); without it the node logs a warning and runs normally."""
+    if priority <= 0:
+        return False
+    try:
+        param = os.sched_param(min(int(priority), 99))
+        for task in Path("/proc/self/task").iterdir():
+            os.sched_setscheduler(int(task.name), os.SCHED_FIFO, param)
+    except (OSError, AttributeError) as exc:
+        logger.warning(f"realtime_priority {priority} not applied: {exc}")
+        return False
+    logger.info(f"SCHED_FIFO priority {priority}")
+    return True

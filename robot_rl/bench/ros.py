@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sustain-hz", type=float, default=500.0)
     parser.add_argument("--sustain-s", type=float, default=60.0, help="0 skips the sustain run")
     parser.add_argument("--executor", choices=["single"], default="single")
+    parser.add_argument("--realtime-priority", type=int, default=0,
+                        help="SCHED_FIFO priority for the policy and echo nodes (0: default scheduler)")
     parser.add_argument("--no-ticks", action="store_true", help="policy node does not publish its tick records")
     parser.add_argument("--domain-id", type=int, default=None)
     parser.add_argument("--log-dir", type=Path, default=None, help="node logs (default: a temporary folder)")
@@ -64,6 +66,7 @@ class Driver:
 
     def __init__(self, contract: Any, domain_id: int) -> None:
         import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.context import Context
         from rclpy.node import Node
         from sensor_msgs.msg import Imu, JointState
@@ -85,11 +88,20 @@ class Driver:
         self.recv_time = 0.0
         for k in ("policy", "echo"):
             self.node.create_subscription(Float64MultiArray, f"/{k}/commands", self._on_cmd, cmd_qos)
+        self.diag: dict[str, str] = {}
+        self.diag_count = 0
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
         self.js = JointState(name=list(contract.joint_names), position=list(map(float, contract.default_joint_pos)),
                              velocity=[0.0] * contract.num_joints, effort=[0.0] * contract.num_joints)
         self.imu = Imu()
         self.imu.orientation.w = 1.0
         self.imu.linear_acceleration.z = 9.81
+
+    def _on_diag(self, msg: Any) -> None:
+        for st in msg.status:
+            if "policy loop" in st.name and any(kv.key == "ticks" for kv in st.values):
+                self.diag = {kv.key: kv.value for kv in st.values}
+                self.diag_count += 1
 
     def _on_cmd(self, msg: Any) -> None:
         self.received += 1
@@ -141,24 +153,15 @@ class Driver:
         rclpy.try_shutdown(context=self.context)
 
 
-def _diagnostics_values(driver: Driver) -> dict[str, str]:
-    """Latest policy-loop diagnostic (subscribes /diagnostics briefly)."""
-    from diagnostic_msgs.msg import DiagnosticArray
-
-    latest: dict[str, str] = {}
-
-    def on_diag(msg: DiagnosticArray) -> None:
-        for st in msg.status:
-            if "policy loop" in st.name:
-                latest.clear()
-                latest.update({kv.key: kv.value for kv in st.values})
-
-    sub = driver.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-    deadline = time.perf_counter() + 5.0
-    while not latest and time.perf_counter() < deadline:
-        driver.executor.spin_once(timeout_sec=0.1)
-    driver.node.destroy_subscription(sub)
-    return latest
+def _diagnostics_values(driver: Driver, timeout: float = 10.0) -> dict[str, str]:
+    """The next policy-loop diagnostic published after this call."""
+    count = driver.diag_count
+    deadline = time.perf_counter() + timeout
+    while driver.diag_count == count:
+        if time.perf_counter() > deadline:
+            raise BundleError(f"no policy-loop diagnostics within {timeout:g} s")
+        driver.executor.spin_once(timeout_sec=0.05)
+    return dict(driver.diag)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,13 +180,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log_dir = args.log_dir or tmp
     log_dir.mkdir(parents=True, exist_ok=True)
     group = NodeGroup(args.domain_id, log_dir)
-    common = {"executor": args.executor, "qos.state.depth": 5}
+    common = {"executor": args.executor, "qos.state.depth": 5, "realtime_priority": args.realtime_priority}
     policy_params = {**common, "bundle": str(bundle_path), "autostart": True, "trigger": "state",
                      "joint_states_topic": "/policy/joint_states", "imu_topic": "/policy/imu",
                      "command_topic": "/policy/commands", "publish_ticks": not args.no_ticks}
     driver = Driver(contract, group.domain_id)
     result: dict[str, Any] = {"bundle": str(bundle_path), "executor": args.executor, "domain_id": group.domain_id,
-                              "pace_hz": args.pace_hz, "ticks_published": not args.no_ticks}
+                              "pace_hz": args.pace_hz, "ticks_published": not args.no_ticks,
+                              "realtime_priority": args.realtime_priority, "load_avg_1min": os.getloadavg()[0]}
     try:
         group.start("echo", "echo_node", {**common, "joint_states_topic": "/echo/joint_states",
                                           "command_topic": "/echo/commands"})
@@ -221,6 +225,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result[f"{target}_samples"] = int(r.size)
             result[f"{target}_lost"] = lost[target]
         result["ratio"] = round(result["policy_roundtrip_p50_us"] / result["echo_roundtrip_p50_us"], 3)
+        diag = _diagnostics_values(driver)  # the node's own view of the same ticks: compute = receipt -> publish
+        result["policy_compute_p50_us"] = round(float(diag["compute_p50_ms"]) * 1e3, 1)
+        result["policy_compute_p99_us"] = round(float(diag["compute_p99_ms"]) * 1e3, 1)
         group.nodes.pop("policy").stop()
         group.nodes.pop("echo").stop()
         if args.sustain_s > 0:
