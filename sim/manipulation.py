@@ -83,8 +83,10 @@ def _box(name: str, lo: tuple[float, float, float], hi: tuple[float, float, floa
 class ArmInitConfig:
     """Initial-state distribution: arm pose, object and goal positions (base frame, uniform in boxes)."""
 
+    arm_pose: tuple[float, ...] = ()
+    """Initial arm joint positions [rad] (empty: the robot's home pose, the contract default)."""
     joint_noise: float = 0.05
-    """Uniform offset on every arm joint from the home pose [rad]."""
+    """Uniform offset on every arm joint from the initial pose [rad]."""
     object_low: tuple[float, float] = (0.45, -0.12)
     """Lower corner of the object's initial (x, y) [m]."""
     object_high: tuple[float, float] = (0.60, 0.12)
@@ -345,6 +347,8 @@ class ManipulationTask:
         m = self.model
         jids = [m.joint(j).id for j in robot.joint_names]
         self.joint_lower, self.joint_upper = m.jnt_range[jids, 0].copy(), m.jnt_range[jids, 1].copy()
+        if cfg.init.arm_pose and len(cfg.init.arm_pose) != robot.arm_joints:
+            raise ConfigError(f"init.arm_pose has {len(cfg.init.arm_pose)} values for {robot.arm_joints} arm joints")
         self.kp = robot.kp * cfg.control.kp_scale
         self.weights = {k: getattr(cfg.rewards, k) for k in REWARD_TERMS}
         self.contract = self._build_contract()
@@ -409,6 +413,8 @@ class ManipulationTask:
     def initial_joints(self, rng: np.random.Generator) -> np.ndarray:
         q = self.robot.default_joint_pos.copy()
         na = self.robot.arm_joints
+        if self.cfg.init.arm_pose:
+            q[:na] = self.cfg.init.arm_pose
         q[:na] += rng.uniform(-self.cfg.init.joint_noise, self.cfg.init.joint_noise, size=na)
         return np.clip(q, self.joint_lower, self.joint_upper)
 

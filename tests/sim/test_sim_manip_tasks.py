@@ -51,6 +51,8 @@ def test_pick_place_needs_a_gripper() -> None:
         ManipulationTask("panda_pick_place", "pick_place", arm_only, PandaPickPlaceConfig())
     with pytest.raises(ConfigError, match="'a1' is not an arm"):
         make_vec_env("panda_pick_place", 1, seed=0, overrides=["robot=a1"])
+    with pytest.raises(ConfigError, match="init.arm_pose has 2 values for 7 arm joints"):
+        make_vec_env("panda_push", 1, seed=0, overrides=["init.arm_pose=[0.0, 0.1]"])
 
 
 @pytest.mark.parametrize("action", ["ee_delta", "joint_position_delta"])

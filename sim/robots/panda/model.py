@@ -30,6 +30,8 @@ JOINT_NAMES = [*ARM_JOINTS, GRIPPER_JOINT]
 """Contract order: the seven arm joints from the base, then the actuated finger."""
 HOME = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.04])
 """Home pose (franka_ros 'ready'), fingers open."""
+LOW_POSE = (0.0, 0.102, 0.0, -2.664, 0.0, 2.766, 0.785)
+"""Arm pose with the grasp point 10 cm above the table at x = 0.42 m, hand pointing down (push, pick-and-place)."""
 KP = np.array([600.0, 600.0, 600.0, 600.0, 250.0, 150.0, 50.0, 500.0])
 """Joint stiffness [N m/rad, N/m]: franka_ros joint impedance example; finger 500 N/m."""
 KD = np.array([50.0, 50.0, 50.0, 20.0, 20.0, 20.0, 10.0, 5.0])

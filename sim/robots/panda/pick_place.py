@@ -12,6 +12,7 @@ from robot_rl.sim.manipulation import (
     ManipulationTask,
 )
 from robot_rl.sim.registry import get_robot
+from robot_rl.sim.robots.panda.model import LOW_POSE
 
 NAME = "panda_pick_place"
 
@@ -26,9 +27,10 @@ class PandaPickPlaceConfig(ManipulationConfig):
     termination: ArmTerminationConfig = field(default_factory=lambda: ArmTerminationConfig(episode_length_s=6.0))
     """120 policy steps."""
     init: ArmInitConfig = field(default_factory=lambda: ArmInitConfig(
+        arm_pose=LOW_POSE,
         object_low=(0.45, -0.10), object_high=(0.55, 0.10), goal_low=(0.40, -0.15, 0.10),
         goal_high=(0.60, 0.15, 0.30)))
-    """Goal 10-30 cm above the table."""
+    """Hand 10 cm above the table, goal 10-30 cm above the table."""
 
 
 def make_task(cfg: PandaPickPlaceConfig) -> ManipulationTask:

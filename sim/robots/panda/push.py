@@ -12,6 +12,7 @@ from robot_rl.sim.manipulation import (
     ManipulationTask,
 )
 from robot_rl.sim.registry import get_robot
+from robot_rl.sim.robots.panda.model import LOW_POSE
 
 NAME = "panda_push"
 
@@ -26,9 +27,10 @@ class PandaPushConfig(ManipulationConfig):
     termination: ArmTerminationConfig = field(default_factory=lambda: ArmTerminationConfig(episode_length_s=5.0))
     """100 policy steps; the cube leaving the table ends the episode."""
     init: ArmInitConfig = field(default_factory=lambda: ArmInitConfig(
+        arm_pose=LOW_POSE,
         object_low=(0.45, -0.10), object_high=(0.55, 0.10), goal_low=(0.40, -0.15, 0.0),
         goal_high=(0.65, 0.15, 0.0), goal_min_distance=0.08))
-    """Cube in a 10 x 20 cm patch, goal 8 cm or more away on the table."""
+    """Hand 10 cm above the table at x = 0.42 m, cube in a 10 x 20 cm patch, goal 8 cm or more away on the table."""
 
 
 def make_task(cfg: PandaPushConfig) -> ManipulationTask:
