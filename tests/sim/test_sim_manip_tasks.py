@@ -108,13 +108,13 @@ def test_reach_scripted_osc_succeeds_and_random_does_not() -> None:
 
 
 def test_osc_holds_the_hand_pointing_down() -> None:
-    env = make_vec_env("panda_push", 2, seed=0, safety=False, overrides=QUIET)
-    for _ in range(30):
+    env = make_vec_env("panda_push", 2, seed=0, safety=False, overrides=[*QUIET, "init.arm_pose=[]"])
+    for _ in range(15):
         env.step(np.array([[0.5, 0.5, -1.0, 1.0], [-0.5, -0.5, -1.0, -1.0]]))
     rot = env._ee_rot  # noqa: SLF001 - the controller's own view of the hand
     assert np.all(rot[:, 2, 2] < -0.98)
     ee = env.get_state().extras["ee_pos"]
-    assert np.all(ee[:, 2] < 0.2)  # moved down
+    assert np.all(ee[:, 2] < 0.3)  # moved down from 0.485 m
     assert ee[0, 1] > 0.1 > -0.1 > ee[1, 1]  # and sideways, each its own way
 
 
