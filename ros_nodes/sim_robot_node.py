@@ -74,7 +74,7 @@ class SimRobotNode(Node):
             if float(gp(gain).value) > 0:
                 kwargs[gain] = float(gp(gain).value)
         self.sim = make_robot_sim(gp("robot").value, backend=gp("backend").value, params=params or None, **kwargs)
-        engine = "pybullet" if "pybullet" in type(self.sim).__module__ else "mujoco"
+        engine = getattr(self.sim, "backend", "pybullet" if "pybullet" in type(self.sim).__module__ else "mujoco")
         if engine != gp("backend").value:  # never run another engine than the one asked for, silently
             raise ValueError(f"make_robot_sim(backend='{gp('backend').value}') returned a {engine} simulator "
                              f"({type(self.sim).__module__}.{type(self.sim).__name__})")
@@ -225,7 +225,8 @@ class SimRobotNode(Node):
 
     def _publish_diagnostics(self) -> None:
         level = DiagnosticStatus.OK if self.mode != "timeout" and not self.fell else DiagnosticStatus.WARN
-        values = {"mode": self.mode, "sim_time": f"{self.sim_time:.3f}", "commands": str(self.commands),
+        values = {"mode": self.mode, "backend": self.get_parameter("backend").value,
+                  "sim_time": f"{self.sim_time:.3f}", "commands": str(self.commands),
                   "rejected_commands": str(self.rejected), "timeouts": str(self.timeouts),
                   "fell": str(self.fell).lower()}
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: simulated robot", message=self.mode,
