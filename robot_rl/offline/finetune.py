@@ -54,6 +54,10 @@ class FinetuneConfig:
     """Critic updates per collected transition online."""
     droq: bool = True
     """Dropout + LayerNorm critics online (DroQ)."""
+    init_alpha: float = 0.01
+    """Initial SAC temperature online (low: fine-tuning starts from a good policy)."""
+    online_actor_lr: float = 1e-4
+    """Actor learning rate online (slower than the critics, so early critic errors do not undo the policy)."""
     init_std: float = 0.15
     """Initial exploration std of the fine-tuned Gaussian policy."""
     task: str = ""
@@ -118,8 +122,13 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
         metrics.update({f"offline/{k}": v for k, v in losses.items()})
     if cfg.online:
         assert env is not None
+        # rewards scaled to unit per-step std, a low start temperature: the bundle is already a good policy
+        scale = 1.0 / max(float(np.std(data.reward)), 1e-3)
         sac = SAC(policy, SACConfig(utd_ratio=cfg.utd_ratio, droq=cfg.droq, warmup_steps=0, batch_size=cfg.batch_size,
-                                    action_clip=clip), offline=ReplayBuffer.from_transitions(data), seed=cfg.seed)
+                                    action_clip=clip, reward_scale=scale, init_alpha=cfg.init_alpha,
+                                    actor_lr=cfg.online_actor_lr),
+                  offline=ReplayBuffer.from_transitions(data), seed=cfg.seed)
+        metrics["online/reward_scale"] = scale
         if cfg.critic_warmup_steps:
             sac.update_steps(cfg.critic_warmup_steps, actor=False)
         stats = run_online(sac, env, cfg.online_steps, seed=cfg.seed,

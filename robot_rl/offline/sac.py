@@ -63,10 +63,15 @@ class SACConfig:
     """The contract's action clip: sampled actions are clipped to it before the critics see them."""
     mean_penalty: float = 1.0
     """Weight of a penalty on policy means outside [-action_clip, action_clip]."""
+    reward_scale: float = 1.0
+    """Multiplier on rewards in the critic targets: brings small per-step rewards (locomotion terms are weighted
+    by the policy period) to the scale where the entropy temperature is meaningful."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ConfigError("sac: gamma must be in [0, 1] and tau in (0, 1]")
+        if self.reward_scale <= 0:
+            raise ConfigError("sac.reward_scale must be positive")
         if self.utd_ratio <= 0 or self.batch_size < 1 or self.num_q < 2:
             raise ConfigError("sac: utd_ratio > 0, batch_size >= 1 and num_q >= 2 are required")
         if not 0.0 <= self.offline_fraction <= 1.0:
@@ -167,7 +172,7 @@ class SAC:
             u = dist.sample()
             logp = dist.log_prob(u).sum(-1)
             next_q = self.critic_target(next_n, u.clamp(-c.action_clip, c.action_clip)).min(0).values
-            target = batch.reward + c.gamma * (1.0 - batch.terminated) * (next_q - self.alpha * logp)
+            target = c.reward_scale * batch.reward + c.gamma * (1.0 - batch.terminated) * (next_q - self.alpha * logp)
         q = self.critic(obs_n, batch.action)
         loss = F.mse_loss(q, target.expand_as(q))
         self.critic_opt.zero_grad(set_to_none=True)
