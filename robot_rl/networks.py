@@ -30,6 +30,10 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, out_gain: float = 1.0)
     return nn.Sequential(*layers)
 
 
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+"""Bounds on the policy log standard deviation (std in [0.007, 7.4])."""
+
+
 class ActorCritic(nn.Module):
     """Gaussian actor (mean = MLP(obs), std = exp(log_std), state-independent) and a value MLP."""
 
@@ -45,7 +49,8 @@ class ActorCritic(nn.Module):
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
         """Action distribution for normalized observations (N, obs_dim)."""
         mean = self.actor(obs)
-        return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
+        std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
+        return torch.distributions.Normal(mean, std.expand_as(mean))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """State value (N,) for normalized observations."""
@@ -56,4 +61,4 @@ class ActorCritic(nn.Module):
 
     @property
     def action_std(self) -> torch.Tensor:
-        return self.log_std.exp()
+        return self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()

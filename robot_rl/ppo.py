@@ -52,7 +52,8 @@ class PPOConfig:
     desired_kl: float = 0.01
     """Target KL divergence per minibatch for the adaptive schedule."""
     min_lr: float = 1e-5
-    max_lr: float = 1e-2
+    max_lr: float = 3e-3
+    """Upper bound of the adaptive learning rate (Adam on CPU-sized minibatches diverges near 1e-2)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip."""
     init_noise_std: float = 0.6
@@ -117,6 +118,8 @@ class PPO:
         self.advantages = torch.zeros(shape)
         self.returns = torch.zeros(shape)
         self.step = 0
+        self.skipped_steps = 0
+        """Minibatch steps skipped because the loss was not finite (cumulative)."""
         self.applied_action_replaced = 0.0
         """Fraction of stored actions replaced by info["applied_action"] in the last rollout."""
         self._replaced = 0
@@ -134,6 +137,7 @@ class PPO:
         """Sample actions for raw observations (N, obs_dim) and record the transition's first half."""
         if self.step >= self.cfg.num_steps:
             raise RuntimeError("rollout storage is full: call compute_returns() and update()")
+        obs = torch.nan_to_num(obs, nan=0.0, posinf=1e6, neginf=-1e6)
         obs_n = self.normalize(obs, update=True)
         dist = self.model.distribution(obs_n)
         actions = dist.sample()
@@ -156,11 +160,12 @@ class PPO:
                          truncated: np.ndarray | torch.Tensor, info: dict[str, Any]) -> None:
         """Record the transition's second half; bootstrap the value of time-limit truncations."""
         t = self.step
-        rew = torch.as_tensor(np.asarray(rewards), dtype=torch.float32).clone()
+        rew = torch.nan_to_num(torch.as_tensor(np.asarray(rewards), dtype=torch.float32).clone(), nan=0.0)
         term = torch.as_tensor(np.asarray(terminated), dtype=torch.bool)
         trunc = torch.as_tensor(np.asarray(truncated), dtype=torch.bool) & ~term
         if bool(trunc.any()):
             final = torch.as_tensor(np.asarray(info["final_obs"]), dtype=torch.float32)[trunc]
+            final = torch.nan_to_num(final, nan=0.0, posinf=1e6, neginf=-1e6)
             rew[trunc] += self.cfg.gamma * self.model.value(self.normalize(final))
         applied = info.get("applied_action")
         if self.cfg.store_applied_action and applied is not None:
@@ -226,7 +231,7 @@ class PPO:
                         self.learning_rate = min(cfg.max_lr, self.learning_rate * 1.5)
                     for group in self.optimizer.param_groups:
                         group["lr"] = self.learning_rate
-                ratio = torch.exp(log_prob - old_log_probs[idx])
+                ratio = torch.exp((log_prob - old_log_probs[idx]).clamp(max=20.0))
                 adv = advantages[idx]
                 surrogate = -torch.min(ratio * adv, ratio.clamp(1 - cfg.clip_param, 1 + cfg.clip_param) * adv).mean()
                 if cfg.clip_value:
@@ -237,6 +242,11 @@ class PPO:
                     value_loss = (value - returns[idx]).square().mean()
                 loss = surrogate + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
                 self.optimizer.zero_grad(set_to_none=True)
+                if not bool(torch.isfinite(loss)):
+                    # a step this large broke the trust region: skip it and slow down instead of writing NaNs
+                    self.skipped_steps += 1
+                    self.learning_rate = max(cfg.min_lr, self.learning_rate / 2.0)
+                    continue
                 loss.backward()
                 # actor and critic clipped separately: a large value gradient must not shrink the policy step
                 torch.nn.utils.clip_grad_norm_([*self.model.actor.parameters(), self.model.log_std], cfg.max_grad_norm)
@@ -251,12 +261,14 @@ class PPO:
         self.applied_action_replaced = self._replaced / n
         self._replaced = 0
         self.step = 0
+        count = max(count, 1)
         out = {f"loss/{k}": v / count for k, v in sums.items() if k in ("surrogate", "value", "entropy")}
         out["policy/kl"] = sums["kl"] / count
         out["policy/clip_fraction"] = sums["clip_fraction"] / count
         out["policy/learning_rate"] = self.learning_rate
         out["policy/action_std"] = float(self.model.action_std.detach().mean())
         out["policy/applied_action_replaced"] = self.applied_action_replaced
+        out["policy/skipped_steps"] = float(self.skipped_steps)
         return out
 
     # ---- checkpoints ---------------------------------------------------------------------------------------

@@ -87,3 +87,17 @@ def test_update_returns_losses_and_adapts_learning_rate():
 def test_invalid_ppo_config(field, value):
     with pytest.raises(ConfigError, match=f"ppo.{field}"):
         PPOConfig(**{field: value})
+
+
+def test_non_finite_inputs_never_reach_the_network():
+    ppo = _learner(num_envs=2, num_steps=2)
+    for _ in range(2):
+        obs = torch.tensor([[np.nan, 1.0, np.inf, 0.0], [0.0, 1.0, 2.0, 3.0]])
+        ppo.act(obs)
+        ppo.process_env_step(np.array([np.nan, 1.0]), np.zeros(2, bool), np.array([True, False]),
+                             {"final_obs": np.full((2, 4), np.nan, np.float32)})
+    ppo.compute_returns(torch.zeros(2, 4))
+    losses = ppo.update()
+    assert all(np.isfinite(v) for v in losses.values())
+    assert all(bool(torch.isfinite(p).all()) for p in ppo.model.parameters())
+    assert bool(torch.isfinite(ppo.normalizer.mean).all())
