@@ -111,6 +111,8 @@ class ArmRewardConfig:
 
     reach: float = 1.0
     """1 - tanh(|ee - target| / distance_scale); target is the goal (reach) or the object (push, pick)."""
+    push_pose: float = 0.0
+    """1 - tanh(|ee - p| / distance_scale), p just behind the object on the side away from the goal (push)."""
     object_to_goal: float = 0.0
     """1 - tanh(|object - goal| / distance_scale) (pick-and-place: only while the object is lifted)."""
     lift: float = 0.0
@@ -285,6 +287,14 @@ def r_reach(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
     return 1.0 - np.tanh(np.linalg.norm(_target(s) - s.ee_pos, axis=1) / c.distance_scale)
 
 
+def r_push_pose(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
+    away = s.goal[:, :2] - s.object_pos[:, :2]
+    away /= np.maximum(np.linalg.norm(away, axis=1, keepdims=True), 1e-6)
+    behind = s.object_pos.copy()
+    behind[:, :2] -= away * (s.object_rest_z[:, None] + 0.02)
+    return 1.0 - np.tanh(np.linalg.norm(behind - s.ee_pos, axis=1) / c.distance_scale)
+
+
 def r_object_to_goal(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
     value = 1.0 - np.tanh(np.linalg.norm(s.goal - s.object_pos, axis=1) / c.distance_scale)
     return value * lifted(s, c) if s.kind == "pick_place" else value
@@ -312,6 +322,7 @@ def r_safety_intervention(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
 
 REWARD_TERMS: dict[str, Callable[[ManipView, ArmRewardConfig], np.ndarray]] = {
     "reach": r_reach,
+    "push_pose": r_push_pose,
     "object_to_goal": r_object_to_goal,
     "lift": r_lift,
     "success": r_success,

@@ -222,6 +222,8 @@ class ManipVecEnv:
         model.dof_damping[self._arm_dofs] = nom.dof_damping[self._arm_dofs] + p["joint_damping"][i]
         write_pd(model, np.asarray(c.kp) * p["kp_scale"][i], np.asarray(c.kd) * p["kd_scale"][i],
                  p["motor_strength"][i], np.asarray(c.torque_limit))
+        # constraint scaling (body_invweight0 & co.) must follow the new mass, or contacts turn too stiff
+        mujoco.mj_setConst(model, self._kin)
         return float(size[2])
 
     def _reset_envs(self, idx: np.ndarray) -> None:

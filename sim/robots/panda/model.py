@@ -118,7 +118,7 @@ def build_spec(physics_dt: float = 0.005, kp: np.ndarray = KP, kd: np.ndarray = 
 
     for g in spec.geoms:
         if g.parent.name in COLLIDING:
-            g.contype, g.conaffinity, g.condim = 2, 1, 4
+            g.contype, g.conaffinity, g.condim = 2, 1, 3
             g.friction[0] = 1.0
         else:
             g.contype = g.conaffinity = 0
@@ -142,7 +142,7 @@ def _add_scene(spec: mujoco.MjSpec) -> None:
     # with every other surface at friction 1
     obj.add_geom(name=OBJECT, type=mujoco.mjtGeom.mjGEOM_BOX, size=[CUBE_HALF] * 3, mass=CUBE_MASS,
                  rgba=[0.85, 0.2, 0.2, 1], friction=[1.0, 0.005, 0.0001], priority=1, contype=1, conaffinity=1,
-                 condim=4)
+                 condim=3)
     goal = world.add_body(name=GOAL, mocap=True, pos=[0.5, 0.2, 0.2])
     goal.add_geom(name=GOAL, type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[0.02, 0, 0], rgba=[0.2, 0.8, 0.2, 0.5],
                   contype=0, conaffinity=0)

@@ -21,9 +21,9 @@ NAME = "panda_push"
 class PandaPushConfig(ManipulationConfig):
     """panda_push defaults (sections documented in robot_rl.sim.manipulation)."""
 
-    rewards: ArmRewardConfig = field(default_factory=lambda: ArmRewardConfig(reach=0.5, object_to_goal=2.0,
-                                                                             success=2.0))
-    """Approach the cube, move it to the goal, bonus within 5 cm."""
+    rewards: ArmRewardConfig = field(default_factory=lambda: ArmRewardConfig(reach=0.0, push_pose=1.0,
+                                                                             object_to_goal=2.0, success=2.0))
+    """Put the hand behind the cube (seen from the goal), move the cube to the goal, bonus within 5 cm."""
     termination: ArmTerminationConfig = field(default_factory=lambda: ArmTerminationConfig(episode_length_s=5.0))
     """100 policy steps; the cube leaving the table ends the episode."""
     init: ArmInitConfig = field(default_factory=lambda: ArmInitConfig(
