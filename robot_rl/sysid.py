@@ -47,8 +47,9 @@ DEFAULT_PARAMS = ("friction", "motor_strength", "added_mass", "latency")
 class SysIdConfig:
     params: tuple[str, ...] = DEFAULT_PARAMS
     """Parameters to fit (BOUNDS keys and `latency`); the others stay nominal."""
-    horizon: int = 2
-    """Control ticks predicted from each logged start state."""
+    horizon: int = 4
+    """Control ticks predicted from each logged start state (longer horizons separate added mass from motor
+    strength better; 2 is twice as fast)."""
     max_segments: int = 80
     """Start states used (spread evenly over the dataset)."""
     max_latency: int = 6

@@ -25,7 +25,8 @@ def test_sysid_recovers_hidden_parameters(tmp_path: Path, capsys: pytest.Capture
     ds = tmp_path / "ds"
     assert main(["replay", str(bag), "--out", str(ds), "--set", "ground_truth=/sim_robot/ground_truth"]) == 0
     out = tmp_path / "rand.yaml"
-    assert main(["sysid", str(ds), "--robot", "a1", "--out", str(out), "--segments", "40", "--max-latency", "5"]) == 0
+    assert main(["sysid", str(ds), "--robot", "a1", "--out", str(out), "--segments", "40", "--max-latency", "5",
+                 "--horizon", "2"]) == 0
     import json
 
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
