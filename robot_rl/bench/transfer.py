@@ -57,6 +57,15 @@ def check_bundle_env(contract: Any, env_contract: Any) -> None:
         raise ContractError("the environment's observation terms differ from the bundle contract's")
 
 
+def use_bundle_safety(env: Any, contract: Any) -> None:
+    """Run the bundle's own safety chain (contract.safety) instead of the one the current task config writes: a
+    deployment runs what the bundle says. The robot_rl environments keep their chain in `_chain`."""
+    if hasattr(env, "_chain"):
+        from robot_rl.sim.vec_env import load_safety_chain
+
+        env._chain = load_safety_chain(contract) if contract.safety else None
+
+
 def evaluate_bundle(bundle_dir: str | Path, backend: str, episodes: int, seed: int,
                     extra_overrides: list[str] | None = None) -> dict[str, Any]:
     """Deterministic evaluation of a bundle in `backend` through its contract; summary of the episodes."""
@@ -74,6 +83,7 @@ def evaluate_bundle(bundle_dir: str | Path, backend: str, episodes: int, seed: i
     env = make_env(task, episodes, seed, backend, overrides)
     try:
         check_bundle_env(bundle.contract, env.contract)
+        use_bundle_safety(env, bundle.contract)
         counter = InterventionCounter(env)
         summary = evaluate(bundle.act, counter, episodes, seed)
     finally:

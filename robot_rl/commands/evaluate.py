@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from robot_rl.bench.transfer import InterventionCounter, check_bundle_env
+    from robot_rl.bench.transfer import InterventionCounter, check_bundle_env, use_bundle_safety
     from robot_rl.errors import ConfigError
     from robot_rl.runner import evaluate, make_env
 
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         env = make_env(task, args.episodes, args.seed, backend, overrides)
         try:  # robot, joints, rates, action and observation layout must match the engine's robot
             check_bundle_env(bundle.contract, env.contract)
+            use_bundle_safety(env, bundle.contract)
         except Exception:
             env.close()
             raise
