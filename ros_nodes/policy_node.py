@@ -269,6 +269,7 @@ class PolicyNode(LifecycleNode):
         self._periods, self._compute, self._latency = Ring(), Ring(), Ring()
         self._cmd_stamp = -np.inf
         self._last_change_report = -np.inf
+        self._report_pending = False
         self.cmd.zero()
 
     def _release(self) -> None:
@@ -387,19 +388,13 @@ class PolicyNode(LifecycleNode):
         return STATUS["policy"], ""
 
     def _tick(self) -> None:
+        """One control tick. Only what the command needs runs before it is published; bookkeeping runs after."""
         t0 = time.monotonic()
         wall = time.time()
         c, s = self.contract, self.state
-        if self._last_tick > 0:
-            dt = t0 - self._last_tick
-            self._periods.add(dt)
-            if self.trigger == "timer" and dt > 1.5 * self.period:
-                self.missed += int(round(dt / self.period)) - 1
-        self._last_tick = t0
         status, reason = self._watchdog(t0)
         if t0 - self._cmd_stamp > self.cmd_timeout:
             self.cmd.zero()
-        v = self._views
         if status == STATUS["policy"]:
             if self._resume:
                 self.observer.reset()
@@ -408,18 +403,26 @@ class PolicyNode(LifecycleNode):
             action = self.bundle.act(obs)
             targets = c.act(action, s)
             safe, info = self.chain.certify(s, targets)
+        else:
+            safe = targets = self.chain.backup(s)
+            info = {}
+            self._resume = True
+        self._publish_command(safe)
+        v = self._views
+        if status == STATUS["policy"]:
             self.last_action[:] = action
             v["observation"][:] = obs
             v["action"][:] = action
-            v["targets"][:] = targets
         else:
-            safe = self.chain.backup(s)
-            info = {}
-            self._resume = True
             v["observation"][:] = 0.0
             v["action"][:] = 0.0
-            v["targets"][:] = safe
-        self._publish_command(safe)
+        v["targets"][:] = targets
+        if self._last_tick > 0:
+            dt = t0 - self._last_tick
+            self._periods.add(dt)
+            if self.trigger == "timer" and dt > 1.5 * self.period:
+                self.missed += int(round(dt / self.period)) - 1
+        self._last_tick = t0
         compute = time.monotonic() - t0
         self._compute.add(compute)
         self.ticks += 1
@@ -441,8 +444,10 @@ class PolicyNode(LifecycleNode):
             self._tick_msg.data = self.packer.buffer
             self._tick_pub.publish(self._tick_msg)
         self.seq += 1
-        if changed and t0 - self._last_change_report >= 0.2:  # at most 5 reports/s; every tick record has its reason
+        self._report_pending |= changed
+        if self._report_pending and t0 - self._last_change_report >= 0.2:  # <= 5 reports/s; ticks carry the reason
             self._last_change_report = t0
+            self._report_pending = False
             self.get_logger().warning(f"tick {self.seq - 1}: {self._status_names[status]} {reason}".rstrip())
             self._publish_diagnostics()
 

@@ -185,6 +185,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      "joint_states_topic": "/policy/joint_states", "imu_topic": "/policy/imu",
                      "command_topic": "/policy/commands", "publish_ticks": not args.no_ticks}
     driver = Driver(contract, group.domain_id)
+    if args.realtime_priority > 0:  # the driver is the robot's hardware loop: real-time too, as in ros2_control
+        from robot_rl.ros_nodes.runtime import set_realtime_priority
+
+        set_realtime_priority(args.realtime_priority, driver.node.get_logger())
     result: dict[str, Any] = {"bundle": str(bundle_path), "executor": args.executor, "domain_id": group.domain_id,
                               "pace_hz": args.pace_hz, "ticks_published": not args.no_ticks,
                               "realtime_priority": args.realtime_priority, "load_avg_1min": os.getloadavg()[0]}
