@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="publish this constant cmd_vel (Twist) for the whole run")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random in 1..101)")
     parser.add_argument("--output-mode", choices=["forward", "trajectory"], default="forward")
+    parser.add_argument("--realtime-priority", type=int, default=0,
+                        help="SCHED_FIFO priority of the policy node (needs CAP_SYS_NICE; 0: default scheduler)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="extra policy-node ROS parameter (repeatable), e.g. imu_topic=/imu/data")
     parser.add_argument("--log-dir", type=Path, default=None, help="node logs (default: RECORD/logs or stdout)")
@@ -77,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
                 "physics_rate_hz": float(contract.physics_rate_hz),
                 "kp": float(contract.kp[0]), "kd": float(contract.kd[0])})
         policy = group.start("policy", "policy_node", {
-            "bundle": str(args.bundle.resolve()), "autostart": True, "output_mode": args.output_mode, **extra})
+            "bundle": str(args.bundle.resolve()), "autostart": True, "output_mode": args.output_mode,
+            "realtime_priority": args.realtime_priority, **extra})
         if args.cmd_vel is not None:
             group.start("cmd_vel", "cmd_vel_publisher", {"vx": args.cmd_vel[0], "vy": args.cmd_vel[1],
                                                          "wz": args.cmd_vel[2]})
