@@ -8,6 +8,7 @@ learners bootstrap from `next_obs` there, as STYLE.md asks.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -144,3 +145,29 @@ def sample_symmetric(offline: ReplayBuffer | None, online: ReplayBuffer | None, 
         assert online is not None
         return online.sample(n, rng)
     raise ValueError("both replay buffers are empty")
+
+
+def intervened_mask(info: dict[str, Any], n: int) -> np.ndarray:
+    """(n,) bool: where the safety chain changed the targets this step (from info["safety"] telemetry)."""
+    value = info.get("safety", {}).get("safety/intervened")
+    if value is None:
+        return np.zeros(n, bool)
+    return np.broadcast_to(np.asarray(value, bool), (n,)).copy()
+
+
+def step_transitions(obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray, rewards: np.ndarray,
+                     terminated: np.ndarray, truncated: np.ndarray, info: dict[str, Any],
+                     action_clip: float) -> Transitions:
+    """The transitions of one VecEnv step: the applied (safety-filtered) action when the env reports it, clipped
+    to the contract's range; the real final observation (info["final_obs"]) where an episode ended."""
+    term = np.asarray(terminated, bool)
+    trunc = np.asarray(truncated, bool) & ~term
+    nxt = np.asarray(next_obs, np.float32).copy()
+    done = term | trunc
+    if done.any() and "final_obs" in info:
+        nxt[done] = np.asarray(info["final_obs"], np.float32)[done]
+    applied = info.get("applied_action")
+    action = np.clip(actions if applied is None else np.asarray(applied, np.float32), -action_clip, action_clip)
+    return Transitions(obs=np.asarray(obs, np.float32), action=action.astype(np.float32),
+                       reward=np.asarray(rewards, np.float32), next_obs=nxt, terminated=term, truncated=trunc,
+                       intervened=intervened_mask(info, len(term)))

@@ -4,9 +4,10 @@ in the loop, then export a new bundle whose provenance points to the data it lea
     result = finetune(FinetuneConfig(bundle="b", data="ds", algo="iql", online=True, out="b2"))
 
 Offline: `algo` (bc, td3bc, iql, sac) trains the bundle's actor (its weights and observation statistics) on the
-dataset. Online: SAC continues from that actor in `make_vec_env(task, safety=True)`, with the logged transitions kept
-in the replay buffer and every batch drawn half from them, half from fresh data (RLPD); its critics are first fitted
-on the logged data with the actor frozen, so the first online updates do not undo the offline policy.
+dataset. Online, in `make_vec_env(task, safety=True)`, with the logged transitions kept in the replay buffer and every
+batch drawn half from them, half from fresh data (RLPD): IQL and TD3+BC go on with their own critics (IQL's
+advantage-weighted actor is the stable choice); SAC (and BC, which has no critic) continue with SAC, whose critics
+are first fitted on the logged data with the actor frozen.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ import torch
 from robot_rl.dataset import load_dataset
 from robot_rl.errors import ConfigError
 from robot_rl.offline.buffer import ReplayBuffer
-from robot_rl.offline.loop import LEARNER_CONFIGS, evaluate_policy, make_learner, run_online, train_offline
+from robot_rl.offline.loop import (
+    LEARNER_CONFIGS,
+    OnlineAgent,
+    OnlineLearner,
+    evaluate_policy,
+    make_learner,
+    run_online,
+    train_offline,
+)
 from robot_rl.offline.policy import Policy
 from robot_rl.offline.sac import SAC, SACConfig
 
@@ -111,27 +120,35 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
         metrics.update({f"before/{k}": v for k, v in before.items()})
         log(f"finetune: start policy return {before['return_mean']:.3f}, interventions/step "
             f"{before['intervention_rate']:.4f}")
+    learner_cfg = LEARNER_CONFIGS[cfg.algo]()
+    if "action_clip" in {f.name for f in dataclasses.fields(learner_cfg)}:
+        learner_cfg = dataclasses.replace(learner_cfg, action_clip=clip)
+    learner = make_learner(cfg.algo, policy, learner_cfg, seed=cfg.seed)
     if cfg.offline_steps:
-        learner_cfg = LEARNER_CONFIGS[cfg.algo]()
-        if dataclasses.is_dataclass(learner_cfg) and "action_clip" in {f.name for f in dataclasses.fields(learner_cfg)}:
-            learner_cfg = dataclasses.replace(learner_cfg, action_clip=clip)
-        learner = make_learner(cfg.algo, policy, learner_cfg, seed=cfg.seed)
         losses = train_offline(learner, data, cfg.offline_steps, cfg.batch_size, cfg.seed,
                                callback=lambda step, ls: log(f"finetune: {cfg.algo} step {step}: "
                                                              + ", ".join(f"{k} {v:.4g}" for k, v in ls.items())))
         metrics.update({f"offline/{k}": v for k, v in losses.items()})
     if cfg.online:
         assert env is not None
-        # rewards scaled to unit per-step std, a low start temperature: the bundle is already a good policy
-        scale = 1.0 / max(float(np.std(data.reward)), 1e-3)
-        sac = SAC(policy, SACConfig(utd_ratio=cfg.utd_ratio, droq=cfg.droq, warmup_steps=0, batch_size=cfg.batch_size,
-                                    action_clip=clip, reward_scale=scale, init_alpha=cfg.init_alpha,
-                                    actor_lr=cfg.online_actor_lr),
-                  offline=ReplayBuffer.from_transitions(data), seed=cfg.seed)
-        metrics["online/reward_scale"] = scale
-        if cfg.critic_warmup_steps:
-            sac.update_steps(cfg.critic_warmup_steps, actor=False)
-        stats = run_online(sac, env, cfg.online_steps, seed=cfg.seed,
+        offline = ReplayBuffer.from_transitions(data)
+        agent: OnlineAgent
+        if cfg.algo in ("iql", "td3bc"):
+            # the offline learner goes on, critics and all, on half logged / half fresh batches
+            agent = OnlineLearner(learner, offline, cfg.batch_size, cfg.utd_ratio, clip, seed=cfg.seed)
+        else:
+            # SAC (or after BC): rewards scaled to unit per-step std, a low start temperature and a slow actor,
+            # critics first fitted on the logged data with the actor frozen
+            scale = 1.0 / max(float(np.std(data.reward)), 1e-3)
+            sac = SAC(policy, SACConfig(utd_ratio=cfg.utd_ratio, droq=cfg.droq, warmup_steps=0,
+                                        batch_size=cfg.batch_size, action_clip=clip, reward_scale=scale,
+                                        init_alpha=cfg.init_alpha, actor_lr=cfg.online_actor_lr),
+                      offline=offline, seed=cfg.seed)
+            if cfg.critic_warmup_steps:
+                sac.update_steps(cfg.critic_warmup_steps, actor=False)
+            metrics["online/reward_scale"] = scale
+            agent = sac
+        stats = run_online(agent, env, cfg.online_steps, seed=cfg.seed,
                            callback=lambda n, s: log(f"finetune: online {n} transitions, return "
                                                      f"{s['return_mean']:.3f}"), log_every=max(1000, cfg.num_envs))
         metrics.update({f"online/{k}": v for k, v in stats.items()})

@@ -17,10 +17,17 @@ import torch
 
 from robot_rl.errors import ConfigError
 from robot_rl.offline.bc import BC, BCConfig
-from robot_rl.offline.buffer import Batch, Transitions
+from robot_rl.offline.buffer import (
+    Batch,
+    ReplayBuffer,
+    Transitions,
+    intervened_mask,
+    sample_symmetric,
+    step_transitions,
+)
 from robot_rl.offline.iql import IQL, IQLConfig
 from robot_rl.offline.policy import Policy
-from robot_rl.offline.sac import SAC, SACConfig, intervened_mask
+from robot_rl.offline.sac import SAC, SACConfig
 from robot_rl.offline.td3bc import TD3BC, TD3BCConfig
 
 LEARNER_CONFIGS: dict[str, type] = {"bc": BCConfig, "td3bc": TD3BCConfig, "iql": IQLConfig, "sac": SACConfig}
@@ -43,6 +50,62 @@ class _SACOffline:
         out = self.sac.update_critic(batch)
         out.update(self.sac.update_actor(batch))
         return out
+
+
+class OnlineLearner:
+    """An offline learner (IQL, TD3+BC) continued online: collects with the policy's Gaussian, keeps its critics,
+    and updates on batches drawn half from the logged data, half from fresh data (RLPD). The same
+    act / process_env_step / update interface as SAC; IQL's advantage-weighted actor never chases critic errors
+    outside the data, which makes it the stable choice for offline-to-online fine-tuning."""
+
+    def __init__(self, learner: OfflineLearner, offline: ReplayBuffer | None, batch_size: int = 256,
+                 utd_ratio: float = 1.0, action_clip: float = 1.0, buffer_size: int = 1_000_000,
+                 offline_fraction: float = 0.5, seed: int = 0) -> None:
+        self.learner = learner
+        self.policy = learner.policy
+        self.offline = offline
+        self.online = ReplayBuffer(buffer_size, self.policy.obs_dim, self.policy.act_dim)
+        self.batch_size, self.utd_ratio, self.action_clip = batch_size, utd_ratio, action_clip
+        self.offline_fraction = offline_fraction
+        self.rng = np.random.default_rng(seed)
+        self._pending = 0
+        self._obs: np.ndarray | None = None
+        self._actions: np.ndarray | None = None
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        self._obs = np.asarray(obs, np.float32).copy()
+        self._actions = self.policy.act(self._obs, deterministic=False).astype(np.float32)
+        return self._actions
+
+    def process_env_step(self, next_obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                         truncated: np.ndarray, info: dict[str, Any]) -> None:
+        if self._obs is None or self._actions is None:
+            raise RuntimeError("process_env_step() before act()")
+        batch = step_transitions(self._obs, self._actions, next_obs, rewards, terminated, truncated, info,
+                                 self.action_clip)
+        self.online.add(batch)
+        self._pending += len(batch)
+        self._obs = self._actions = None
+
+    def update(self) -> dict[str, float]:
+        n = max(1, int(round(self.utd_ratio * self._pending)))
+        self._pending = 0
+        out: dict[str, float] = {}
+        for _ in range(n):
+            batch = sample_symmetric(self.offline, self.online, self.batch_size, self.rng, self.offline_fraction)
+            out = self.learner.update(batch.torch())
+        return out
+
+
+class OnlineAgent(Protocol):
+    policy: Policy
+
+    def act(self, obs: np.ndarray) -> np.ndarray: ...
+
+    def process_env_step(self, next_obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                         truncated: np.ndarray, info: dict[str, Any]) -> None: ...
+
+    def update(self) -> dict[str, float]: ...
 
 
 def make_learner(algo: str, policy: Policy, cfg: Any = None, seed: int = 0) -> OfflineLearner:
@@ -87,10 +150,11 @@ def train_offline(learner: OfflineLearner, data: Transitions, steps: int, batch_
     return last
 
 
-def run_online(sac: SAC, env: Any, steps: int, seed: int = 0,
+def run_online(sac: OnlineAgent, env: Any, steps: int, seed: int = 0,
                callback: Callable[[int, dict[str, Any]], bool | None] | None = None,
                log_every: int = 1000) -> dict[str, Any]:
-    """Collect `steps` transitions from a VecEnv with the SAC policy, updating after every env step.
+    """Collect `steps` transitions from a VecEnv with an online agent (SAC or OnlineLearner), updating after every
+    env step.
 
     Returns summary statistics: episodes finished, their mean return, safety interventions per transition. The
     callback gets (transitions so far, stats) every `log_every` transitions and may return True to stop.

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from robot_rl.errors import ConfigError
-from robot_rl.offline.buffer import Batch, ReplayBuffer, Transitions, sample_symmetric
+from robot_rl.offline.buffer import Batch, ReplayBuffer, sample_symmetric, step_transitions
 from robot_rl.offline.policy import Critic, Policy, soft_update
 
 
@@ -123,20 +123,12 @@ class SAC:
         """Store the transitions of the last `act`: applied actions, real final observations at episode ends."""
         if self._obs is None or self._actions is None:
             raise RuntimeError("process_env_step() before act()")
-        term = np.asarray(terminated, bool)
-        trunc = np.asarray(truncated, bool) & ~term
-        nxt = np.asarray(next_obs, np.float32).copy()
-        done = term | trunc
-        if done.any() and "final_obs" in info:
-            nxt[done] = np.asarray(info["final_obs"], np.float32)[done]
-        applied = info.get("applied_action")
-        action = np.clip(self._actions if applied is None else np.asarray(applied, np.float32),
-                         -self.cfg.action_clip, self.cfg.action_clip)
-        self.online.add(Transitions(obs=self._obs, action=action.astype(np.float32),
-                                    reward=np.asarray(rewards, np.float32), next_obs=nxt, terminated=term,
-                                    truncated=trunc, intervened=intervened_mask(info, len(term))))
-        self.collected += len(term)
-        self._pending += len(term)
+        batch = step_transitions(self._obs, self._actions, next_obs, rewards, terminated, truncated, info,
+                                 self.cfg.action_clip)
+        self.online.add(batch)
+        n = len(batch)
+        self.collected += n
+        self._pending += n
         self._obs = self._actions = None
 
     # ---- learning ------------------------------------------------------------------------------------------
@@ -202,10 +194,3 @@ class SAC:
         return {"loss/actor": float(loss.detach()), "alpha": float(self.alpha.detach()),
                 "entropy": float(-logp.detach().mean())}
 
-
-def intervened_mask(info: dict[str, Any], n: int) -> np.ndarray:
-    """(n,) bool: where the safety chain changed the targets this step (from info["safety"] telemetry)."""
-    value = info.get("safety", {}).get("safety/intervened")
-    if value is None:
-        return np.zeros(n, bool)
-    return np.broadcast_to(np.asarray(value, bool), (n,)).copy()
