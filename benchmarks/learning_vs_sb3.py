@@ -61,13 +61,20 @@ class Curve:
             self.time_to_threshold, self.steps_to_threshold = wall, steps
 
 
-# Gymnasium ids of robot_rl tasks: ours trains on the native vectorized env, SB3 on the Gymnasium registration
+# Gymnasium ids of robot_rl tasks: ours trains on the native vectorized env, SB3 on the Gymnasium registration,
+# both on the same task config (the `make train` forward-walking commands) and both without the safety chain
+# (SB3 cannot store the filtered action; the Gymnasium adapter runs unfiltered).
 NATIVE = {"robot_rl/A1Walk-v0": "a1_walk"}
+A1_TASK = ["commands.vx=[0.0, 1.0]", "commands.vy=[0.0, 0.0]", "commands.yaw_rate=[0.0, 0.0]"]
+GYM_KWARGS: dict[str, dict[str, Any]] = {"robot_rl/A1Walk-v0": {"overrides": A1_TASK, "safety": False}}
 
 
 def run_ours(env_id: str, minutes: float, seed: int, threshold: float, extra: list[str]) -> dict[str, Any]:
-    task = [f"task={NATIVE[env_id]}"] if env_id in NATIVE else [f"task=gym:{env_id}", "task_overrides=[]",
-                                                                 "eval_overrides=[]"]
+    if env_id in NATIVE:
+        task = [f"task={NATIVE[env_id]}", "safety=false",
+                "task_overrides=[" + ", ".join(f"'{o}'" for o in ["num_threads=2", *A1_TASK]) + "]"]
+    else:
+        task = [f"task=gym:{env_id}", "task_overrides=[]", "eval_overrides=[]"]
     overrides = [*task, f"seed={seed}", f"max_minutes={minutes}", "eval_episodes=0", "video=false",
                  "checkpoint_every=1000000", *OURS.get(env_id, []), *extra]
     cfg = load_config(TrainConfig, None, overrides)
@@ -81,7 +88,8 @@ def run_ours(env_id: str, minutes: float, seed: int, threshold: float, extra: li
 
     runner.train(callback=on_iteration)
     runner.close()
-    final = evaluate(runner.policy(), GymVecEnv(env_id, 10, seed + 10_000), 10, seed + 10_000)
+    final = evaluate(runner.policy(), GymVecEnv(env_id, 10, seed + 10_000, **GYM_KWARGS.get(env_id, {})), 10,
+                     seed + 10_000)
     return {"env_steps": runner.env_steps, "train_s": runner.wall_s, "final_return": final["return_mean"],
             "final_return_std": final["return_std"], "time_to_threshold_s": curve.time_to_threshold,
             "steps_to_threshold": curve.steps_to_threshold, "curve": curve.points, "config": overrides}
@@ -95,8 +103,8 @@ def run_sb3(env_id: str, minutes: float, seed: int, threshold: float) -> dict[st
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     torch.set_num_threads(1)
-    venv = VecNormalize(DummyVecEnv([lambda: Monitor(gym.make(env_id))]), gamma=SB3_ZOO.get(env_id, {}).get(
-        "gamma", 0.99))
+    venv = VecNormalize(DummyVecEnv([lambda: Monitor(gym.make(env_id, **GYM_KWARGS.get(env_id, {})))]),
+                        gamma=SB3_ZOO.get(env_id, {}).get("gamma", 0.99))
     venv.seed(seed)
     model = PPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **SB3_ZOO.get(env_id, {}))
     curve = Curve(threshold)
@@ -118,7 +126,7 @@ def run_sb3(env_id: str, minutes: float, seed: int, threshold: float) -> dict[st
         action, _ = model.predict(venv.normalize_obs(obs), deterministic=True)
         return np.clip(action, -1.0, 1.0)  # GymVecEnv maps [-1, 1] onto the action bounds
 
-    final = evaluate(policy, GymVecEnv(env_id, 10, seed + 10_000), 10, seed + 10_000)
+    final = evaluate(policy, GymVecEnv(env_id, 10, seed + 10_000, **GYM_KWARGS.get(env_id, {})), 10, seed + 10_000)
     return {"env_steps": int(model.num_timesteps), "train_s": train_s, "final_return": final["return_mean"],
             "final_return_std": final["return_std"], "time_to_threshold_s": curve.time_to_threshold,
             "steps_to_threshold": curve.steps_to_threshold, "curve": curve.points, "config": SB3_ZOO.get(env_id, {})}

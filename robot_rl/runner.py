@@ -62,6 +62,8 @@ class TrainConfig:
     widen the command ranges for omnidirectional policies (and a longer budget)."""
     eval_overrides: list[str] = field(default_factory=lambda: list(A1_EVAL_OVERRIDES))
     """Extra task overrides for evaluation, video and `robot-rl eval` (default: walk straight at 0.5 m/s)."""
+    safety: bool = True
+    """Run the contract's safety chain in the training environments (the learner stores the applied action)."""
     eval_episodes: int = 10
     """Deterministic evaluation episodes after training (0: skip evaluation)."""
     video: bool = True
@@ -90,7 +92,7 @@ class TrainConfig:
 
 # ---- environments ----------------------------------------------------------------------------------------------
 def make_env(task: str, num_envs: int, seed: int, backend: str = "mujoco", overrides: list[str] | None = None,
-             render: bool = False) -> Any:
+             render: bool = False, safety: bool = True) -> Any:
     """A VecEnv for a robot_rl task or, with the `gym:` prefix, for a Gymnasium environment."""
     if task.startswith(GYM_PREFIX):
         if overrides:
@@ -101,7 +103,7 @@ def make_env(task: str, num_envs: int, seed: int, backend: str = "mujoco", overr
     names = sim.task_names()
     if task not in names:
         raise ConfigError(f"unknown task '{task}' (choose from {', '.join(names)} or gym:<EnvId>)")
-    return sim.make_vec_env(task, num_envs, seed, backend=backend, overrides=list(overrides or []))
+    return sim.make_vec_env(task, num_envs, seed, backend=backend, overrides=list(overrides or []), safety=safety)
 
 
 def evaluate(policy: Callable[[np.ndarray], np.ndarray], env: Any, episodes: int, seed: int,
@@ -235,7 +237,7 @@ class Runner:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.progress = progress
-        self.env = make_env(cfg.task, cfg.num_envs, cfg.seed, cfg.backend, cfg.task_overrides)
+        self.env = make_env(cfg.task, cfg.num_envs, cfg.seed, cfg.backend, cfg.task_overrides, safety=cfg.safety)
         self.contract: PolicyContract = self.env.contract
         self.ppo = PPO(self.env.obs_dim, self.env.act_dim, cfg.num_envs, cfg.ppo,
                        action_clip=self.contract.action.clip)
@@ -377,7 +379,7 @@ class Runner:
         metrics: dict[str, Any] = {}
         if cfg.eval_episodes > 0:
             eval_env = make_env(cfg.task, cfg.eval_episodes, cfg.seed + 10_000, cfg.backend,
-                                [*cfg.task_overrides, *cfg.eval_overrides])
+                                [*cfg.task_overrides, *cfg.eval_overrides], safety=cfg.safety)
             try:
                 metrics = evaluate(self.policy(), eval_env, cfg.eval_episodes, cfg.seed + 10_000)
             finally:
@@ -401,7 +403,7 @@ class Runner:
 
         cfg = self.cfg
         env = make_env(cfg.task, 1, cfg.seed + 20_000, cfg.backend, [*cfg.task_overrides, *cfg.eval_overrides],
-                       render=True)
+                       render=True, safety=cfg.safety)
         try:
             fps = float(getattr(env, "fps", None) or self.contract.policy_rate_hz)
             return record_video(env, self.policy(), path, cfg.video_seconds, fps, seed=cfg.seed + 20_000)
