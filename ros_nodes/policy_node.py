@@ -95,6 +95,8 @@ class PolicyNode(LifecycleNode):
         self.estop_reason = ""
         self.refusal = ""
         self._resources: list[Any] = []
+        self._periods, self._compute, self._latency = Ring(), Ring(), Ring()
+        self._contract_pub: Any = None
         self._timer: Any = None
         self._diag_timer: Any = None
         self._active = False
@@ -205,7 +207,7 @@ class PolicyNode(LifecycleNode):
         qos = qos_param(self, "state")
         js_topic = self.get_parameter("joint_states_topic").value
         ok, js = wait_for_message(JointState, self, js_topic, qos_profile=qos, time_to_wait=timeout)
-        if not ok:
+        if not ok or js is None:
             self._check_topic_types()  # a publisher of the wrong type may have appeared meanwhile
             raise ContractError(f"no sensor_msgs/JointState on {js_topic} within {timeout:g} s "
                                 "(check the topic name and the publisher's QoS against qos.state.*)")
@@ -215,7 +217,7 @@ class PolicyNode(LifecycleNode):
                                 f"(message has: {', '.join(js.name)})")
         imu_topic = self.get_parameter("imu_topic").value
         ok, imu = wait_for_message(Imu, self, imu_topic, qos_profile=qos, time_to_wait=timeout)
-        if not ok:
+        if not ok or imu is None:
             self._check_topic_types()
             raise ContractError(f"no sensor_msgs/Imu on {imu_topic} within {timeout:g} s "
                                 "(check the topic name and the publisher's QoS against qos.state.*)")
@@ -260,13 +262,15 @@ class PolicyNode(LifecycleNode):
                                              event_callbacks=quiet_pub())
         contract_pub.publish(String(data=self.contract.to_json()))
         self._contract_pub = contract_pub
+        self._periods.clear()
+        self._compute.clear()
+        self._latency.clear()
         self.seq = 0
         self.ticks = self.missed = 0
         self.status_counts = dict.fromkeys(STATUS, 0)
         self.last_status = STATUS["policy"]
         self.last_reason = ""
         self.last_info: dict[str, Any] = {}
-        self._periods, self._compute, self._latency = Ring(), Ring(), Ring()
         self._cmd_stamp = -np.inf
         self._last_change_report = -np.inf
         self._report_pending = False

@@ -67,13 +67,13 @@ class SimRobotNode(Node):
         from robot_rl.sim import make_robot_sim
 
         params = self._load_params(gp("params").value, gp("params_file").value)
-        kwargs: dict[str, Any] = {}
+        options: dict[str, Any] = {}
         if float(gp("physics_rate_hz").value) > 0:
-            kwargs["physics_dt"] = 1.0 / float(gp("physics_rate_hz").value)
+            options["physics_dt"] = 1.0 / float(gp("physics_rate_hz").value)
         for gain in ("kp", "kd"):
             if float(gp(gain).value) > 0:
-                kwargs[gain] = float(gp(gain).value)
-        self.sim = make_robot_sim(gp("robot").value, backend=gp("backend").value, params=params or None, **kwargs)
+                options[gain] = float(gp(gain).value)
+        self.sim = make_robot_sim(gp("robot").value, backend=gp("backend").value, params=params or None, **options)
         engine = getattr(self.sim, "backend", "pybullet" if "pybullet" in type(self.sim).__module__ else "mujoco")
         if engine != gp("backend").value:  # never run another engine than the one asked for, silently
             raise ValueError(f"make_robot_sim(backend='{gp('backend').value}') returned a {engine} simulator "
