@@ -45,8 +45,11 @@ class SimRobotNode(Node):
         p("robot", "a1")
         p("backend", "mujoco")
         p("seed", 0)
-        p("params", "")  # JSON object for SimRobot.apply_params (friction, added_mass, motor_strength, latency, ...)
+        p("params", "")  # JSON object for SimRobot.apply_params: friction, added_mass, com_offset, motor_strength,
+        #                  kp_scale, kd_scale, latency
         p("params_file", "")  # the same as a YAML/JSON file
+        p("randomize_seed", -1)  # >= 0: draw physical params from `randomize_task`'s training ranges (then `params`)
+        p("randomize_task", "a1_walk")
         p("joint_states_topic", "/joint_states")
         p("imu_topic", "/imu")
         p("command_topic", "/forward_position_controller/commands")
@@ -66,7 +69,8 @@ class SimRobotNode(Node):
         gp = self.get_parameter
         from robot_rl.sim import make_robot_sim
 
-        params = self._load_params(gp("params").value, gp("params_file").value)
+        params = self._randomized(gp("randomize_task").value, int(gp("randomize_seed").value))
+        params.update(self._load_params(gp("params").value, gp("params_file").value))
         options: dict[str, Any] = {}
         if float(gp("physics_rate_hz").value) > 0:
             options["physics_dt"] = 1.0 / float(gp("physics_rate_hz").value)
@@ -124,6 +128,19 @@ class SimRobotNode(Node):
         self.get_logger().info(f"{gp('robot').value} on {gp('backend').value}: {n} joints, physics "
                                f"{1.0 / self.sim.physics_dt:g} Hz, command timeout {self.timeout * 1e3:.0f} ms"
                                + (f", params {params}" if params else ""))
+
+    def _randomized(self, task: str, seed: int) -> dict[str, Any]:
+        """One draw of the task's physical randomization terms: a robot as different as training allowed."""
+        if seed < 0:
+            return {}
+        from robot_rl.sim import task_config
+        from robot_rl.sim.randomization import sample_episode_params
+
+        cfg = task_config(task).randomization
+        row = sample_episode_params(cfg, np.random.default_rng(seed), 1, 1).row(0)
+        out = {k: row[k] for k in ("friction", "added_mass", "com_offset", "motor_strength", "kp_scale", "kd_scale")}
+        out["latency"] = int(row["latency_steps"])
+        return out
 
     @staticmethod
     def _load_params(text: str, file: str) -> dict[str, Any]:

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also start a simulated robot on this engine")
     parser.add_argument("--sim-params", default="", help="JSON physical parameters for the simulated robot "
                         "(e.g. '{\"friction\": 0.6, \"added_mass\": 1.0}')")
+    parser.add_argument("--sim-randomize", type=int, default=-1, metavar="SEED",
+                        help="draw the simulated robot's physical parameters from the training ranges (seeded); "
+                        "--sim-params override single values")
     parser.add_argument("--record", type=Path, default=None, help="record a rosbag2 (MCAP) bag into this folder")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0: until Ctrl-C)")
     parser.add_argument("--cmd-vel", type=float, nargs=3, metavar=("VX", "VY", "WZ"), default=None,
@@ -74,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         if args.sim:
             group.start("sim_robot", "sim_robot_node", {
                 "robot": contract.robot, "backend": args.sim, "params": args.sim_params,
+                "randomize_seed": args.sim_randomize,
+                "randomize_task": str(contract.provenance.get("task", "a1_walk")),
                 "command_joints": list(contract.joint_names),
                 "command_rate_hz": float(contract.policy_rate_hz),
                 "physics_rate_hz": float(contract.physics_rate_hz),
