@@ -43,7 +43,9 @@ class JointStateReader:
         return [j for j in self.joint_names if j not in present]
 
     def read(self, msg: Any, pos_out: np.ndarray, vel_out: np.ndarray, eff_out: np.ndarray | None = None) -> str | None:
-        """Fill `pos_out`/`vel_out` (contract order) from `msg`; return None, or why the message is unusable."""
+        """Fill `pos_out`/`vel_out` (contract order) from `msg`; return None, or why the message is unusable.
+
+        Everything is checked before anything is written: on a fault the outputs keep their previous values."""
         names = msg.name
         key = tuple(names)
         if key != self._key:
@@ -57,17 +59,16 @@ class JointStateReader:
         if self._missing:
             return "joint_states lacks contract joints: " + ", ".join(self._missing)
         n = len(names)
-        pos, vel = _floats(msg.position), _floats(msg.velocity)
-        if pos.shape[0] != n or vel.shape[0] != n:
-            return f"joint_states mis-sized: {n} names, {pos.shape[0]} positions, {vel.shape[0]} velocities"
-        np.take(pos, self._idx, out=pos_out)
-        np.take(vel, self._idx, out=vel_out)
-        if not math.isfinite(float(pos_out.sum()) + float(vel_out.sum())):  # NaN/inf anywhere makes the sum so
+        position, velocity = msg.position, msg.velocity
+        if len(position) != n or len(velocity) != n:
+            return f"joint_states mis-sized: {n} names, {len(position)} positions, {len(velocity)} velocities"
+        if not math.isfinite(sum(position) + sum(velocity)):  # a NaN or inf anywhere makes the sum non-finite
             return "joint_states has non-finite values"
-        if eff_out is not None:
-            eff = _floats(msg.effort)
-            if eff.shape[0] == n:
-                np.take(eff, self._idx, out=eff_out)
+        idx = self._idx
+        pos_out[:] = _floats(position)[idx]  # fancy indexing: several times cheaper than np.take(out=) at n = 12
+        vel_out[:] = _floats(velocity)[idx]
+        if eff_out is not None and len(msg.effort) == n:
+            eff_out[:] = _floats(msg.effort)[idx]
         return None
 
 
@@ -77,19 +78,21 @@ def _floats(seq: Any) -> np.ndarray:
 
 
 def read_imu(msg: Any, quat_out: np.ndarray, gyro_out: np.ndarray, acc_out: np.ndarray) -> str | None:
-    """Fill the scalar-first quaternion, gyro and accelerometer from sensor_msgs/Imu; None or the fault."""
+    """Fill the scalar-first quaternion, gyro and accelerometer from sensor_msgs/Imu; None or the fault (then the
+    outputs are left untouched)."""
     if msg.orientation_covariance[0] == -1.0:
         return "imu has no orientation (orientation_covariance[0] == -1)"
     o, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
-    quat_out[0], quat_out[1], quat_out[2], quat_out[3] = o.w, o.x, o.y, o.z
-    gyro_out[0], gyro_out[1], gyro_out[2] = w.x, w.y, w.z
-    acc_out[0], acc_out[1], acc_out[2] = a.x, a.y, a.z
-    if not (np.isfinite(quat_out).all() and np.isfinite(gyro_out).all() and np.isfinite(acc_out).all()):
+    qw, qx, qy, qz = o.w, o.x, o.y, o.z
+    gx, gy, gz, ax, ay, az = w.x, w.y, w.z, a.x, a.y, a.z
+    if not math.isfinite(qw + qx + qy + qz + gx + gy + gz + ax + ay + az):  # plain floats: cheaper than numpy here
         return "imu has non-finite values"
-    norm = float(np.sqrt(quat_out @ quat_out))
+    norm = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
     if abs(norm - 1.0) > 0.1:
         return f"imu orientation is not a unit quaternion (norm {norm:.3f})"
-    quat_out /= norm
+    quat_out[0], quat_out[1], quat_out[2], quat_out[3] = qw / norm, qx / norm, qy / norm, qz / norm
+    gyro_out[0], gyro_out[1], gyro_out[2] = gx, gy, gz
+    acc_out[0], acc_out[1], acc_out[2] = ax, ay, az
     return None
 
 

@@ -182,8 +182,6 @@ class PolicyNode(LifecycleNode):
         self.state = new_state(n)
         self.last_action = np.zeros(c.act_dim, np.float32)
         self.joints = JointStateReader(c.joint_names)
-        self._pos, self._vel, self._eff = np.zeros(n), np.zeros(n), np.zeros(n)
-        self._quat, self._gyro, self._acc = np.zeros(4), np.zeros(3), np.zeros(3)
         # warm-up: first inferences allocate and JIT inside onnxruntime; the chain is reset before activation
         obs = np.zeros(c.obs_dim, np.float32)
         for _ in range(int(gp("warmup_iterations").value)):
@@ -221,15 +219,15 @@ class PolicyNode(LifecycleNode):
             self._check_topic_types()
             raise ContractError(f"no sensor_msgs/Imu on {imu_topic} within {timeout:g} s "
                                 "(check the topic name and the publisher's QoS against qos.state.*)")
-        fault = self.joints.read(js, self._pos, self._vel, self._eff)
+        s = self.state
+        fault = self.joints.read(js, s.joint_pos, s.joint_vel, s.joint_effort)
         if fault:
             raise ContractError(f"first message on {js_topic} is unusable: {fault}")
-        fault = read_imu(imu, self._quat, self._gyro, self._acc)
+        fault = read_imu(imu, s.base_quat, s.base_ang_vel, s.base_lin_acc)
         if fault:
             raise ContractError(f"first message on {imu_topic} is unusable: {fault}")
-        now = time.monotonic()
-        self._commit_joints(js, now)
-        self._commit_imu(now)
+        self._joint_time = self._imu_time = time.monotonic()
+        s.timestamp = js.header.stamp.sec + js.header.stamp.nanosec * 1e-9
         self.joint_fault = self.imu_fault = ""
 
     def _create_io(self) -> None:
@@ -299,32 +297,20 @@ class PolicyNode(LifecycleNode):
                 setattr(self, attr, None)
 
     # ---- inputs ------------------------------------------------------------------------------------------------
-    def _commit_joints(self, msg: JointState, now: float) -> None:
-        s = self.state
-        s.joint_pos[:] = self._pos
-        s.joint_vel[:] = self._vel
-        assert s.joint_effort is not None
-        s.joint_effort[:] = self._eff
-        s.timestamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        self._joint_time = now
-
-    def _commit_imu(self, now: float) -> None:
-        s = self.state
-        s.base_quat[:] = self._quat
-        s.base_ang_vel[:] = self._gyro
-        s.base_lin_acc[:] = self._acc
-        self._imu_time = now
-
     def _on_joint_state(self, msg: JointState) -> None:
+        """Readers validate before writing, so the state arrays are filled in place or left untouched."""
         now = time.monotonic()
-        fault = self.joints.read(msg, self._pos, self._vel, self._eff)
-        self.joint_fault = fault or ""
+        s = self.state
+        fault = self.joints.read(msg, s.joint_pos, s.joint_vel, s.joint_effort)
         if fault:
+            self.joint_fault = fault
             return
-        self._commit_joints(msg, now)
-        stamp = self.state.timestamp
-        if isinstance(stamp, float) and stamp > 0:
-            self._latency.add(time.time() - stamp)
+        self.joint_fault = ""
+        stamp = msg.header.stamp
+        s.timestamp = t = stamp.sec + stamp.nanosec * 1e-9
+        self._joint_time = now
+        if t > 0:
+            self._latency.add(time.time() - t)
 
     def _on_joint_state_tick(self, msg: JointState) -> None:
         self._on_joint_state(msg)
@@ -332,10 +318,11 @@ class PolicyNode(LifecycleNode):
             self._tick()
 
     def _on_imu(self, msg: Imu) -> None:
-        fault = read_imu(msg, self._quat, self._gyro, self._acc)
+        s = self.state
+        fault = read_imu(msg, s.base_quat, s.base_ang_vel, s.base_lin_acc)
         self.imu_fault = fault or ""
         if not fault:
-            self._commit_imu(time.monotonic())
+            self._imu_time = time.monotonic()
 
     def _on_cmd_vel(self, msg: Twist) -> None:
         if self.cmd.read(msg) is None:
