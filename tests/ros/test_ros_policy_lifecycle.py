@@ -12,6 +12,7 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from std_msgs.msg import Float64MultiArray, String
+from trajectory_msgs.msg import JointTrajectory
 
 from robot_rl.bundle import load_bundle
 from robot_rl.ros_nodes.qos import make_qos
@@ -125,3 +126,20 @@ def test_refuses_bad_bundle_wrong_types_and_missing_joints(probe, nodes, a1_bund
     nodes.stop_all()
     log = nodes.nodes["policy"].output()
     assert "refusing to configure" in log and "not valid JSON" in log and contract.joint_names[0] in log
+
+
+def test_trajectory_output_mode(probe, nodes, a1_bundle, robot_feed) -> None:  # type: ignore[no-untyped-def]
+    """output_mode:=trajectory: one-point JointTrajectory with the contract's joint names, one policy period ahead."""
+    contract = load_bundle(a1_bundle).contract
+    feed = robot_feed(probe, contract.joint_names[::-1], np.asarray(contract.default_joint_pos)[::-1])
+    trajs = probe.collect(JointTrajectory, "/joint_trajectory_controller/joint_trajectory",
+                          make_qos("reliable", "volatile", 10))
+    commands = probe.collect(Float64MultiArray, CMD, make_qos("reliable", "volatile", 10))
+    nodes.start("policy", "policy_node", {"bundle": str(a1_bundle), "autostart": True, "output_mode": "trajectory"})
+    probe.spin_until(lambda: len(trajs) >= 5, 60.0, "trajectories", every=feed.publish)
+    msg = trajs[-1]
+    assert list(msg.joint_names) == contract.joint_names and len(msg.points) == 1
+    assert len(msg.points[0].positions) == contract.num_joints and np.all(np.isfinite(msg.points[0].positions))
+    dt = msg.points[0].time_from_start
+    assert abs(dt.sec + dt.nanosec * 1e-9 - 1.0 / contract.policy_rate_hz) < 1e-6
+    assert commands == []
