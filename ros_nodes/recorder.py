@@ -25,7 +25,7 @@ from .tick import TICK_TYPE, decode_labels, to_bag_message, typestore, unpack
 
 DEFAULT_TOPICS = ["/joint_states", "/imu", "/cmd_vel", "/forward_position_controller/commands",
                   "/joint_trajectory_controller/joint_trajectory", "/diagnostics", "/estop",
-                  "/policy_node/contract", "/policy_node/estop_state"]
+                  "/policy_node/contract", "/policy_node/estop_state", "/sim_robot/ground_truth"]
 
 
 def message_class(type_name: str) -> Any:
