@@ -54,8 +54,9 @@ class TopicMapping:
     """Joint order of the command array (names as in the bag); empty: the contract order."""
     joint_names: dict[str, str] = field(default_factory=dict)
     """Contract joint name -> name in the bag, for robots whose drivers name joints differently."""
-    ground_truth: str = ""
-    """Optional geometry_msgs/PoseStamped base pose (motion capture, simulator) for base height/velocity."""
+    ground_truth: str = "/sim_robot/ground_truth"
+    """geometry_msgs/PoseStamped base pose (motion capture, simulator) for base height/velocity, used when the bag
+    has it (the robot_rl recorder records the simulated robot's); empty: never."""
 
 
 @dataclass
