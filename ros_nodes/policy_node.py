@@ -16,6 +16,7 @@ Everything observation- or safety-related lives in robot_rl (contract, bundle, s
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -34,33 +35,14 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from robot_rl.errors import ContractError, RobotRLError
 
 from .convert import JointStateReader, TwistCommand, new_state, read_imu, targets_to_array
+from .loopstats import LoopStats
 from .qos import declare_qos, qos_param, quiet_pub, quiet_sub
 from .runtime import set_realtime_priority, spin
 from .tick import STATUS, TickPacker, encode_labels
 
+_NUMBER = re.compile(r"[0-9.]+")
 EXPECTED_TYPES = {"joint_states_topic": "sensor_msgs/msg/JointState", "imu_topic": "sensor_msgs/msg/Imu",
                   "cmd_vel_topic": "geometry_msgs/msg/Twist"}
-_RING = 2048
-
-
-class Ring:
-    """Fixed-size float ring buffer for loop statistics (no allocation per tick)."""
-
-    def __init__(self, size: int = _RING) -> None:
-        self.data = np.zeros(size)
-        self.n = 0
-
-    def add(self, x: float) -> None:
-        self.data[self.n % self.data.shape[0]] = x
-        self.n += 1
-
-    def values(self) -> np.ndarray:
-        return self.data[:min(self.n, self.data.shape[0])]
-
-    def clear(self) -> None:
-        self.n = 0
-
-
 class PolicyNode(LifecycleNode):
     def __init__(self, node_name: str = "policy_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -95,7 +77,7 @@ class PolicyNode(LifecycleNode):
         self.estop_reason = ""
         self.refusal = ""
         self._resources: list[Any] = []
-        self._periods, self._compute, self._latency = Ring(), Ring(), Ring()
+        self.stats = LoopStats(1.0, count_missed=False)
         self._contract_pub: Any = None
         self._timer: Any = None
         self._diag_timer: Any = None
@@ -124,9 +106,7 @@ class PolicyNode(LifecycleNode):
         self.last_action[:] = 0.0
         self._resume = True
         self._last_tick = 0.0
-        self._periods.clear()
-        self._compute.clear()
-        self.ticks = self.missed = 0
+        self.stats.reset()
         self._timer = self.create_timer(self.period, self._on_timer)
         self._diag_timer = self.create_timer(float(self.get_parameter("diagnostics_period_s").value),
                                              self._publish_diagnostics)
@@ -260,18 +240,15 @@ class PolicyNode(LifecycleNode):
                                              event_callbacks=quiet_pub())
         contract_pub.publish(String(data=self.contract.to_json()))
         self._contract_pub = contract_pub
-        self._periods.clear()
-        self._compute.clear()
-        self._latency.clear()
+        self.stats = LoopStats(self.period, count_missed=self.trigger == "timer")
         self.seq = 0
-        self.ticks = self.missed = 0
-        self.status_counts = dict.fromkeys(STATUS, 0)
         self.last_status = STATUS["policy"]
         self.last_reason = ""
         self.last_info: dict[str, Any] = {}
         self._cmd_stamp = -np.inf
         self._last_change_report = -np.inf
         self._report_pending = False
+        self._recent: dict[str, str] = {}  # backup reasons since the last diagnostic, numbers masked as the key
         self.cmd.zero()
 
     def _release(self) -> None:
@@ -310,7 +287,7 @@ class PolicyNode(LifecycleNode):
         s.timestamp = t = stamp.sec + stamp.nanosec * 1e-9
         self._joint_time = now
         if t > 0:
-            self._latency.add(time.time() - t)
+            self.stats.latency.add(time.time() - t)
 
     def _on_joint_state_tick(self, msg: JointState) -> None:
         self._on_joint_state(msg)
@@ -408,16 +385,9 @@ class PolicyNode(LifecycleNode):
             v["observation"][:] = 0.0
             v["action"][:] = 0.0
         v["targets"][:] = targets
-        if self._last_tick > 0:
-            dt = t0 - self._last_tick
-            self._periods.add(dt)
-            if self.trigger == "timer" and dt > 1.5 * self.period:
-                self.missed += int(round(dt / self.period)) - 1
         self._last_tick = t0
         compute = time.monotonic() - t0
-        self._compute.add(compute)
-        self.ticks += 1
-        self.status_counts[self._status_names[status]] += 1
+        self.stats.tick(t0, compute, status)
         changed = status != self.last_status
         self.last_status, self.last_reason, self.last_info = status, reason, info
         if self._tick_pub is not None:
@@ -436,6 +406,8 @@ class PolicyNode(LifecycleNode):
             self._tick_pub.publish(self._tick_msg)
         self.seq += 1
         self._report_pending |= changed
+        if status != STATUS["policy"] and len(self._recent) < 8:
+            self._recent.setdefault(_NUMBER.sub("#", reason), f"{self._status_names[status]}: {reason}")
         if self._report_pending and t0 - self._last_change_report >= 0.2:  # <= 5 reports/s; ticks carry the reason
             self._last_change_report = t0
             self._report_pending = False
@@ -466,28 +438,14 @@ class PolicyNode(LifecycleNode):
         status = self.last_status
         if level is None:
             level = DiagnosticStatus.OK if status == STATUS["policy"] else DiagnosticStatus.WARN
-        periods, compute, latency = self._periods.values(), self._compute.values(), self._latency.values()
-
-        def pct(a: np.ndarray, q: float, scale: float = 1e3) -> str:
-            return f"{np.percentile(a, q) * scale:.3f}" if a.size else "nan"
-
         values = [("status", names[status]), ("reason", self.last_reason), ("seq", str(self.seq)),
-                  ("ticks", str(self.ticks)), ("missed_periods", str(self.missed)),
-                  ("rate_hz", f"{1.0 / np.mean(periods):.2f}" if periods.size else "nan"),
-                  ("period_p50_ms", pct(periods, 50)), ("period_p99_ms", pct(periods, 99)),
-                  ("period_max_ms", pct(periods, 100)),
-                  ("compute_p50_ms", pct(compute, 50)), ("compute_p99_ms", pct(compute, 99)),
-                  ("compute_max_ms", pct(compute, 100)),
-                  ("state_latency_p50_ms", pct(latency, 50)), ("state_latency_p99_ms", pct(latency, 99)),
-                  ("estop", str(self.estopped).lower())]
-        values += [(f"ticks_{k}", str(v)) for k, v in self.status_counts.items()]
-        for key, value in self.last_info.items():
-            if isinstance(value, (bool, int, float, str, np.floating, np.integer, np.bool_)):
-                values.append((f"safety.{key}", str(value)))
-            elif isinstance(value, np.ndarray) and value.size <= 32:
-                values.append((f"safety.{key}", np.array2string(value, precision=4, separator=",")))
+                  ("estop", str(self.estopped).lower())] + self.stats.key_values(self.last_info)
         message = "running policy" if status == STATUS["policy"] else \
             f"backup action: {names[status]} {self.last_reason}"
+        if self._recent:  # a report covers every backup reason since the previous one (reports are rate-limited)
+            level = DiagnosticStatus.WARN if level == DiagnosticStatus.OK else level
+            message += "; backups since last report: " + "; ".join(self._recent.values())
+            self._recent.clear()
         self._publish_status(level, message, values)
 
 

@@ -1,0 +1,78 @@
+"""Control-loop statistics of the policy node: tick period, missed periods, compute time, state latency and ticks
+per status, kept in fixed-size buffers (no allocation per tick) and reported as diagnostic key/values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .tick import STATUS_NAMES
+
+
+class Ring:
+    """Fixed-size float ring buffer (the most recent `size` samples)."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.data = np.zeros(size)
+        self.n = 0
+
+    def add(self, x: float) -> None:
+        self.data[self.n % self.data.shape[0]] = x
+        self.n += 1
+
+    def values(self) -> np.ndarray:
+        return self.data[:min(self.n, self.data.shape[0])]
+
+    def clear(self) -> None:
+        self.n = 0
+
+
+class LoopStats:
+    def __init__(self, period: float, count_missed: bool) -> None:
+        self.period = period
+        self.count_missed = count_missed
+        """Timer-driven loops miss a period when a tick comes more than 1.5 periods after the previous one."""
+        self.periods, self.compute, self.latency = Ring(), Ring(), Ring()
+        self.reset()
+
+    def reset(self) -> None:
+        self.periods.clear()
+        self.compute.clear()
+        self.latency.clear()
+        self.ticks = self.missed = 0
+        self.by_status = [0] * len(STATUS_NAMES)
+        self._last = 0.0
+
+    def tick(self, t0: float, compute: float, status: int) -> None:
+        if self._last > 0:
+            dt = t0 - self._last
+            self.periods.add(dt)
+            if self.count_missed and dt > 1.5 * self.period:
+                self.missed += int(round(dt / self.period)) - 1
+        self._last = t0
+        self.compute.add(compute)
+        self.ticks += 1
+        self.by_status[status] += 1
+
+    def key_values(self, info: dict[str, Any]) -> list[tuple[str, str]]:
+        """Diagnostic key/values in ms, plus the scalar (and small array) entries of the last safety telemetry."""
+        periods, compute, latency = self.periods.values(), self.compute.values(), self.latency.values()
+
+        def pct(a: np.ndarray, q: float) -> str:
+            return f"{np.percentile(a, q) * 1e3:.3f}" if a.size else "nan"
+
+        values = [("ticks", str(self.ticks)), ("missed_periods", str(self.missed)),
+                  ("rate_hz", f"{1.0 / np.mean(periods):.2f}" if periods.size else "nan"),
+                  ("period_p50_ms", pct(periods, 50)), ("period_p99_ms", pct(periods, 99)),
+                  ("period_max_ms", pct(periods, 100)),
+                  ("compute_p50_ms", pct(compute, 50)), ("compute_p99_ms", pct(compute, 99)),
+                  ("compute_max_ms", pct(compute, 100)),
+                  ("state_latency_p50_ms", pct(latency, 50)), ("state_latency_p99_ms", pct(latency, 99))]
+        values += [(f"ticks_{name}", str(n)) for name, n in zip(STATUS_NAMES, self.by_status)]
+        for key, value in info.items():
+            if isinstance(value, (bool, int, float, str, np.floating, np.integer, np.bool_)):
+                values.append((f"safety.{key}", str(value)))
+            elif isinstance(value, np.ndarray) and value.size <= 32:
+                values.append((f"safety.{key}", np.array2string(value, precision=4, separator=",")))
+        return values
