@@ -125,3 +125,25 @@ def test_tick_record_round_trip_through_bag(tmp_path: Path) -> None:
     np.testing.assert_array_equal(t7.safety["cbf/active"], [1.0, 0.0, 0.0])
     np.testing.assert_allclose(t7.state.joint_pos, [7.0, 2.0, 3.0])
     np.testing.assert_allclose(t7.observation, np.arange(7) * 7)
+
+
+def test_bag_rotates_by_size_and_lists_only_closed_splits(tmp_path: Path) -> None:
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
+
+    store = typestore()
+    writer = RotatingBagWriter(tmp_path / "bag", store, split_duration_s=3600.0, split_size_mb=0.002)
+    writer.add_topic("/js", "sensor_msgs/msg/JointState")
+    js = serialize_message(JointState(name=[f"joint_{i}" for i in range(12)], position=[0.0] * 12))
+    for i in range(60):
+        writer.write("/js", 1_000_000_000 + i * 5_000_000, js)
+    splits = sorted(p.name for p in (tmp_path / "bag").glob("*.mcap"))
+    assert len(splits) > 3  # ~700 bytes per message, 2 KB splits
+    active = next((tmp_path / "bag").glob(".active_*"))  # the open split: not in the bag until closed
+    with AnyReader([tmp_path / "bag"], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
+        before = sum(1 for _ in reader.messages())
+    assert 0 < before < 60 and active.is_dir()
+    writer.close()
+    with AnyReader([tmp_path / "bag"], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
+        assert sum(1 for _ in reader.messages()) == 60
+    assert not list((tmp_path / "bag").glob(".active_*"))
