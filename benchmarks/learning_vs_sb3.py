@@ -187,7 +187,7 @@ def main() -> None:
         summary["speedup_to_threshold"] = (t_sb3 / t_ours) if t_ours and t_sb3 else None
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"summary": summary, "results": results}, indent=1))
+        args.out.write_text(json.dumps({"summary": summary, "results": results}, indent=1, default=str))
     if args.plot:
         plot(results, args.plot, f"{args.env}: ours vs SB3 PPO (seed {args.seed})")
     print(json.dumps(summary))

@@ -56,7 +56,13 @@ def main() -> None:
         import matplotlib.pyplot as plt
 
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-        axes[0].plot([m for m, _ in err], [v for _, v in err], lw=0.8)
+        import numpy as np
+
+        values = np.array([v for _, v in err])
+        smooth = np.convolve(values, np.ones(50) / 50, mode="valid") if len(values) >= 50 else values
+        axes[0].plot([m for m, _ in err], values, lw=0.5, alpha=0.3)
+        axes[0].plot([m for m, _ in err][len(values) - len(smooth):], smooth, lw=1.5, label="mean of 50 iterations")
+        axes[0].legend()
         axes[0].axhline(args.threshold, color="k", ls="--", lw=0.8)
         axes[0].set_ylabel("training-episode tracking error [m/s]")
         axes[1].plot([m for m, _ in ret], [v for _, v in ret])
