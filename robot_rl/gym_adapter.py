@@ -38,7 +38,7 @@ class GymVecEnv:
         self.env_id = env_id
         self.num_envs = num_envs
         self.seed = seed
-        self.obs_dim = int(np.prod(self.envs[0].observation_space.shape))
+        self.obs_dim = int(np.prod(self.envs[0].observation_space.shape or (1,)))
         self.act_dim = int(np.prod(space.shape))
         self._low = np.asarray(space.low, np.float64).reshape(-1)
         self._high = np.asarray(space.high, np.float64).reshape(-1)
@@ -90,7 +90,7 @@ class GymVecEnv:
             raise ConfigError("GymVecEnv renders environment 0 only, and only when created with render=True")
         frame = np.asarray(self.envs[0].render(), np.uint8)
         if frame.shape[:2] != (height, width):
-            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+            return np.asarray(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA), np.uint8)
         return frame
 
     def close(self) -> None:

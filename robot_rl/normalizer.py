@@ -10,6 +10,10 @@ from torch import nn
 class RunningNormalizer(nn.Module):
     """y = (x - mean) / std with std = sqrt(var + eps); statistics updated from batches while training."""
 
+    mean: torch.Tensor
+    var: torch.Tensor
+    count: torch.Tensor
+
     def __init__(self, dim: int, eps: float = 1e-2, until: int | None = None) -> None:
         super().__init__()
         self.eps = eps

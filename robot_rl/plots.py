@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def plot_learning_curve(wall_s: Sequence[float], env_steps: Sequence[int], returns: Sequence[float],
+def plot_learning_curve(wall_s: Sequence[float], env_steps: Sequence[float], returns: Sequence[float],
                         path: str | Path, title: str = "", extra: dict[str, Sequence[float]] | None = None) -> Path:
     """Save a PNG with return vs wall-clock minutes and vs env steps (plus optional extra curves vs minutes)."""
     import matplotlib

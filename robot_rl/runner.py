@@ -98,7 +98,7 @@ def make_env(task: str, num_envs: int, seed: int, backend: str = "mujoco", overr
         if overrides:
             raise ConfigError("task_overrides are not supported for gym: tasks")
         return GymVecEnv(task[len(GYM_PREFIX):], num_envs, seed, render=render)
-    from robot_rl import sim
+    import robot_rl.sim as sim  # type: ignore[import-not-found,unused-ignore]
 
     names = sim.task_names()
     if task not in names:

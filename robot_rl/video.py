@@ -14,7 +14,7 @@ def record_video(env: Any, policy: Callable[[np.ndarray], np.ndarray], path: str
                  fps: float, width: int = 640, height: int = 480, seed: int = 0) -> Path:
     """Run `policy` (raw obs (N, obs_dim) -> actions) in `env` and write environment 0's frames, one per step."""
     path = Path(path)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {path}")
     try:

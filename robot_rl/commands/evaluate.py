@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,10 +55,9 @@ def run(args: argparse.Namespace) -> int:
         except Exception:
             env.close()
             raise
-        policy = bundle.act
+        policy: Callable[[np.ndarray], np.ndarray] = bundle.act
         what = f"bundle {bundle_dir} ({args.runtime})"
     else:
-        import numpy as np
         import torch
 
         from robot_rl.runner import find_checkpoint, learner_from_checkpoint, load_checkpoint
@@ -65,16 +68,18 @@ def run(args: argparse.Namespace) -> int:
         env = make_env(task, args.episodes, args.seed, backend,
                        [*cfg.task_overrides, *cfg.eval_overrides, *args.overrides])
 
-        def policy(obs: np.ndarray) -> np.ndarray:
+        def act(obs: np.ndarray) -> np.ndarray:
             return ppo.act_deterministic(torch.from_numpy(np.asarray(obs, np.float32))).numpy()
+
+        policy = act
 
         what = f"checkpoint {ckpt}"
     counter = InterventionCounter(env)
     try:
-        result = evaluate(policy, counter, args.episodes, args.seed)
+        summary = evaluate(policy, counter, args.episodes, args.seed)
     finally:
         env.close()
-    result = {"source": what, "task": task, "backend": backend, **result,
+    result: dict[str, Any] = {"source": what, "task": task, "backend": backend, **summary,
               "safety_intervention_rate": counter.intervention_rate}
     text = json.dumps(result)
     if args.out:

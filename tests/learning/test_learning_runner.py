@@ -141,3 +141,21 @@ def test_config_file_errors(tmp_path):
     good.write_text("task: gym:Pendulum-v1\ntask_overrides: []\neval_overrides: []\nppo:\n  num_epochs: 3\n")
     cfg = load_config(TrainConfig, good, ["ppo.num_steps=8"])
     assert (cfg.task, cfg.ppo.num_epochs, cfg.ppo.num_steps) == ("gym:Pendulum-v1", 3, 8)
+
+
+def test_video_of_the_a1_task(tmp_path):
+    import cv2
+
+    from robot_rl.video import record_video
+
+    env = make_env("a1_walk", 1, 0, overrides=[], render=True)
+    try:
+        path = record_video(env, lambda obs: np.zeros((1, env.act_dim)), tmp_path / "v.mp4", seconds=0.2, fps=50.0,
+                            width=160, height=120)
+    finally:
+        env.close()
+    cap = cv2.VideoCapture(str(path))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert frames == 10
