@@ -296,7 +296,7 @@ class Runner:
         from torch.utils.tensorboard import SummaryWriter
 
         cfg, env, ppo = self.cfg, self.env, self.ppo
-        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.iteration or None)
+        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.env_steps + 1 if self.env_steps else None)
         recent: deque[float] = deque(maxlen=100)
         obs = torch.from_numpy(np.array(env.reset(seed=cfg.seed + self.iteration), np.float32))
         batch = cfg.ppo.num_steps * cfg.num_envs

@@ -86,6 +86,12 @@ def test_checkpoint_resume_round_trip(tmp_path, capsys):
     assert find_checkpoint(run).name == "model_4.pt"
     data = load_checkpoint(find_checkpoint(run))
     assert data["env_steps"] == 4096 and data["iteration"] == 4
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    steps = sorted({e.step for e in acc.Scalars("perf/steps_per_s")})
+    assert steps == [1024, 2048, 3072, 4096]  # the resumed run appends to the log, keeping the first part
     assert (run / "bundle" / "policy.onnx").is_file()
     assert main(["export", str(run), "--out", str(tmp_path / "exported")]) == 0
     assert (tmp_path / "exported" / "contract.json").is_file()
