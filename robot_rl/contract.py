@@ -211,16 +211,28 @@ class Observer:
     """Builds (batched) observations from RobotState through the contract's terms, keeping term histories.
 
     Returns raw (un-normalized) float32 observations; `PolicyContract.normalize` applies the bundle statistics.
+    Terms are written into one buffer and scaled/clipped by two vector operations: the ROS 2 policy node calls this
+    every tick, so per-term numpy calls are kept to the one assignment each.
     """
 
     def __init__(self, contract: PolicyContract, batch_shape: tuple[int, ...] = ()) -> None:
         self.contract = contract
         self.batch_shape = batch_shape
-        self._fns = [get_term(t.name) for t in contract.obs_terms]
+        terms = contract.obs_terms
+        self._fns = [get_term(t.name) for t in terms]
         self._default = np.asarray(contract.default_joint_pos)
+        # one current sample of every term, side by side
+        bounds = np.cumsum([0] + [t.dim for t in terms])
+        self._cur_slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        self._dims = [t.dim for t in terms]
+        self._scale = np.concatenate([np.full(t.dim, t.scale, np.float32) for t in terms]) if terms else None
+        self._clip = np.concatenate([np.full(t.dim, t.clip, np.float32) for t in terms]) if terms else None
+        self._cur = np.zeros((*batch_shape, int(bounds[-1])), np.float32)
+        self._has_history = any(t.history > 1 for t in terms)
         self._out = np.zeros((*batch_shape, contract.obs_dim), np.float32)
         # history[k] has shape (*batch, H_k, dim_k), newest sample at index 0
-        self._hist = [np.zeros((*batch_shape, t.history, t.dim), np.float32) for t in contract.obs_terms]
+        self._hist = [np.zeros((*batch_shape, t.history, t.dim), np.float32) if t.history > 1 else None
+                      for t in terms]
         self._fresh = np.ones(batch_shape, bool)
 
     def reset(self, mask: np.ndarray | None = None) -> None:
@@ -231,29 +243,38 @@ class Observer:
             self._fresh[mask] = True
 
     def __call__(self, state: RobotState, command: np.ndarray, last_action: np.ndarray) -> np.ndarray:
-        inputs = TermInputs(state=state, command=np.asarray(command), last_action=np.asarray(last_action),
+        inputs = TermInputs(state=state, command=command, last_action=last_action,
                             default_joint_pos=self._default)
-        col = 0
+        cur = self._cur
+        for term, fn, sl, dim in zip(self.contract.obs_terms, self._fns, self._cur_slices, self._dims):
+            value = fn(inputs)
+            if np.shape(value)[-1:] != (dim,):
+                raise ContractError(f"observation term '{term.name}' has width {np.shape(value)[-1:]}, "
+                                    f"contract says {dim}")
+            cur[..., sl] = value
+        if self._scale is not None:
+            np.multiply(cur, self._scale, out=cur)
+            np.clip(cur, -self._clip, self._clip, out=cur)
+        if not self._has_history:
+            self._fresh[...] = False
+            return cur.copy()
         fresh = self._fresh
-        for term, fn, hist in zip(self.contract.obs_terms, self._fns, self._hist):
-            value = np.asarray(fn(inputs), dtype=np.float32)
-            if value.shape[-1] != term.dim:
-                raise ContractError(f"observation term '{term.name}' has width {value.shape[-1]}, "
-                                    f"contract says {term.dim}")
-            value = np.clip(value * term.scale, -term.clip, term.clip)
-            if term.history > 1:
-                hist[..., 1:, :] = hist[..., :-1, :]
-                hist[..., 0, :] = value
-                if fresh.ndim == 0:
-                    if fresh:
-                        hist[...] = value
-                elif fresh.any():
-                    hist[fresh] = value[fresh][:, None, :]
-                width = term.dim * term.history
-                self._out[..., col:col + width] = hist.reshape(*self.batch_shape, width)
-                col += width
-            else:
+        col = 0
+        for term, sl, hist in zip(self.contract.obs_terms, self._cur_slices, self._hist):
+            value = cur[..., sl]
+            if hist is None:
                 self._out[..., col:col + term.dim] = value
                 col += term.dim
+                continue
+            hist[..., 1:, :] = hist[..., :-1, :]
+            hist[..., 0, :] = value
+            if fresh.ndim == 0:
+                if fresh:
+                    hist[...] = value
+            elif fresh.any():
+                hist[fresh] = value[fresh][:, None, :]
+            width = term.dim * term.history
+            self._out[..., col:col + width] = hist.reshape(*self.batch_shape, width)
+            col += width
         self._fresh[...] = False
         return self._out.copy()

@@ -68,12 +68,17 @@ class RobotState:
 
 def projected_gravity(quat_wxyz: np.ndarray) -> np.ndarray:
     """Unit gravity direction expressed in the base frame, batched over leading dims: R(q)^T @ (0, 0, -1)."""
-    w, x, y, z = (quat_wxyz[..., i] for i in range(4))
+    q = np.asarray(quat_wxyz, dtype=np.float64)
     # Third row of R, negated: R^T e_z = (2(xz - wy), 2(yz + wx), 1 - 2(x^2 + y^2)).
-    gx = -2.0 * (x * z - w * y)
-    gy = -2.0 * (y * z + w * x)
-    gz = -(1.0 - 2.0 * (x * x + y * y))
-    return np.stack([gx, gy, gz], axis=-1)
+    if q.ndim == 1:  # one robot (the deployment path, every tick): plain floats beat array slicing
+        w, x, y, z = q.tolist()
+        return np.array([-2.0 * (x * z - w * y), -2.0 * (y * z + w * x), 2.0 * (x * x + y * y) - 1.0])
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    out = np.empty(q.shape[:-1] + (3,))
+    out[..., 0] = -2.0 * (x * z - w * y)
+    out[..., 1] = -2.0 * (y * z + w * x)
+    out[..., 2] = 2.0 * (x * x + y * y) - 1.0
+    return out
 
 
 def tilt_angle(quat_wxyz: np.ndarray) -> np.ndarray:

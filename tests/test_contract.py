@@ -92,3 +92,9 @@ def test_projected_gravity_matches_rotation():
         expect = r.inv().apply([0, 0, -1])
         np.testing.assert_allclose(projected_gravity(np.array([w, x, y, z])), expect, atol=1e-9)
     assert tilt_angle(np.array([1.0, 0, 0, 0])) == pytest.approx(0.0)
+    # the batched path agrees with the per-robot path
+    quats = Rotation.random(5, random_state=rng).as_quat()[:, [3, 0, 1, 2]].reshape(5, 1, 4)
+    batched = projected_gravity(quats)
+    assert batched.shape == (5, 1, 3)
+    for i in range(5):
+        np.testing.assert_allclose(batched[i, 0], projected_gravity(quats[i, 0]), atol=1e-12)
