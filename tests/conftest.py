@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -38,6 +39,12 @@ def make_contract(n: int = 3, history: int = 1) -> PolicyContract:
 @pytest.fixture
 def toy_contract() -> PolicyContract:
     return make_contract()
+
+
+@pytest.fixture
+def contract_factory() -> Callable[..., PolicyContract]:
+    """make_contract(n=3, history=1): a fixture, because sub-folder conftest modules shadow `import conftest`."""
+    return make_contract
 
 
 @pytest.fixture

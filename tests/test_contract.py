@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_contract
 
 from robot_rl.contract import PolicyContract
 from robot_rl.errors import ContractError
@@ -15,8 +14,8 @@ def _state(q: np.ndarray, quat=(1.0, 0.0, 0.0, 0.0)) -> RobotState:
                       base_ang_vel=np.zeros((*batch, 3)), base_lin_acc=np.zeros((*batch, 3)))
 
 
-def test_json_round_trip(tmp_path):
-    c = make_contract(history=3)
+def test_json_round_trip(tmp_path, contract_factory):
+    c = contract_factory(history=3)
     c.to_json(tmp_path / "contract.json")
     back = PolicyContract.load(tmp_path / "contract.json")
     assert back == c
@@ -29,21 +28,21 @@ def test_json_round_trip(tmp_path):
     ("physics_rate_hz", 130.0, "not a multiple"),
     ("torque_limit", [1.0, -1.0, 1.0], "torque_limit must be positive"),
 ])
-def test_invalid_contract_names_the_field(field, value, msg):
+def test_invalid_contract_names_the_field(field, value, msg, toy_contract):
     with pytest.raises(ContractError, match=msg):
-        make_contract().replace(**{field: value})
+        toy_contract.replace(**{field: value})
 
 
-def test_unknown_key_and_wrong_type_are_refused():
-    data = make_contract().to_dict()
+def test_unknown_key_and_wrong_type_are_refused(toy_contract):
+    data = toy_contract.to_dict()
     with pytest.raises(ContractError, match="unknown key bogus"):
         PolicyContract.from_dict({**data, "bogus": 1})
     with pytest.raises(ContractError, match="policy_rate_hz: expected a number"):
         PolicyContract.from_dict({**data, "policy_rate_hz": "fast"})
 
 
-def test_check_robot_names_the_mismatch():
-    c = make_contract()
+def test_check_robot_names_the_mismatch(toy_contract):
+    c = toy_contract
     with pytest.raises(ContractError, match="lacks contract joints: j2"):
         c.check_robot(joint_names=["j0", "j1", "x"])
     with pytest.raises(ContractError, match="not 'a1'"):
@@ -51,14 +50,14 @@ def test_check_robot_names_the_mismatch():
     c.check_robot(robot="toy", joint_names=["j2", "j0", "j1"], physics_rate_hz=200.0)
 
 
-def test_act_decodes_and_clips():
-    c = make_contract()
+def test_act_decodes_and_clips(toy_contract):
+    c = toy_contract
     q = c.act(np.array([0.0, 1.0, 5.0]))
     np.testing.assert_allclose(q, [0.0, 0.1 + 0.5, 0.2 + 0.5])
 
 
-def test_observer_layout_history_and_batching():
-    c = make_contract(history=2)
+def test_observer_layout_history_and_batching(contract_factory):
+    c = contract_factory(history=2)
     obs = c.make_observer()
     s = _state(np.array([0.0, 0.1, 0.2]))
     o1 = obs(s, np.array([0.5, -0.2]), np.zeros(3))
