@@ -9,7 +9,8 @@
 
 Running observation normalization, clipped surrogate with optional value clipping, entropy bonus, adaptive learning
 rate on the KL divergence, and value bootstrapping on time-limit truncation from `info["final_obs"]`. When the
-environment reports `info["applied_action"]` (the action after the safety chain), the learner stores that action.
+environment reports `info["applied_action"]` (the action after the safety chain) and `store_applied_action` is set,
+the learner stores that action.
 """
 
 from __future__ import annotations
@@ -63,8 +64,12 @@ class PPOConfig:
     normalize_obs: bool = True
     """Running mean/std observation normalization (its statistics go into the bundle contract)."""
     normalize_advantage: bool = True
-    store_applied_action: bool = True
-    """Store info["applied_action"] (after the safety chain) instead of the sampled action where they differ."""
+    store_applied_action: bool = False
+    """Store info["applied_action"] (after the safety chain) instead of the sampled action where they differ. Off
+    by default: with the A1 chain (calf targets capped 0.085 rad beyond the default pose) the stored actions sat
+    several standard deviations from the policy mean, the mean ran away (|mu| 10-25 against a clip of 1) and a
+    17-minute run collapsed to 90% falls; storing the sampled action (the chain is part of the environment; the
+    policy still observes the applied action as last_action) trained stably (docs/benchmarks.md, Time-to-walk)."""
 
     def __post_init__(self) -> None:
         for name in ("num_steps", "num_epochs", "num_minibatches"):

@@ -21,10 +21,10 @@ def test_gae_hand_computed():
     np.testing.assert_allclose(ret.squeeze(1).numpy(), [2.62, 2.0, 4.8], rtol=1e-6)
 
 
-def _learner(num_envs: int = 3, num_steps: int = 2, value: float = 5.0) -> PPO:
+def _learner(num_envs: int = 3, num_steps: int = 2, value: float = 5.0, store_applied_action: bool = False) -> PPO:
     torch.manual_seed(0)
-    ppo = PPO(4, 2, num_envs, PPOConfig(num_steps=num_steps, actor_hidden=[8], critic_hidden=[8], gamma=0.9),
-              action_clip=1.0)
+    ppo = PPO(4, 2, num_envs, PPOConfig(num_steps=num_steps, actor_hidden=[8], critic_hidden=[8], gamma=0.9,
+                                        store_applied_action=store_applied_action), action_clip=1.0)
     with torch.no_grad():  # constant critic: V(s) = value for every observation
         ppo.model.critic[-1].weight.zero_()
         ppo.model.critic[-1].bias.fill_(value)
@@ -56,7 +56,7 @@ def test_truncation_bootstrap_makes_time_limit_invisible():
 
 
 def test_applied_action_is_stored_where_the_safety_chain_changed_it():
-    ppo = _learner(num_envs=2, num_steps=1)
+    ppo = _learner(num_envs=2, num_steps=1, store_applied_action=True)
     sampled = ppo.act(torch.randn(2, 4))
     applied = sampled.clamp(-1.0, 1.0).numpy().copy()
     applied[0] = [0.3, -0.2]  # the chain modified env 0 only
