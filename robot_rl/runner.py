@@ -63,7 +63,7 @@ class TrainConfig:
     eval_overrides: list[str] = field(default_factory=lambda: list(A1_EVAL_OVERRIDES))
     """Extra task overrides for evaluation, video and `robot-rl eval` (default: walk straight at 0.5 m/s)."""
     safety: bool = False
-    """Run the contract's safety chain in the training environments (the learner then stores the applied action).
+    """Run the contract's safety chain in the training environments (see ppo.store_applied_action).
     Off by default: the a1_walk chain modified 70-93% of exploratory actions and its intervention penalty outweighed
     the tracking reward, and no run with it walked within the budget (docs/benchmarks.md, Learning)."""
     eval_episodes: int = 10
