@@ -147,12 +147,22 @@ def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: li
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key.sub=value")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        _set_path(tree, key.strip(), value)
+        _set_path(tree, key.strip(), _parse_value(raw))
     return from_dict(cls, tree)
+
+
+def _parse_value(raw: str) -> Any:
+    """YAML scalar/list syntax, plus the float spellings YAML 1.1 reads as strings (3e-4, 1E5)."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _merge(tree: dict[str, Any], update: dict[str, Any], path: str) -> None:

@@ -25,6 +25,9 @@ def test_yaml_and_overrides(tmp_path):
     p.write_text("inner:\n  lr: 0.01\n")
     cfg = load_config(Outer, p, ["inner.sizes=[32, 16]", "name=b"])
     assert cfg == Outer(name="b", inner=Inner(lr=0.01, sizes=[32, 16]))
+    # YAML 1.1 reads 3e-4 as a string; an override means the number
+    assert load_config(Outer, None, ["inner.lr=3e-4"]).inner.lr == pytest.approx(3e-4)
+    assert load_config(Outer, None, ["name=1e5x"]).name == "1e5x"
 
 
 @pytest.mark.parametrize("override,msg", [
