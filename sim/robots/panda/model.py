@@ -68,11 +68,11 @@ def urdf_limits(path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError) as exc:
         raise AssetError(f"cannot read Panda URDF {path}: {exc}") from None
-    by_name = {j.get("name"): j.find("limit") for j in root.findall("joint")}
+    limits = {j.get("name"): j.find("limit") for j in root.findall("joint")}
     try:
-        effort = [float(by_name[n].get("effort")) for n in JOINT_NAMES]  # type: ignore[union-attr]
-        vel = [float(by_name[n].get("velocity")) for n in JOINT_NAMES]  # type: ignore[union-attr]
-    except (KeyError, AttributeError, TypeError):
+        effort = [float(limits[n].get("effort", "")) for n in JOINT_NAMES]  # type: ignore[union-attr]
+        vel = [float(limits[n].get("velocity", "")) for n in JOINT_NAMES]  # type: ignore[union-attr]
+    except (KeyError, AttributeError, ValueError):
         raise AssetError(f"{path}: missing a <limit> of {', '.join(JOINT_NAMES)}") from None
     return np.array(effort), np.array(vel)
 
