@@ -148,6 +148,21 @@ class PolicyContract:
             return np.asarray(state.joint_pos)[..., :n] + self.action.scale * a[..., :n]
         raise ContractError(f"action type {self.action.type} is decoded by its controller, not by the contract")
 
+    def applied_action(self, targets: np.ndarray, state: RobotState | None = None) -> np.ndarray:
+        """The action that realises these (certified) joint targets: the inverse of `act`.
+
+        This is what the `last_action` observation term sees, in training and on the robot alike: after the safety
+        chain, and never the raw network output (which is unbounded and would feed back on itself).
+        """
+        t = np.asarray(targets, dtype=np.float64)[..., :self.num_joints]
+        if self.action.type == "joint_position":
+            return (t - np.asarray(self.default_joint_pos)) / self.action.scale
+        if self.action.type == "joint_position_delta":
+            if state is None:
+                raise ContractError("joint_position_delta actions need the current RobotState")
+            return (t - np.asarray(state.joint_pos)[..., :self.num_joints]) / self.action.scale
+        raise ContractError(f"action type {self.action.type} is encoded by its controller, not by the contract")
+
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         if self.obs_mean is None or self.obs_std is None:
             return obs

@@ -378,7 +378,8 @@ class PolicyNode(LifecycleNode):
         self._publish_command(safe)
         v = self._views
         if status == STATUS["policy"]:
-            self.last_action[:] = action
+            # the last_action term sees the applied action (certified targets), exactly as in training
+            self.last_action[:] = c.applied_action(safe, s)
             v["observation"][:] = obs
             v["action"][:] = action
         else:

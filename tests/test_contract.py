@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -54,6 +56,15 @@ def test_act_decodes_and_clips(toy_contract):
     c = toy_contract
     q = c.act(np.array([0.0, 1.0, 5.0]))
     np.testing.assert_allclose(q, [0.0, 0.1 + 0.5, 0.2 + 0.5])
+
+
+def test_applied_action_inverts_act(toy_contract):
+    raw = np.array([0.3, -4.0, 2.0])  # beyond the clip on two joints
+    targets = toy_contract.act(raw)
+    np.testing.assert_allclose(toy_contract.applied_action(targets), [0.3, -1.0, 1.0])
+    delta = toy_contract.replace(action=dataclasses.replace(toy_contract.action, type="joint_position_delta"))
+    state = _state(np.array([0.2, 0.0, -0.1]))
+    np.testing.assert_allclose(delta.applied_action(delta.act(raw, state), state), [0.3, -1.0, 1.0])
 
 
 def test_observer_layout_history_and_batching(contract_factory):
