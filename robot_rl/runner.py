@@ -31,10 +31,6 @@ from robot_rl.gym_adapter import GYM_PREFIX, GymVecEnv
 from robot_rl.ppo import PPO, PPOConfig
 
 CHECKPOINT_FORMAT = "robot_rl.checkpoint/1"
-A1_TRAIN_OVERRIDES = ("num_threads=2", "commands.vx=[0.5, 0.5]", "commands.vy=[0.0, 0.0]",
-                      "commands.yaw_rate=[0.0, 0.0]")
-A1_EVAL_OVERRIDES = ("commands.vx=[0.5, 0.5]", "commands.vy=[0.0, 0.0]", "commands.yaw_rate=[0.0, 0.0]")
-"""The issue's time-to-walk criterion: track 0.5 m/s straight ahead."""
 
 
 class CheckpointError(RobotRLError):
@@ -56,12 +52,11 @@ class TrainConfig:
     max_minutes: float = 17.0
     """Stop after this much training wall-clock (0: no time limit); evaluation, video and export come after."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
-    task_overrides: list[str] = field(default_factory=lambda: list(A1_TRAIN_OVERRIDES))
-    """`key.sub=value` overrides of the task config (passed to make_vec_env); gym: tasks take none. The default
-    trains walking straight at 0.5 m/s with two physics threads, which is what fits the 20-minute CPU budget
-    (docs/benchmarks.md, Learning); widen the command ranges for omnidirectional policies (and a longer budget)."""
-    eval_overrides: list[str] = field(default_factory=lambda: list(A1_EVAL_OVERRIDES))
-    """Extra task overrides for evaluation, video and `robot-rl eval` (default: walk straight at 0.5 m/s)."""
+    task_overrides: list[str] = field(default_factory=list)
+    """`key.sub=value` overrides of the task config (passed to make_vec_env); gym: tasks take none. `robot-rl train`
+    starts from the task's registered train_defaults (a1_walk: walk straight at 0.5 m/s, two physics threads)."""
+    eval_overrides: list[str] = field(default_factory=list)
+    """Extra task overrides for evaluation, video and `robot-rl eval` (a1_walk default: straight at 0.5 m/s)."""
     safety: bool = False
     """Run the contract's safety chain in the training environments (see ppo.store_applied_action).
     Off by default: the a1_walk chain modified 70-93% of exploratory actions and its intervention penalty outweighed
@@ -90,6 +85,18 @@ class TrainConfig:
                               "eval_overrides=[])")
         if self.eval_episodes < 0 or self.checkpoint_every < 1 or self.keep_checkpoints < 1:
             raise ConfigError("eval_episodes must be >= 0, checkpoint_every and keep_checkpoints >= 1")
+
+
+def task_defaults(task: str) -> TrainConfig:
+    """TrainConfig defaults for `task`: the dataclass defaults under the task's registered train_defaults."""
+    if task.startswith(GYM_PREFIX):
+        return TrainConfig(task=task)
+    from robot_rl.sim.registry import get_task
+
+    try:
+        return dataclasses.replace(TrainConfig(task=task), **get_task(task).train_defaults)
+    except TypeError as exc:
+        raise ConfigError(f"task {task}: invalid train_defaults ({exc})") from None
 
 
 # ---- environments ----------------------------------------------------------------------------------------------

@@ -10,10 +10,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from robot_rl.sim.registry import get_task, task_names
-
 from robot_rl.config import load_config
 from robot_rl.errors import ConfigError
+from robot_rl.sim.registry import get_task, task_names
 
 __all__ = ["make_vec_env", "make_robot_sim", "task_names", "task_config"]
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import gymnasium
 import numpy as np
+
 from robot_rl.sim.registry import TaskSpec
 
 

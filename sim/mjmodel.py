@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
-from robot_rl.controllers import actuator_coefficients
 
+from robot_rl.controllers import actuator_coefficients
 from robot_rl.errors import AssetError
 
 FLOOR = "floor"

@@ -14,9 +14,9 @@ from typing import Literal
 
 import mujoco
 import numpy as np
-from robot_rl.sim.mjmodel import name_ids, write_pd
 
 from robot_rl.errors import ConfigError
+from robot_rl.sim.mjmodel import name_ids, write_pd
 
 When = Literal["reset", "interval", "never"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from robot_rl.errors import ConfigError
@@ -26,6 +26,9 @@ class TaskSpec:
     """Robot the task drives (make_robot_sim uses the same model builder)."""
     gym_id: str | None = None
     """Gymnasium id of the single-environment adapter, e.g. robot_rl/A1Walk-v0."""
+    train_defaults: dict[str, Any] = field(default_factory=dict)
+    """TrainConfig fields this task trains with by default (`robot-rl train` puts the user's YAML and --set on top),
+    e.g. num_envs, max_minutes, task_overrides, eval_overrides: measured settings live next to the task."""
 
 
 @dataclass(frozen=True)

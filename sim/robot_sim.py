@@ -12,13 +12,13 @@ from typing import Any
 
 import mujoco
 import numpy as np
+
 from robot_rl.controllers import DelayLine
+from robot_rl.errors import ConfigError
 from robot_rl.sim.locomotion import ControlConfig
 from robot_rl.sim.mjmodel import FLOOR, SensorSlices, write_pd
 from robot_rl.sim.randomization import EpisodeParams, ModelIds, apply_to_model
 from robot_rl.sim.registry import get_robot
-
-from robot_rl.errors import ConfigError
 from robot_rl.state import RobotState
 
 PARAM_KEYS = ("friction", "added_mass", "com_offset", "motor_strength", "kp_scale", "kd_scale", "latency")

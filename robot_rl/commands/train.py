@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from robot_rl.runner import Runner, TrainConfig, find_checkpoint, load_checkpoint, new_run_dir
+    from robot_rl.runner import Runner, TrainConfig, find_checkpoint, load_checkpoint, new_run_dir, task_defaults
 
     checkpoint = None
     base = None
@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
         base = from_dict(TrainConfig, checkpoint["config"])
         if run_dir is None:
             run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+    if base is None:
+        # the task (from the file or --set) brings its measured defaults; the user's file and --set go on top
+        task = load_config(TrainConfig, args.config, args.overrides).task
+        base = task_defaults(task)
     cfg = load_config(TrainConfig, args.config, args.overrides, base=base)
     if run_dir is None:
         run_dir = new_run_dir(cfg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from robot_rl.controllers import ActuatorParams, DelayLine, JointPD, actuator_coefficients, delayed_indices, pd_torque
 
 

@@ -126,7 +126,7 @@ def test_corrupted_checkpoint_is_one_line_error(tmp_path, capsys):
     (["max_minutes=0", "max_env_steps=0"], "set a budget"),
     (["max_minutes=-1"], "non-negative"),
     (["task=gym:NoSuchEnv-v0", "task_overrides=[]", "eval_overrides=[]"], "NoSuchEnv"),
-    (["task=gym:Pendulum-v1"], "gym: tasks take no task_overrides"),
+    (["task=gym:Pendulum-v1", "task_overrides=[num_threads=2]"], "gym: tasks take no task_overrides"),
     (["task=no_such_task"], "unknown task 'no_such_task'"),
     (["task_overrides=[commands.vx=[1.0, 0.0]]"], "commands.vx"),
     (["ppo.schedule=cosine"], "ppo.schedule"),

@@ -8,12 +8,12 @@ from pathlib import Path
 import mujoco
 import numpy as np
 import pytest
+
 from robot_rl.controllers import DelayLine, pd_torque
+from robot_rl.errors import AssetError
 from robot_rl.sim import make_robot_sim
 from robot_rl.sim.mjmodel import write_pd
 from robot_rl.sim.robots.a1 import model as a1
-
-from robot_rl.errors import AssetError
 
 
 @pytest.fixture(scope="module")

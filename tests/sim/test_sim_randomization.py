@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from robot_rl.sim import make_vec_env
 
 from robot_rl.errors import ConfigError
+from robot_rl.sim import make_vec_env
 
 # Every term off (zero-width nominal ranges) except the one a test sets.
 NOMINAL = {"friction": "[1.0, 1.0]", "added_mass": "[0.0, 0.0]", "com_offset": "[0.0, 0.0]",

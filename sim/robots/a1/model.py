@@ -16,9 +16,9 @@ from pathlib import Path
 
 import mujoco
 import numpy as np
-from robot_rl.sim.mjmodel import IMU_SITE, add_floor, add_pd_actuators
 
 from robot_rl.errors import AssetError
+from robot_rl.sim.mjmodel import IMU_SITE, add_floor, add_pd_actuators
 
 LEGS = ("FR", "FL", "RR", "RL")
 """Unitree SDK / URDF leg order; the contract joint order follows it so that deployment needs no reindexing."""

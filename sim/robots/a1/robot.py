@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mujoco
 import numpy as np
+
 from robot_rl.sim.locomotion import ControlConfig, LeggedRobot
 from robot_rl.sim.robots.a1 import model
 

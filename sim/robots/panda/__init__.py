@@ -9,4 +9,4 @@ for _task, _cfg, _gym in ((reach, reach.PandaReachConfig, "robot_rl/PandaReach-v
                           (push, push.PandaPushConfig, "robot_rl/PandaPush-v0"),
                           (pick_place, pick_place.PandaPickPlaceConfig, "robot_rl/PandaPickPlace-v0")):
     register_task(TaskSpec(name=_task.NAME, config_cls=_cfg, make_task=_task.make_task, robot="panda",
-                           gym_id=_gym))
+                           gym_id=_gym, train_defaults=getattr(_task, "TRAIN_DEFAULTS", {})))

@@ -16,8 +16,7 @@ from robot_rl.sim.registry import get_robot
 NAME = "panda_reach"
 TRAIN_DEFAULTS = {"num_envs": 32, "max_minutes": 8.0, "task_overrides": ["num_threads=2"], "eval_overrides": [],
                   "eval_episodes": 100}
-"""`robot-rl train` settings this task was measured with (docs/benchmarks.md); the runner does not read per-task
-defaults yet, so pass them with --set."""
+"""`robot-rl train` defaults: the settings this task was measured with (docs/benchmarks.md)."""
 
 
 @dataclass(frozen=True)
