@@ -240,8 +240,8 @@ class Observer:
         bounds = np.cumsum([0] + [t.dim for t in terms])
         self._cur_slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
         self._dims = [t.dim for t in terms]
-        self._scale = np.concatenate([np.full(t.dim, t.scale, np.float32) for t in terms]) if terms else None
-        self._clip = np.concatenate([np.full(t.dim, t.clip, np.float32) for t in terms]) if terms else None
+        self._scale = np.concatenate([np.full(t.dim, t.scale, np.float32) for t in terms] or [np.ones(0, np.float32)])
+        self._clip = np.concatenate([np.full(t.dim, t.clip, np.float32) for t in terms] or [np.ones(0, np.float32)])
         self._cur = np.zeros((*batch_shape, int(bounds[-1])), np.float32)
         self._has_history = any(t.history > 1 for t in terms)
         self._out = np.zeros((*batch_shape, contract.obs_dim), np.float32)
@@ -267,9 +267,8 @@ class Observer:
                 raise ContractError(f"observation term '{term.name}' has width {np.shape(value)[-1:]}, "
                                     f"contract says {dim}")
             cur[..., sl] = value
-        if self._scale is not None:
-            np.multiply(cur, self._scale, out=cur)
-            np.clip(cur, -self._clip, self._clip, out=cur)
+        np.multiply(cur, self._scale, out=cur)
+        np.clip(cur, -self._clip, self._clip, out=cur)
         if not self._has_history:
             self._fresh[...] = False
             return cur.copy()

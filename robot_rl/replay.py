@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -434,7 +434,8 @@ class RewardModel:
 
     def needs(self, has_base: bool) -> tuple[list[str], list[str]]:
         """(terms used, terms skipped) for a log with / without base velocity and height."""
-        used, skipped = [], []
+        used: list[str] = []
+        skipped: list[str] = []
         for name in [*self.terms, "joint_limits"]:
             if getattr(self.cfg, name) == 0.0:
                 continue
@@ -565,7 +566,7 @@ def _intervened(rec: TickRecord) -> bool:
 
 
 # ---- the command ---------------------------------------------------------------------------------------------
-def replay(bags: list[str | Path], out: str | Path, contract: PolicyContract | None = None,
+def replay(bags: Sequence[str | Path], out: str | Path, contract: PolicyContract | None = None,
            mapping: TopicMapping | None = None, recover: bool = False, gap_s: float = 0.2,
            robot: str | None = None) -> tuple[Path, dict[str, Any]]:
     """Convert bags into one dataset folder at `out`; returns (path, summary). Nothing is written on error."""

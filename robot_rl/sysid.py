@@ -286,15 +286,15 @@ def randomization_overrides(result: SysIdResult, spread: float = 0.1) -> list[st
     for key, value in result.values.items():
         s = result.std.get(key, 0.0)
         if key == "latency":
-            half = max(1, int(math.ceil(2 * s)))
-            low, high = max(0, int(value) - half), int(value) + half
-            out += [f"randomization.latency_steps.low={low}", f"randomization.latency_steps.high={high}"]
+            steps = max(1, int(math.ceil(2 * s)))
+            lat_lo, lat_hi = max(0, int(value) - steps), int(value) + steps
+            out += [f"randomization.latency_steps.low={lat_lo}", f"randomization.latency_steps.high={lat_hi}"]
             continue
         half = max(2 * s, 0.5 if key == "added_mass" else spread * abs(value))
-        low, high = value - half, value + half
+        lo_f, hi_f = float(value - half), float(value + half)
         if key != "added_mass":
-            low = max(low, 0.05)
-        out += [f"randomization.{key}.low={low:.4g}", f"randomization.{key}.high={high:.4g}"]
+            lo_f = max(lo_f, 0.05)
+        out += [f"randomization.{key}.low={lo_f:.4g}", f"randomization.{key}.high={hi_f:.4g}"]
     return out
 
 

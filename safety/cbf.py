@@ -221,7 +221,7 @@ class CbfFilter:
     def reference_batch(self, q: np.ndarray) -> np.ndarray:
         """(N, n) references of the last certify_batch call (q where unknown)."""
         if self.coupled is None:
-            if self.batch_lower is None or self.batch_lower.shape != q.shape:
+            if self.batch_lower is None or self.batch_upper is None or self.batch_lower.shape != q.shape:
                 return q
             return np.minimum(np.maximum(q, self.batch_lower), self.batch_upper)
         if len(self._batch_qp) != q.shape[0]:
@@ -242,7 +242,7 @@ class CbfFilter:
         ok = False
         for lv, rows in enumerate(levels):
             ax = rows.a @ u_box
-            if (g is None or np.all(g @ u_box <= h + 1e-9)) and np.all(ax >= rows.lower - 1e-9) \
+            if (g is None or h is None or np.all(g @ u_box <= h + 1e-9)) and np.all(ax >= rows.lower - 1e-9) \
                     and np.all(ax <= rows.upper + 1e-9):
                 u, level, ok = u_box, lv, True
                 self._last_qp = (rows, g, h, False)

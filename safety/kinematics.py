@@ -69,7 +69,8 @@ class _Urdf:
         for j in root.findall("joint"):
             axis_el = j.find("axis")
             axis = _floats(axis_el.get("xyz") if axis_el is not None else None, (1.0, 0.0, 0.0))
-            parent, child = j.find("parent").get("link"), j.find("child").get("link")  # type: ignore[union-attr]
+            parent = str(j.find("parent").get("link"))  # type: ignore[union-attr]
+            child = str(j.find("child").get("link"))  # type: ignore[union-attr]
             by_child[child] = (parent, _Joint(j.get("name", ""), j.get("type", "fixed"), _origin(j.find("origin")),
                                               axis / np.linalg.norm(axis)))
             children.setdefault(parent, []).append(child)

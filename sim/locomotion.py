@@ -398,7 +398,7 @@ class LocomotionTask:
             action=ActionSpec(type="joint_position", scale=c.action_scale, clip=c.action_clip),
             obs_terms=terms,
             command_names=["vx", "vy", "yaw_rate"],
-            command_ranges=[tuple(cmd.vx), tuple(cmd.vy), tuple(cmd.yaw_rate)],
+            command_ranges=[(r[0], r[1]) for r in (cmd.vx, cmd.vy, cmd.yaw_rate)],
             safety=self.cfg.safety.entries(self.joint_inertia().round(6).tolist()),
             provenance={"task": self.name, "backend": f"mujoco {mujoco.__version__}", "model": r.source,
                         "config": to_dict(self.cfg), "randomization": to_dict(self.cfg.randomization)},

@@ -265,6 +265,7 @@ class MujocoVecEnv:
             self.nan_resets += nan_resets
         truncated = (self._ep_step >= self.task.max_episode_steps) & ~terminated
         self._ep_return += reward
+        assert true.base_lin_vel is not None  # the simulator always knows the base velocity
         self._ep_track_err += np.linalg.norm(self._command[:, :2] - true.base_lin_vel[:, :2], axis=1)
 
         obs = self._observer(self._observe_state(true), self._command, self._applied)
@@ -291,6 +292,7 @@ class MujocoVecEnv:
         if change.size == 0:
             return
         c, p = self.contract, self._params
+        assert self._chain is not None  # damping is only ever requested by the chain
         kp, kd, lim = np.asarray(c.kp), np.asarray(c.kd), np.asarray(c.torque_limit)
         for i in change:
             if damping[i]:

@@ -37,6 +37,8 @@ class Policy(nn.Module):
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
         mean = np.zeros(obs_dim) if obs_mean is None else np.asarray(obs_mean, np.float64)
         std = np.ones(obs_dim) if obs_std is None else np.asarray(obs_std, np.float64)
+        self.obs_mean: torch.Tensor
+        self.obs_std: torch.Tensor
         self.register_buffer("obs_mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("obs_std", torch.as_tensor(np.maximum(std, 1e-6), dtype=torch.float32))
 
