@@ -169,13 +169,15 @@ class ModelIds:
 
 
 def apply_to_model(model: mujoco.MjModel, nominal: mujoco.MjModel, ids: ModelIds, p: EpisodeParams, i: int,
-                   kp: np.ndarray, kd: np.ndarray, torque_limit: np.ndarray) -> None:
+                   kp: np.ndarray, kd: np.ndarray, torque_limit: np.ndarray, scratch: mujoco.MjData) -> None:
     """Write environment i's sampled physical values into its own model, starting from the nominal model, so
-    values never accumulate over episodes."""
+    values never accumulate over episodes. `scratch` is overwritten: mj_setConst recomputes the constants derived
+    from masses (subtree masses, the constraint solver's inverse weights) at qpos0."""
     model.geom_friction[ids.floor_geom, 0] = p.friction[i]
     model.body_mass[ids.base_body] = nominal.body_mass[ids.base_body] + p.added_mass[i]
     model.body_ipos[ids.base_body] = nominal.body_ipos[ids.base_body] + p.com_offset[i]
     write_pd(model, kp * p.kp_scale[i], kd * p.kd_scale[i], p.motor_strength[i], torque_limit)
+    mujoco.mj_setConst(model, scratch)
 
 
 def push_velocity(cfg: RandomizationConfig, rng: np.random.Generator, n: int) -> np.ndarray:

@@ -93,7 +93,8 @@ class SimRobot:
                 p.com_offset[0] = np.broadcast_to(np.asarray(value, float), (3,))
             else:
                 getattr(p, key)[0] = float(value)
-        apply_to_model(self.model, self.nominal, self._ids, p, 0, self.kp, self.kd, self.torque_limit)
+        apply_to_model(self.model, self.nominal, self._ids, p, 0, self.kp, self.kd, self.torque_limit,
+                       mujoco.MjData(self.model))
 
     def step(self, targets: np.ndarray, n: int = 1) -> RobotState:
         """Hold joint position targets for n physics steps (through the delay line); returns the new state."""

@@ -197,7 +197,7 @@ class MujocoVecEnv:
         d = self._scratch
         for i in idx:
             model = self._models[i]
-            apply_to_model(model, self._nominal, self._ids, self._params, int(i), kp, kd, lim)
+            apply_to_model(model, self._nominal, self._ids, self._params, int(i), kp, kd, lim, d)
             qpos, qvel = task.initial_state(rng)
             mujoco.mj_resetData(model, d)
             d.qpos[:], d.qvel[:] = qpos, qvel

@@ -54,6 +54,8 @@ def test_added_mass_changes_mass_and_foot_load() -> None:
     heavy, ref = env_with(added_mass=(3.0, 3.0)), env_with()
     trunk = heavy._ids.base_body
     assert heavy.model(0).body_mass[trunk] == pytest.approx(ref.model(0).body_mass[trunk] + 3.0)
+    # derived constants follow the new mass (mj_setConst): the world's subtree mass is the robot's total mass
+    assert heavy.model(0).body_subtreemass[0] == pytest.approx(ref.model(0).body_subtreemass[0] + 3.0)
     settle(heavy, 75), settle(ref, 75)
     load = [e._sens[:, :, e._s_feet].sum(axis=2).mean() for e in (heavy, ref)]
     assert load[0] - load[1] == pytest.approx(3.0 * 9.81, rel=0.15)
