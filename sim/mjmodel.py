@@ -90,3 +90,16 @@ def state_layout(model: mujoco.MjModel) -> tuple[int, int, int]:
     """(nstate, qpos offset, qvel offset) of mjSTATE_FULLPHYSICS vectors: [time, qpos, qvel, act, ...]."""
     nstate = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
     return nstate, 1, 1 + model.nq
+
+
+def set_physics(spec: mujoco.MjSpec, name: str, physics_dt: float, iterations: int) -> None:
+    """Options every robot model shares: implicit-fast integration at the contract's physics step, a bounded solver
+    effort (speed on CPU), and an offscreen buffer large enough for the run videos."""
+    spec.modelname = name
+    opt = spec.option
+    opt.timestep = physics_dt
+    opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    opt.iterations = iterations
+    opt.ls_iterations = 10
+    spec.visual.global_.offwidth = 1280
+    spec.visual.global_.offheight = 720

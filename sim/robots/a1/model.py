@@ -18,7 +18,7 @@ import mujoco
 import numpy as np
 
 from robot_rl.errors import AssetError
-from robot_rl.sim.mjmodel import IMU_SITE, add_floor, add_pd_actuators
+from robot_rl.sim.mjmodel import IMU_SITE, add_floor, add_pd_actuators, set_physics
 
 LEGS = ("FR", "FL", "RR", "RL")
 """Unitree SDK / URDF leg order; the contract joint order follows it so that deployment needs no reindexing."""
@@ -78,14 +78,7 @@ def build_spec(physics_dt: float = 0.005, kp: float = 20.0, kd: float = 0.5, urd
     except ValueError as exc:
         raise AssetError(f"{path}: MuJoCo cannot parse it ({exc})") from None
     spec.meshdir = str(path.parent)
-    spec.modelname = "a1"
-    opt = spec.option
-    opt.timestep = physics_dt
-    opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
-    opt.iterations = 10
-    opt.ls_iterations = 10
-    spec.visual.global_.offwidth = 1280
-    spec.visual.global_.offheight = 720
+    set_physics(spec, "a1", physics_dt, iterations=10)
 
     _cheap_collisions(spec)
     add_floor(spec)

@@ -22,7 +22,7 @@ import numpy as np
 
 from robot_rl.errors import AssetError
 from robot_rl.sim.manipulation import GOAL, OBJECT, TABLE
-from robot_rl.sim.mjmodel import add_pd_actuators
+from robot_rl.sim.mjmodel import add_pd_actuators, set_physics
 
 ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
 GRIPPER_JOINT = "panda_finger_joint1"
@@ -106,14 +106,7 @@ def build_spec(physics_dt: float = 0.005, kp: np.ndarray = KP, kd: np.ndarray = 
         spec = mujoco.MjSpec.from_string(text)
     except ValueError as exc:
         raise AssetError(f"{path}: MuJoCo cannot parse it ({exc})") from None
-    spec.modelname = "panda"
-    opt = spec.option
-    opt.timestep = physics_dt
-    opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
-    opt.iterations = 20
-    opt.ls_iterations = 10
-    spec.visual.global_.offwidth = 1280
-    spec.visual.global_.offheight = 720
+    set_physics(spec, "panda", physics_dt, iterations=20)
     effort, _ = urdf_limits(path)
 
     for g in spec.geoms:
