@@ -29,6 +29,11 @@ def spin(node: Node, executor_kind: str = "single") -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # a callback that was mid-publish when SIGINT/SIGTERM shut the context down fails with "publisher's
+        # context is invalid": that is the shutdown we asked for, not an error; anything else still raises
+        if node.context.ok():
+            raise
     finally:
         executor.remove_node(node)
         node.destroy_node()
