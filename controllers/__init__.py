@@ -4,9 +4,11 @@ from robot_rl.controllers.pd import (
     ActuatorParams,
     DelayLine,
     JointPD,
+    TargetHistory,
     actuator_coefficients,
     delayed_indices,
     pd_torque,
 )
 
-__all__ = ["ActuatorParams", "DelayLine", "JointPD", "actuator_coefficients", "delayed_indices", "pd_torque"]
+__all__ = ["ActuatorParams", "DelayLine", "JointPD", "TargetHistory", "actuator_coefficients", "delayed_indices",
+           "pd_torque"]

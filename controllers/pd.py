@@ -58,6 +58,29 @@ def delayed_indices(latency: np.ndarray, decimation: int) -> np.ndarray:
     return -np.floor_divide(j - lat, decimation)
 
 
+class TargetHistory:
+    """Batched policy-rate history of joint targets (newest first), expanded every policy step into the
+    per-physics-step control sequence that realises each environment's action latency (`delayed_indices`)."""
+
+    def __init__(self, num_envs: int, num_joints: int, decimation: int, max_latency: int) -> None:
+        self.decimation = decimation
+        self.length = max_latency // decimation + 2
+        self.hist = np.zeros((num_envs, self.length, num_joints))
+        """(N, length, n) targets issued 0, 1, ... policy steps ago; write rows directly to reset them."""
+        self._flat = np.zeros((num_envs, decimation), np.int64)
+
+    def set_latency(self, idx: np.ndarray, latency: np.ndarray) -> None:
+        """Latency in physics steps for environments `idx`."""
+        self._flat[idx] = idx[:, None] * self.length + delayed_indices(latency, self.decimation)
+
+    def push(self, targets: np.ndarray, out: np.ndarray) -> None:
+        """Record this policy step's targets (N, n) and write the delayed controls into `out` (N, decimation, n)."""
+        n = self.hist.shape[-1]
+        self.hist[:, 1:] = self.hist[:, :-1]
+        self.hist[:, 0] = targets
+        np.take(self.hist.reshape(-1, n), self._flat.reshape(-1), axis=0, out=out.reshape(-1, n))
+
+
 class DelayLine:
     """Per-physics-step FIFO of joint targets: `push(target)` returns the target from `delay` steps ago.
 

@@ -19,7 +19,7 @@ import mujoco
 import numpy as np
 from mujoco import rollout
 
-from robot_rl.controllers import delayed_indices
+from robot_rl.controllers import TargetHistory
 from robot_rl.controllers.osc import EndEffectorController
 from robot_rl.sim.manipulation import (
     GOAL,
@@ -124,10 +124,8 @@ class ManipVecEnv:
         self._ctrl = np.zeros((n, dec, nu))
         lat = self.cfg.randomization.latency_steps
         max_lat = int(np.floor(lat.high)) if self.cfg.randomization.enabled and lat.when == "reset" else 0
-        self._hist_len = max_lat // dec + 2
         self._default = np.asarray(self.contract.default_joint_pos)
-        self._hist = np.zeros((n, self._hist_len, nu))
-        self._delay_flat = np.zeros((n, dec), np.int64)
+        self._delay = TargetHistory(n, nu, dec, max_lat)
         self._action = np.zeros((n, self.act_dim))
         self._applied = np.zeros((n, self.act_dim))
         self._last_action = np.zeros((n, self.act_dim))
@@ -231,8 +229,7 @@ class ManipVecEnv:
         new = sample_arm_params(self.cfg.randomization, rng, len(idx))
         for k, v in new.items():
             self._params[k][idx] = v
-        self._delay_flat[idx] = (idx[:, None] * self._hist_len
-                                 + delayed_indices(self._params["latency_steps"][idx], self.decimation))
+        self._delay.set_latency(idx, self._params["latency_steps"][idx])
         d = mujoco.MjData(m)
         key = m.key("home")
         for i in idx:
@@ -249,7 +246,7 @@ class ManipVecEnv:
             mujoco.mj_getState(self._models[i], d, self._state[i], _STATE)
             self._goal[i] = goal
             self._rest_z[i] = half
-            self._hist[i] = q
+            self._delay.hist[i] = q
         self._last_action[idx] = 0.0
         self._ep_step[idx] = 0
         self._ep_return[idx] = 0.0
@@ -293,10 +290,7 @@ class ManipVecEnv:
         else:
             self._applied[:] = self._action
             info["safety"] = {}
-        nu = self._nominal.nu
-        self._hist[:, 1:] = self._hist[:, :-1]
-        self._hist[:, 0] = self._targets
-        np.take(self._hist.reshape(-1, nu), self._delay_flat.reshape(-1), axis=0, out=self._ctrl.reshape(-1, nu))
+        self._delay.push(self._targets, self._ctrl)
         self._prev_state[:] = self._state
         self._physics.rollout(self._models, self._datas, self._state, self._ctrl, nstep=self.decimation,
                               state=self._out, sensordata=self._sens, skip_checks=True)

@@ -16,7 +16,7 @@ import mujoco
 import numpy as np
 from mujoco import rollout
 
-from robot_rl.controllers import delayed_indices
+from robot_rl.controllers import TargetHistory
 from robot_rl.sim.locomotion import LocomotionTask, StepView
 from robot_rl.sim.mjmodel import FLOOR, SensorSlices, write_pd
 from robot_rl.sim.randomization import (
@@ -105,10 +105,8 @@ class MujocoVecEnv:
         # action path and delay line (policy-rate history of targets, newest first)
         lat = self.cfg.randomization.latency_steps
         max_lat = int(np.floor(lat.high)) if self.cfg.randomization.enabled and lat.when == "reset" else 0
-        self._hist_len = max_lat // dec + 2
         self._default = np.asarray(self.contract.default_joint_pos)
-        self._hist = np.zeros((n, self._hist_len, nu))
-        self._delay_flat = np.zeros((n, dec), np.int64)
+        self._delay = TargetHistory(n, nu, dec, max_lat)
         self._action = np.zeros((n, self.act_dim))
         self._applied = np.zeros((n, self.act_dim))
         self._last_action = np.zeros((n, self.act_dim))
@@ -192,8 +190,7 @@ class MujocoVecEnv:
         kp, kd, lim = np.asarray(c.kp), np.asarray(c.kd), np.asarray(c.torque_limit)
         cmds = task.sample_commands(rng, k)
         self._command[idx] = cmds
-        self._delay_flat[idx] = (idx[:, None] * self._hist_len
-                                 + delayed_indices(self._params.latency_steps[idx], self.decimation))
+        self._delay.set_latency(idx, self._params.latency_steps[idx])
         d = self._scratch
         for i in idx:
             model = self._models[i]
@@ -205,7 +202,7 @@ class MujocoVecEnv:
             mujoco.mj_forward(model, d)
             mujoco.mj_getState(model, d, self._state[i], _STATE)
             self._sens[i, :] = d.sensordata
-        self._hist[idx] = self._default
+        self._delay.hist[idx] = self._default
         self._damping[idx] = False  # apply_to_model wrote the episode's PD law
         self._last_action[idx] = 0.0
         self._ep_step[idx] = 0
@@ -239,10 +236,7 @@ class MujocoVecEnv:
             info["safety"] = {}
 
         # delay line: the physics sub-steps read targets issued 0..k policy steps ago
-        self._hist[:, 1:] = self._hist[:, :-1]
-        self._hist[:, 0] = self._targets
-        np.take(self._hist.reshape(-1, self._nominal.nu), self._delay_flat.reshape(-1), axis=0,
-                out=self._ctrl.reshape(-1, self._nominal.nu))
+        self._delay.push(self._targets, self._ctrl)
 
         self._apply_pushes()
         self._prev_state[:] = self._state
