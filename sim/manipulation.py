@@ -22,6 +22,7 @@ import numpy as np
 
 from robot_rl.config import to_dict
 from robot_rl.contract import ActionSpec, ObsTerm, PolicyContract
+from robot_rl.controllers.osc import damped_least_squares, orientation_error
 from robot_rl.errors import ConfigError
 from robot_rl.sim.randomization import Uniform
 
@@ -97,10 +98,17 @@ class ArmInitConfig:
     """Upper corner of the goal."""
     goal_min_distance: float = 0.0
     """Push / pick-and-place: the goal is redrawn (up to 10 times) until this far from the object [m]."""
+    held_fraction: float = 0.0
+    """Pick-and-place training curriculum: this fraction of episodes starts with the hand down at the cube, the cube
+    between the (just open) fingers, instead of at `arm_pose` (a standard reset trick; the learner meets the
+    rewarding grasped states early). 0 is the task itself: evaluate with 0 (panda_pick_place TRAIN_DEFAULTS
+    turn it on for training only)."""
 
     def __post_init__(self) -> None:
         if self.joint_noise < 0 or self.goal_min_distance < 0:
             raise ConfigError("init: joint_noise and goal_min_distance must be >= 0")
+        if not 0.0 <= self.held_fraction <= 1.0:
+            raise ConfigError(f"init.held_fraction must be in [0, 1], got {self.held_fraction}")
         _box("init.object", (*self.object_low, 0.0), (*self.object_high, 0.0))
         _box("init.goal", self.goal_low, self.goal_high)
 
@@ -117,6 +125,9 @@ class ArmRewardConfig:
     """1 - tanh(|object - goal| / distance_scale) (pick-and-place: only while the object is lifted)."""
     lift: float = 0.0
     """1 when the object is more than lift_height above its resting height."""
+    grasp: float = 0.0
+    """1 while the grasp point is within grasp_radius of the object's centre and the gripper command closes (last
+    action component < 0): the step between reaching and lifting (pick-and-place)."""
     success: float = 1.0
     """1 while the success criterion holds."""
     action_rate: float = -0.01
@@ -130,12 +141,15 @@ class ArmRewardConfig:
     """Width of the tanh kernels [m]."""
     lift_height: float = 0.03
     """Height above rest that counts as lifted [m]."""
+    grasp_radius: float = 0.02
+    """Grasp-point to object-centre distance that counts as the object between the fingers [m]."""
     success_threshold: float = 0.05
     """Distance (ee-goal for reach, object-goal otherwise) below which the task is solved [m]."""
 
     def __post_init__(self) -> None:
-        if self.distance_scale <= 0 or self.success_threshold <= 0 or self.lift_height <= 0:
-            raise ConfigError("rewards: distance_scale, success_threshold and lift_height must be positive")
+        if min(self.distance_scale, self.success_threshold, self.lift_height, self.grasp_radius) <= 0:
+            raise ConfigError("rewards: distance_scale, success_threshold, lift_height and grasp_radius must be "
+                              "positive")
 
 
 @dataclass(frozen=True)
@@ -304,6 +318,11 @@ def r_lift(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
     return lifted(s, c).astype(np.float64)
 
 
+def r_grasp(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
+    near = np.linalg.norm(s.object_pos - s.ee_pos, axis=1) < c.grasp_radius
+    return (near & (s.action[:, -1] < 0.0)).astype(np.float64)
+
+
 def r_success(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
     return (task_distance(s) < c.success_threshold).astype(np.float64)
 
@@ -325,6 +344,7 @@ REWARD_TERMS: dict[str, Callable[[ManipView, ArmRewardConfig], np.ndarray]] = {
     "push_pose": r_push_pose,
     "object_to_goal": r_object_to_goal,
     "lift": r_lift,
+    "grasp": r_grasp,
     "success": r_success,
     "action_rate": r_action_rate,
     "joint_vel": r_joint_vel,
@@ -363,6 +383,16 @@ class ManipulationTask:
         self.kp = robot.kp * cfg.control.kp_scale
         self.weights = {k: getattr(cfg.rewards, k) for k in REWARD_TERMS}
         self.contract = self._build_contract()
+        self._held_xy: np.ndarray | None = None
+        """Object (x, y) of a held start drawn by initial_joints, consumed by the following sample_object_goal."""
+        self._ik = mujoco.MjData(m)
+        mujoco.mj_resetDataKeyframe(m, self._ik, m.key("home").id)
+        mujoco.mj_kinematics(m, self._ik)
+        self._ee_id = m.site(robot.ee_site).id
+        arm = [m.joint(j).id for j in robot.joint_names[:robot.arm_joints]]
+        self._arm_qadr, self._arm_dadr = m.jnt_qposadr[arm], m.jnt_dofadr[arm]
+        self._down = self._ik.site_xmat[self._ee_id].reshape(3, 3).copy()
+        """Hand orientation at the home pose (pointing down), which the ee_delta controller holds."""
 
     @property
     def act_dim(self) -> int:
@@ -409,7 +439,9 @@ class ManipulationTask:
     def sample_object_goal(self, rng: np.random.Generator, rest_z: float) -> tuple[np.ndarray, np.ndarray]:
         """Object (x, y, rest_z) and goal (x, y, z) of one episode."""
         init = self.cfg.init
-        obj = np.array([*rng.uniform(init.object_low, init.object_high), rest_z])
+        xy = self._held_xy if self._held_xy is not None else rng.uniform(init.object_low, init.object_high)
+        self._held_xy = None
+        obj = np.array([*xy, rest_z])
         goal = rng.uniform(init.goal_low, init.goal_high)
         for _ in range(10):
             if np.linalg.norm(goal[:2] - obj[:2]) >= init.goal_min_distance:
@@ -422,12 +454,51 @@ class ManipulationTask:
         return obj, goal
 
     def initial_joints(self, rng: np.random.Generator) -> np.ndarray:
+        """One episode's initial joint positions. A held start (pick-and-place, `init.held_fraction`) also draws the
+        object's (x, y), which the next `sample_object_goal` call of the same reset uses."""
         q = self.robot.default_joint_pos.copy()
         na = self.robot.arm_joints
         if self.cfg.init.arm_pose:
             q[:na] = self.cfg.init.arm_pose
-        q[:na] += rng.uniform(-self.cfg.init.joint_noise, self.cfg.init.joint_noise, size=na)
+        init = self.cfg.init
+        self._held_xy = None
+        if self.kind == "pick_place" and init.held_fraction > 0 and rng.random() < init.held_fraction:
+            xy = rng.uniform(init.object_low, init.object_high)
+            q[:na] = self.hand_at(np.array([*xy, self._object_half()]), q[:na])
+            q[na:] = self._held_opening()
+            self._held_xy = xy
+            return np.clip(q, self.joint_lower, self.joint_upper)
+        q[:na] += rng.uniform(-init.joint_noise, init.joint_noise, size=na)
         return np.clip(q, self.joint_lower, self.joint_upper)
+
+    def _object_half(self) -> float:
+        return float(self.model.geom_size[self.model.geom(OBJECT).id, 2])
+
+    def _held_opening(self) -> float:
+        """Finger joint position of a held start: just wider than the largest randomized cube half edge."""
+        size = self.cfg.randomization.object_size
+        high = size.high if self.cfg.randomization.enabled and size.when == "reset" else 1.0
+        return self._object_half() * high + 0.002
+
+    def hand_at(self, target: np.ndarray, q0: np.ndarray, iterations: int = 50) -> np.ndarray:
+        """Arm joints that put the grasp point at `target` (base frame) with the hand pointing down as at the home
+        pose (the ee_delta controller's orientation), by damped least squares from q0."""
+        m, d, site, na = self.model, self._ik, self._ee_id, self.robot.arm_joints
+        lo, hi = self.joint_lower[:na], self.joint_upper[:na]
+        q = np.array(q0, dtype=np.float64)
+        jac = np.zeros((6, m.nv))
+        err = np.zeros(6)
+        for _ in range(iterations):
+            d.qpos[self._arm_qadr] = q
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_comPos(m, d)
+            err[:3] = target - d.site_xpos[site]
+            err[3:] = orientation_error(d.site_xmat[site].reshape(3, 3), self._down)
+            if np.abs(err).max() < 1e-4:
+                break
+            mujoco.mj_jacSite(m, d, jac[:3], jac[3:], site)
+            q = np.clip(q + damped_least_squares(jac[:, self._arm_dadr], err, 0.01), lo, hi)
+        return q
 
     # ---- rewards, success, terminations -------------------------------------------------------------------------
     def rewards(self, s: ManipView, policy_dt: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:

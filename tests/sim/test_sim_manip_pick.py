@@ -1,0 +1,85 @@
+"""Pick-and-place: the grasp term, the held-start reset curriculum (init.held_fraction) and that the task is solvable
+in simulation by a scripted grasp (seeded, no learning)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robot_rl.errors import ConfigError
+from robot_rl.runner import task_defaults
+from robot_rl.sim import make_vec_env, resolve_config
+from robot_rl.sim.manipulation import ArmRewardConfig, ManipView, r_grasp
+
+
+def _scripted(env, steps: int, start_held: bool) -> list[dict]:
+    """Hand over the cube, down, close, then carry the cube to the goal (ee_delta actions)."""
+    n = env.num_envs
+    phase = np.full(n, 3 if start_held else 0)
+    episodes: list[dict] = []
+    for _ in range(steps):
+        ex = env.get_state().extras
+        ee, obj, goal = ex["ee_pos"], ex["object_pos"], ex["goal_pos"]
+        above = obj + [0.0, 0.0, 0.05]
+        phase[(phase == 0) & (np.linalg.norm(ee[:, :2] - obj[:, :2], axis=1) < 0.01)] = 1
+        phase[(phase == 1) & (np.linalg.norm(ee - obj, axis=1) < 0.01)] = 2
+        a = np.zeros((n, 4))
+        a[:, 3] = np.where(phase >= 2, -1.0, 1.0)
+        target = np.where((phase == 0)[:, None], above, obj)
+        a[:, :3] = np.clip((target - ee) / 0.03, -1, 1)
+        carry = phase >= 3
+        a[carry, :3] = np.clip((goal - obj)[carry] / 0.03, -1, 1)
+        phase[phase == 2] = 3  # one policy step to close
+        _, _, _, _, info = env.step(a)
+        episodes += info["episodes"]
+    return episodes
+
+
+def test_a_scripted_grasp_solves_the_randomized_task() -> None:
+    env = make_vec_env("panda_pick_place", 8, seed=1, safety=False)
+    eps = _scripted(env, env.task.max_episode_steps, start_held=False)
+    assert len(eps) == 8 and all(e["success"] and not e["fell"] for e in eps)
+
+
+def test_held_start_puts_the_cube_between_the_open_fingers() -> None:
+    env = make_vec_env("panda_pick_place", 8, seed=2, safety=False, overrides=["init.held_fraction=1.0"])
+    s = env.get_state()
+    ex = s.extras
+    half = env.episode_params["object_size"] * 0.02
+    np.testing.assert_allclose(ex["ee_pos"], ex["object_pos"], atol=5e-3)
+    np.testing.assert_allclose(ex["object_pos"][:, 2], half, atol=2e-3)  # resting on the table
+    assert np.all(s.joint_pos[:, -1] > half)  # fingers just wider than the cube
+    assert np.all(s.joint_pos[:, -1] < 0.03)
+    # hand pointing down, as the ee_delta controller holds it
+    eps = _scripted(env, env.task.max_episode_steps, start_held=True)
+    assert len(eps) == 8 and all(e["success"] for e in eps)
+
+
+def test_held_fraction_mixes_starts_and_zero_is_the_task() -> None:
+    def gaps(fraction: float) -> np.ndarray:
+        env = make_vec_env("panda_pick_place", 40, seed=3, safety=False, overrides=[f"init.held_fraction={fraction}"])
+        ex = env.get_state().extras
+        return np.linalg.norm(ex["ee_pos"] - ex["object_pos"], axis=1)
+
+    held = gaps(0.5) < 0.01
+    assert 8 <= held.sum() <= 32
+    assert not (gaps(0.0) < 0.05).any()  # every episode starts with the hand 10 cm above the table
+    with pytest.raises(ConfigError, match="held_fraction"):
+        resolve_config("panda_pick_place", overrides=["init.held_fraction=1.5"])
+
+
+def test_training_uses_held_starts_and_evaluation_does_not() -> None:
+    cfg = task_defaults("panda_pick_place")
+    train = resolve_config(cfg.task, overrides=list(cfg.task_overrides))
+    evaluation = resolve_config(cfg.task, overrides=[*cfg.task_overrides, *cfg.eval_overrides])
+    assert train.init.held_fraction > 0 and evaluation.init.held_fraction == 0.0
+    assert evaluation.rewards.grasp > 0
+
+
+def test_grasp_term_needs_the_cube_between_the_fingers_and_a_closing_gripper() -> None:
+    obj = np.array([[0.5, 0.0, 0.02]] * 3)
+    ee = obj + np.array([[0.0, 0.0, 0.005], [0.0, 0.0, 0.005], [0.0, 0.0, 0.05]])
+    action = np.array([[0, 0, 0, -0.5], [0, 0, 0, 0.5], [0, 0, 0, -1.0]], float)
+    view = ManipView(ee_pos=ee, goal=obj, object_pos=obj, object_rest_z=np.full(3, 0.02), joint_vel=np.zeros((3, 8)),
+                     action=action, last_action=action, policy_action=action, kind="pick_place")
+    np.testing.assert_array_equal(r_grasp(view, ArmRewardConfig()), [1.0, 0.0, 0.0])
