@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -54,4 +55,40 @@ def set_realtime_priority(priority: int, logger: Any) -> bool:
         logger.warning(f"realtime_priority {priority} not applied: {exc}")
         return False
     logger.info(f"SCHED_FIFO priority {priority}")
+    return True
+
+
+_PM_QOS = "/dev/cpu_dma_latency"
+
+
+def hold_cpu_latency(max_us: int, logger: Any) -> int | None:
+    """Ask the kernel (PM QoS, /dev/cpu_dma_latency) to keep every CPU's wake-up latency under `max_us`, i.e. out of
+    the deep idle states that flush caches and make each control tick start cold; held while the returned file
+    descriptor is open (this process's lifetime). The standard real-time Linux knob (cyclictest --latency); -1 leaves
+    the system alone. Needs write access to the device (root); otherwise the node logs a warning and runs normally."""
+    if max_us < 0:
+        return None
+    try:
+        fd = os.open(_PM_QOS, os.O_WRONLY)
+        os.write(fd, struct.pack("i", int(max_us)))
+    except OSError as exc:
+        logger.warning(f"cpu_latency_us {max_us} not applied: {exc}")
+        return None
+    logger.info(f"PM QoS: CPU wake-up latency <= {max_us} us while this node runs")
+    return fd
+
+
+def set_cpu_affinity(cpus: list[int], logger: Any) -> bool:
+    """Pin every thread of this process (executor and DDS threads) to `cpus`, as ros2_control's `cpu_affinity` does
+    for its control loop: a tick that always wakes on the same core finds its code and data still in that core's
+    caches. An empty list leaves the scheduler free."""
+    if not cpus:
+        return False
+    try:
+        for task in Path("/proc/self/task").iterdir():
+            os.sched_setaffinity(int(task.name), set(cpus))
+    except (OSError, ValueError) as exc:
+        logger.warning(f"cpu_affinity {cpus} not applied: {exc}")
+        return False
+    logger.info(f"pinned to CPUs {sorted(set(cpus))}")
     return True

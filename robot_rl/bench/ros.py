@@ -1,7 +1,8 @@
 """ROS 2 policy-node latency and sustained rate, against a bare rclpy echo node measured in the same run.
 
-Round trip: this process (the driver) publishes Imu + JointState at a fixed pace and waits for the command. The policy
-node runs event-driven (`trigger:=state`: one tick per JointState) in its own process; the echo node (its own
+Round trip: this process (the driver) publishes Imu, then 1 ms later JointState, at a fixed pace and times the
+JointState -> command round trip (on a robot the IMU streams on its own; the JointState triggers the tick). The
+policy node runs event-driven (`trigger:=state`: one tick per JointState) in its own process; the echo node (its own
 process, same topics/QoS/executor) republishes the positions at once. Blocks alternate policy/echo so drift on a
 shared machine hits both. `ratio` = policy p50 / echo p50.
 
@@ -34,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", choices=["single"], default="single")
     parser.add_argument("--realtime-priority", type=int, default=0,
                         help="SCHED_FIFO priority for the policy and echo nodes (0: default scheduler)")
+    parser.add_argument("--cpu-latency-us", type=int, default=-1,
+                        help="PM QoS CPU wake-up latency bound held by the nodes and the driver (-1: leave alone)")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin the policy and echo nodes to the last CPU and the driver to the others")
     parser.add_argument("--no-ticks", action="store_true", help="policy node does not publish its tick records")
     parser.add_argument("--domain-id", type=int, default=None)
     parser.add_argument("--log-dir", type=Path, default=None, help="node logs (default: a temporary folder)")
@@ -107,15 +112,19 @@ class Driver:
         self.received += 1
         self.recv_time = time.perf_counter()
 
-    def publish(self, target: str) -> float:
+    def publish(self, target: str, imu: bool = True) -> float:
         stamp = self.node.get_clock().now().to_msg()
         self.imu.header.stamp = stamp
         self.js.header.stamp = stamp
         t0 = time.perf_counter()
         self.js_pub[target].publish(self.js)
-        if target == "policy":  # after the JointState: the tick uses the newest Imu it has (one period old at most)
+        if target == "policy" and imu:
             self.imu_pub.publish(self.imu)
         return t0
+
+    def publish_imu(self) -> None:
+        self.imu.header.stamp = self.node.get_clock().now().to_msg()
+        self.imu_pub.publish(self.imu)
 
     def wait_for(self, count: int, timeout: float) -> bool:
         deadline = time.perf_counter() + timeout
@@ -137,8 +146,13 @@ class Driver:
         next_t = time.perf_counter()
         for i in range(n):
             next_t += pace
+            if target == "policy":
+                # the IMU streams on its own and lands before the JointState that triggers the tick, as on a robot;
+                # publishing it inside the timed window would time the driver's second publish, not the node
+                self.publish_imu()
+                self.spin_for(0.001)
             count = self.received
-            t0 = self.publish(target)
+            t0 = self.publish(target, imu=False)
             if self.wait_for(count + 1, 0.1):
                 rtt[i] = self.recv_time - t0
             else:
@@ -180,7 +194,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log_dir = args.log_dir or tmp
     log_dir.mkdir(parents=True, exist_ok=True)
     group = NodeGroup(args.domain_id, log_dir)
-    common = {"executor": args.executor, "qos.state.depth": 5, "realtime_priority": args.realtime_priority}
+    common = {"executor": args.executor, "qos.state.depth": 5, "realtime_priority": args.realtime_priority,
+              "cpu_latency_us": args.cpu_latency_us}
+    ncpu = os.cpu_count() or 1
+    if args.pin and ncpu > 1:
+        common["cpu_affinity"] = [ncpu - 1]
     policy_params = {**common, "bundle": str(bundle_path), "autostart": True, "trigger": "state",
                      "joint_states_topic": "/policy/joint_states", "imu_topic": "/policy/imu",
                      "command_topic": "/policy/commands", "publish_ticks": not args.no_ticks}
@@ -189,9 +207,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from robot_rl.ros_nodes.runtime import set_realtime_priority
 
         set_realtime_priority(args.realtime_priority, driver.node.get_logger())
+    from robot_rl.ros_nodes.runtime import hold_cpu_latency
+
+    pm_qos = hold_cpu_latency(args.cpu_latency_us, driver.node.get_logger())
+    if args.pin and ncpu > 1:
+        from robot_rl.ros_nodes.runtime import set_cpu_affinity
+
+        set_cpu_affinity(list(range(ncpu - 1)), driver.node.get_logger())
     result: dict[str, Any] = {"bundle": str(bundle_path), "executor": args.executor, "domain_id": group.domain_id,
                               "pace_hz": args.pace_hz, "ticks_published": not args.no_ticks,
-                              "realtime_priority": args.realtime_priority, "load_avg_1min": os.getloadavg()[0]}
+                              "realtime_priority": args.realtime_priority, "cpu_latency_us": args.cpu_latency_us,
+                              "pinned": bool(args.pin and ncpu > 1), "load_avg_1min": os.getloadavg()[0]}
     try:
         group.start("echo", "echo_node", {**common, "joint_states_topic": "/echo/joint_states",
                                           "command_topic": "/echo/commands"})
@@ -232,6 +258,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         diag = _diagnostics_values(driver)  # the node's own view of the same ticks: compute = receipt -> publish
         result["policy_compute_p50_us"] = round(float(diag["compute_p50_ms"]) * 1e3, 1)
         result["policy_compute_p99_us"] = round(float(diag["compute_p99_ms"]) * 1e3, 1)
+        # JointState header stamp (driver clock, before publish) -> node callback: DDS delivery + executor wake-up
+        result["policy_state_latency_p50_us"] = round(float(diag["state_latency_p50_ms"]) * 1e3, 1)
         group.nodes.pop("policy").stop()
         group.nodes.pop("echo").stop()
         if args.sustain_s > 0:
@@ -239,6 +267,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         group.stop_all()
         driver.close()
+        if pm_qos is not None:
+            os.close(pm_qos)
     return result
 
 
