@@ -48,15 +48,30 @@ class Bundle:
         """Provenance recorded at export: task, resolved config, git commit, randomization ranges, metrics."""
         return dict(self.contract.provenance)
 
+    def __post_init__(self) -> None:
+        # normalization statistics as float32 arrays once, not converted from the contract's lists on every call
+        c = self.contract
+        self._mean = None if c.obs_mean is None else np.asarray(c.obs_mean, np.float32)
+        self._inv_std = None if c.obs_std is None else (1.0 / np.asarray(c.obs_std, np.float32)).astype(np.float32)
+        self._one = np.zeros((1, c.obs_dim), np.float32)
+
     def act(self, obs_raw: np.ndarray) -> np.ndarray:
         """Deterministic action for raw observations of shape (obs_dim,) or (N, obs_dim); float32 output."""
         obs = np.asarray(obs_raw, dtype=np.float32)
         single = obs.ndim == 1
-        batch = obs[None] if single else obs
-        if batch.ndim != 2 or batch.shape[1] != self.contract.obs_dim:
-            raise BundleError(f"observation shape {obs.shape} does not match the bundle's obs_dim "
-                              f"{self.contract.obs_dim}")
-        norm = np.ascontiguousarray(self.contract.normalize(batch), dtype=np.float32)
+        if single and obs.shape[0] == self.contract.obs_dim:
+            # one robot, one tick: normalize into a preallocated buffer (the control loop's hot path)
+            norm = self._one
+            norm[0] = obs
+        else:
+            batch = obs[None] if single else obs
+            if batch.ndim != 2 or batch.shape[1] != self.contract.obs_dim:
+                raise BundleError(f"observation shape {obs.shape} does not match the bundle's obs_dim "
+                                  f"{self.contract.obs_dim}")
+            norm = np.array(batch, dtype=np.float32, order="C")
+        if self._mean is not None and self._inv_std is not None:
+            norm -= self._mean
+            norm *= self._inv_std
         action = self._run(norm)
         return action[0] if single else action
 
