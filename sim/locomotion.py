@@ -277,6 +277,13 @@ class StepView:
     """(N, feet) swing time so far, before touchdown resets it."""
     first_contact: np.ndarray
     """(N, feet) bool: foot touched down this step."""
+    gravity: np.ndarray | None = None
+    """(N, 3) unit gravity in the base frame of base_quat, when the environment already computed it (rewards and
+    terminations both need it; None: computed from base_quat)."""
+
+
+def _gravity(s: StepView) -> np.ndarray:
+    return s.gravity if s.gravity is not None else projected_gravity(s.base_quat)
 
 
 def r_tracking_lin_vel(s: StepView, c: RewardConfig) -> np.ndarray:
@@ -297,7 +304,7 @@ def r_ang_vel_xy(s: StepView, c: RewardConfig) -> np.ndarray:
 
 
 def r_orientation(s: StepView, c: RewardConfig) -> np.ndarray:
-    return np.sum(np.square(projected_gravity(s.base_quat)[:, :2]), axis=1)
+    return np.sum(np.square(_gravity(s)[:, :2]), axis=1)
 
 
 def r_base_height(s: StepView, c: RewardConfig) -> np.ndarray:
@@ -447,7 +454,7 @@ class LocomotionTask:
 
     def terminated(self, s: StepView) -> np.ndarray:
         t = self.cfg.termination
-        fell = projected_gravity(s.base_quat)[:, 2] > -np.cos(t.max_tilt)
+        fell = _gravity(s)[:, 2] > -np.cos(t.max_tilt)
         groups = {"trunk": s.trunk_touch[:, None], "thigh": s.thigh_touch, "calf": s.calf_touch}
         for g in t.contacts:
             fell |= np.any(groups[g] > t.contact_force, axis=1)

@@ -357,6 +357,11 @@ class ManipVecEnv:
         """True (noise-free) batched state, copied; task quantities in `extras`."""
         return self._true_state()
 
+    def physics_state(self, env: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """One world's full-physics state (mjSTATE_FULLPHYSICS) and the controls of its last physics step, copied
+        (e.g. for a bare mj_step reference on the same states)."""
+        return self._state[env].copy(), self._ctrl[env, -1].copy()
+
     def model(self, env: int = 0) -> mujoco.MjModel:
         return self._models[env]
 

@@ -27,7 +27,7 @@ from robot_rl.sim.randomization import (
     push_velocity,
     sample_episode_params,
 )
-from robot_rl.state import RobotState
+from robot_rl.state import RobotState, projected_gravity
 
 _STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
 MAX_QVEL = 1e3
@@ -130,6 +130,8 @@ class MujocoVecEnv:
         self._chain = load_safety_chain(self.contract) if safety else None
         self._damping = np.zeros(n, bool)
         """Environments whose actuators run the chain's damping backup (kp = 0) this tick."""
+        self._no_bad = np.zeros(n, bool)
+        """What _unstable returns when every environment is fine (read-only)."""
         self._renderer: mujoco.Renderer | None = None
         self._render_data: mujoco.MjData | None = None
         self.reset()
@@ -299,9 +301,14 @@ class MujocoVecEnv:
     def _unstable(self) -> np.ndarray:
         """Rows whose state is non-finite, exploded, or was reset inside MuJoCo (time went back): restore them."""
         qvel = self._qvel()
+        dt_min = 0.5 * self.decimation * self._nominal.opt.timestep
+        ok = (np.isfinite(self._state).all() and float(np.abs(qvel).max()) <= MAX_QVEL
+              and bool((self._state[:, 0] >= self._prev_state[:, 0] + dt_min).all()))
+        if ok:  # the common case: one reduction over the batch instead of per-row masks
+            return self._no_bad
         bad = ~np.isfinite(self._state).all(axis=1)
         bad |= np.abs(qvel).max(axis=1) > MAX_QVEL  # NaN compares False; caught by isfinite above
-        bad |= self._state[:, 0] < self._prev_state[:, 0] + 0.5 * self.decimation * self._nominal.opt.timestep
+        bad |= self._state[:, 0] < self._prev_state[:, 0] + dt_min
         if bad.any():
             self._state[bad] = self._prev_state[bad]
             self._sens[bad] = 0.0
@@ -326,6 +333,7 @@ class MujocoVecEnv:
         self._air_time *= ~filt
         self._last_contact[:] = contact
         return StepView(base_lin_vel=true.base_lin_vel, base_ang_vel=true.base_ang_vel, base_quat=true.base_quat,
+                        gravity=projected_gravity(true.base_quat),
                         base_height=self._qpos()[:, 2], joint_pos=true.joint_pos, joint_vel=true.joint_vel,
                         torques=self._sens[:, :, self._s_torque], action=self._applied,
                         last_action=self._last_action, policy_action=self._action, command=self._command,
@@ -367,6 +375,11 @@ class MujocoVecEnv:
     def set_commands(self, commands: np.ndarray) -> None:
         """Override the current episode commands (evaluation at a fixed command, e.g. vx = 0.5 m/s)."""
         self._command[:] = commands
+
+    def physics_state(self, env: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """One world's full-physics state (mjSTATE_FULLPHYSICS) and the controls of its last physics step, copied
+        (e.g. for a bare mj_step reference on the same states)."""
+        return self._state[env].copy(), self._ctrl[env, -1].copy()
 
     def model(self, env: int = 0) -> mujoco.MjModel:
         """The (randomized) model of one environment; read-only by convention."""
