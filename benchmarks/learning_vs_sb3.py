@@ -65,7 +65,7 @@ class Curve:
 # both on the same task config (the `make train` forward-walking commands) and both without the safety chain
 # (SB3 cannot store the filtered action; the Gymnasium adapter runs unfiltered).
 NATIVE = {"robot_rl/A1Walk-v0": "a1_walk"}
-A1_TASK = ["commands.vx=[0.0, 1.0]", "commands.vy=[0.0, 0.0]", "commands.yaw_rate=[0.0, 0.0]"]
+A1_TASK = ["commands.vx=[0.5, 0.5]", "commands.vy=[0.0, 0.0]", "commands.yaw_rate=[0.0, 0.0]"]
 GYM_KWARGS: dict[str, dict[str, Any]] = {"robot_rl/A1Walk-v0": {"overrides": A1_TASK, "safety": False}}
 
 
