@@ -43,7 +43,8 @@ def pinned_overrides(params: dict[str, float], vx: float) -> list[str]:
     return out
 
 
-def record_direct(bundle_dir: Path, bag: Path, seconds: float, noise: float, vx: float, seed: int) -> None:
+def record_direct(bundle_dir: Path, bag: Path, seconds: float, noise: float, vx: float, seed: int,
+                  hidden: dict[str, float]) -> None:
     from robot_rl.bundle import load_bundle
     from robot_rl.logs import simulate_ticks, write_tick_bag
 
@@ -52,11 +53,11 @@ def record_direct(bundle_dir: Path, bag: Path, seconds: float, noise: float, vx:
     ticks = int(seconds * bundle.contract.policy_rate_hz)
     act_dim = bundle.contract.act_dim
     log = simulate_ticks(bundle.contract, lambda o: bundle.act(o) + noise * rng.standard_normal(act_dim), ticks,
-                         params=HIDDEN, command=np.array([vx, 0.0, 0.0]), reset_every=500, seed=seed)
+                         params=hidden, command=np.array([vx, 0.0, 0.0]), reset_every=500, seed=seed)
     write_tick_bag(bag, log, bundle.contract)
 
 
-def record_ros(bundle_dir: Path, bag: Path, seconds: float, vx: float) -> None:
+def record_ros(bundle_dir: Path, bag: Path, seconds: float, vx: float, hidden: dict[str, float]) -> None:
     from robot_rl.bundle import load_bundle
     from robot_rl.ros_nodes.procs import NodeGroup
     from robot_rl.ros_nodes.recorder import DEFAULT_TOPICS
@@ -67,7 +68,7 @@ def record_ros(bundle_dir: Path, bag: Path, seconds: float, vx: float) -> None:
     try:
         group.start("recorder", "recorder", {"output": str(bag), "topics": DEFAULT_TOPICS + [GROUND_TRUTH]})
         group.start("sim_robot", "sim_robot_node", {
-            "robot": contract.robot, "backend": "mujoco", "params": json.dumps(HIDDEN),
+            "robot": contract.robot, "backend": "mujoco", "params": json.dumps(hidden),
             "command_joints": list(contract.joint_names), "command_rate_hz": float(contract.policy_rate_hz),
             "physics_rate_hz": float(contract.physics_rate_hz), "kp": float(contract.kp[0]),
             "kd": float(contract.kd[0])})
@@ -92,18 +93,67 @@ def evaluate(bundle_dir: Path, overrides: list[str], episodes: int, seed: int) -
         env.close()
 
 
+def transport_delay(ds: Any) -> dict[str, float]:
+    """Median and 90th percentile [ms] of (tick logged - state stamp): the age of the state when the command left
+    the policy (state age + observation + inference + safety chain + publication), from the recorder's clock."""
+    delays = []
+    for ep in ds.episodes:
+        inf = ep.infos
+        if "stamp" in inf and "log_time_ns" in inf:
+            delays.append(np.asarray(inf["log_time_ns"], np.float64) * 1e-9 - np.asarray(inf["stamp"], np.float64))
+    if not delays:
+        return {}
+    d = np.concatenate(delays) * 1e3
+    return {"median_ms": float(np.median(d)), "p90_ms": float(np.percentile(d, 90))}
+
+
+def finetune_one(name: str, args: argparse.Namespace, ds_path: Path, train_overrides: list[str]) -> Path:
+    from robot_rl.offline.finetune import FinetuneConfig, finetune
+
+    out = args.out / name
+    common = {"bundle": str(args.bundle), "data": str(ds_path), "out": str(out), "num_envs": args.num_envs,
+              "task_overrides": train_overrides, "seed": args.seed, "init_std": args.init_std}
+    if name == "offline_iql":
+        cfg = FinetuneConfig(**common, algo="iql", offline_steps=args.offline_steps)
+    elif name == "online_iql":  # IQL offline, then online with the logs in an RLPD buffer
+        cfg = FinetuneConfig(**common, algo="iql", offline_steps=args.offline_steps, online=True,
+                             online_steps=args.online_steps, critic_warmup_steps=1000)
+    elif name == "online_ppo":  # PPO from the original actor, in simulation at the identified parameters
+        cfg = FinetuneConfig(**common, algo="iql", offline_steps=0, online=True, online_algo="ppo",
+                             online_steps=args.online_steps)
+    elif name == "offline_iql_ppo":  # IQL offline, then PPO in simulation at the identified parameters
+        cfg = FinetuneConfig(**common, algo="iql", offline_steps=args.offline_steps, online=True, online_algo="ppo",
+                             online_steps=args.online_steps)
+    else:
+        raise SystemExit(f"unknown method {name}")
+    finetune(cfg, log=lambda line: print(f"[{name}] {line}", flush=True))
+    return out
+
+
+METHODS = ("offline_iql", "online_iql", "online_ppo", "offline_iql_ppo")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("/tmp/closed_loop"))
     parser.add_argument("--transport", choices=["direct", "ros"], default="direct")
+    parser.add_argument("--hidden", type=json.loads, default=None,
+                        help=f"hidden parameters of the simulated robot as JSON (default {json.dumps(HIDDEN)})")
     parser.add_argument("--seconds", type=float, default=40.0, help="logged robot time")
     parser.add_argument("--noise", type=float, default=0.1, help="exploration noise on the logged actions (direct)")
     parser.add_argument("--vx", type=float, default=0.5)
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse OUT/dataset (and OUT/sysid.json) from an earlier run instead of recording")
+    parser.add_argument("--methods", nargs="+", default=["offline_iql", "online_iql"], choices=METHODS)
     parser.add_argument("--offline-steps", type=int, default=3000)
     parser.add_argument("--online-steps", type=int, default=10_000)
+    parser.add_argument("--num-envs", type=int, default=8, help="simulated robots for online fine-tuning")
+    parser.add_argument("--init-std", type=float, default=0.15, help="initial exploration std of the learner")
     parser.add_argument("--eval-episodes", type=int, default=8)
     parser.add_argument("--horizon", type=int, default=4, help="sysid prediction horizon [control ticks]")
+    parser.add_argument("--segments", type=int, default=60, help="sysid start states")
+    parser.add_argument("--bootstrap", type=int, default=8, help="sysid bootstrap resamples")
     parser.add_argument("--no-finetune", action="store_true", help="stop after system identification")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -112,49 +162,69 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from robot_rl.dataset import load_dataset
-    from robot_rl.offline.finetune import FinetuneConfig, finetune
     from robot_rl.replay import TopicMapping, replay
     from robot_rl.sysid import SysIdConfig, identify
 
-    shutil.rmtree(args.out, ignore_errors=True)
-    args.out.mkdir(parents=True)
-    result: dict[str, Any] = {"transport": args.transport, "hidden": HIDDEN, "seconds": args.seconds}
+    hidden = dict(args.hidden or HIDDEN)
+    args.bundle = args.bundle.resolve()
+    result: dict[str, Any] = {"transport": args.transport, "bundle": str(args.bundle), "hidden": hidden,
+                              "seconds": args.seconds}
     t0 = time.monotonic()
-    bag = args.out / "bag"
-    if args.transport == "ros":
-        record_ros(args.bundle, bag, args.seconds, args.vx)
+    bag, ds_path = args.out / "bag", args.out / "dataset"
+    if not args.reuse:
+        shutil.rmtree(args.out, ignore_errors=True)
+        args.out.mkdir(parents=True)
+        if args.transport == "ros":
+            record_ros(args.bundle, bag, args.seconds, args.vx, hidden)
+        else:
+            record_direct(args.bundle, bag, args.seconds, args.noise, args.vx, args.seed, hidden)
+        result["record_s"] = round(time.monotonic() - t0, 1)
+        _, summary = replay([bag], ds_path, mapping=TopicMapping(ground_truth=GROUND_TRUTH), recover=True)
+        result["dataset"] = {k: summary[k] for k in ("ticks", "episodes", "transitions", "end_reasons")}
+        (args.out / "dataset.json").write_text(json.dumps(result["dataset"]))
     else:
-        record_direct(args.bundle, bag, args.seconds, args.noise, args.vx, args.seed)
-    result["record_s"] = round(time.monotonic() - t0, 1)
-    ds_path, summary = replay([bag], args.out / "dataset", mapping=TopicMapping(ground_truth=GROUND_TRUTH),
-                              recover=True)
-    result["dataset"] = {k: summary[k] for k in ("ticks", "episodes", "transitions", "end_reasons")}
+        result["dataset"] = json.loads((args.out / "dataset.json").read_text())
     ds = load_dataset(ds_path)
-    t1 = time.monotonic()
-    fit = identify(ds, ds.contract.robot, SysIdConfig(horizon=args.horizon, max_segments=60, max_latency=8,
-                                                             seed=args.seed))
-    result["sysid"] = {"values": fit.values, "std": fit.std, "cost": fit.cost, "nominal_cost": fit.nominal_cost,
-                       "seconds": round(time.monotonic() - t1, 1),
-                       "relative_error": {k: abs(fit.values[k] - v) / max(abs(v), 1e-9) for k, v in HIDDEN.items()}}
-    result["sysid"]["all_within_15pct"] = all(e <= 0.15 for e in result["sysid"]["relative_error"].values())
+    if args.transport == "ros":
+        result["transport_delay"] = transport_delay(ds)
+    sysid_file = args.out / "sysid.json"
+    if args.reuse and sysid_file.is_file():
+        result["sysid"] = json.loads(sysid_file.read_text())
+    else:
+        t1 = time.monotonic()
+        fit = identify(ds, ds.contract.robot, SysIdConfig(horizon=args.horizon, max_segments=args.segments,
+                                                         max_latency=8, bootstrap=args.bootstrap, seed=args.seed))
+        result["sysid"] = {**fit.as_dict(), "seconds": round(time.monotonic() - t1, 1),
+                           "relative_error": {k: abs(fit.values[k] - v) / max(abs(v), 1e-9)
+                                              for k, v in hidden.items() if k in fit.values}}
+        result["sysid"]["all_within_15pct"] = all(e <= 0.15 for e in result["sysid"]["relative_error"].values())
+        sysid_file.write_text(json.dumps(result["sysid"]))
+    print(json.dumps({"sysid": result["sysid"]["values"], "std": result["sysid"]["std"],
+                      "error": result["sysid"]["relative_error"]}), flush=True)
     if args.no_finetune:
         result["total_s"] = round(time.monotonic() - t0, 1)
         print(json.dumps(result))
         return
-    overrides = pinned_overrides(HIDDEN, args.vx)
-    base = evaluate(args.bundle, overrides, args.eval_episodes, args.seed + 7)
+    # evaluation: the hidden robot; online fine-tuning: simulation at the identified parameters
+    eval_overrides = pinned_overrides(hidden, args.vx)
+    train_overrides = pinned_overrides(result["sysid"]["values"], args.vx)
+    result["train_overrides"] = train_overrides
+    base_file = args.out / "original.json"
+    if args.reuse and base_file.is_file():
+        base = json.loads(base_file.read_text())
+    else:
+        base = evaluate(args.bundle, eval_overrides, args.eval_episodes, args.seed + 7)
+        base_file.write_text(json.dumps(base))
     result["original"] = base
-    for name, online in (("offline_iql", False), ("online_iql", True)):
-        out = args.out / name
+    print(json.dumps({"original": base}), flush=True)
+    for name in args.methods:
         t2 = time.monotonic()
-        finetune(FinetuneConfig(bundle=str(args.bundle), data=str(ds_path), out=str(out), algo="iql",
-                                offline_steps=args.offline_steps, online=online, online_steps=args.online_steps,
-                                num_envs=8, task_overrides=overrides, critic_warmup_steps=1000, seed=args.seed),
-                 log=lambda line: None)
-        ev = evaluate(out, overrides, args.eval_episodes, args.seed + 7)
+        out = finetune_one(name, args, ds_path, train_overrides)
+        ev = evaluate(out, eval_overrides, args.eval_episodes, args.seed + 7)
         ev["train_s"] = round(time.monotonic() - t2, 1)
         ev["return_gain"] = (ev["return_mean"] - base["return_mean"]) / max(abs(base["return_mean"]), 1e-9)
         result[name] = ev
+        print(json.dumps({name: ev}), flush=True)
     result["total_s"] = round(time.monotonic() - t0, 1)
     print(json.dumps(result))
 

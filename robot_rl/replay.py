@@ -533,6 +533,8 @@ def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyCon
         infos: dict[str, np.ndarray] = {
             "seq": np.array([r.seq for r in seg], np.int64), "stamp": np.array([r.stamp for r in seg]),
             "log_time_ns": times.astype(np.int64),
+            "state_stamp": np.array([r.state.timestamp for r in seg], np.float64),
+            "compute_time": np.array([r.compute_time for r in seg], np.float64),
             "joint_pos": np.stack([r.state.joint_pos for r in seg]),
             "joint_vel": np.stack([r.state.joint_vel for r in seg]),
             "base_quat": quats, "base_ang_vel": np.stack([r.state.base_ang_vel for r in seg]),

@@ -6,7 +6,13 @@ by CMA-ES (the `cma` package) over the continuous parameters for every candidate
 physics steps, profiled exhaustively with a short search), then a longer search at the best latency. The
 uncertainty is the Gauss-Newton covariance s^2 (J^T J)^-1 of the normalized residuals at the optimum, J by central
 differences: it measures how well the log constrains each parameter, not the model error (contacts make the cost
-non-smooth), so treat it as a lower bound. The result becomes a training config centred on the
+non-smooth), so treat it as a lower bound. A bootstrap over the logged segments (`bootstrap` resamples, the default)
+measures how much the fit depends on which parts of the log it saw: the segments are resampled with replacement,
+the continuous parameters refitted by a short CMA-ES warm-started at the fit (at the fitted latency), and the latency
+re-chosen among the profiled candidates (each with its profile fit) by the cost on the resample; the reported
+`std` is then the bootstrap standard deviation (never below the Gauss-Newton one) and `interval` the 5-95%
+percentile interval of the refits. Resamples of a fixed log cannot reveal a model error the whole log shares (timing
+jitter, unmodelled dynamics): a fit can be confidently wrong. The result becomes a training config centred on the
 fitted values (`robot-rl train --config` reads it).
 
 Identifiability: motor strength and the PD gain scale multiply the same torque (strength * kp_scale * error) and
@@ -66,6 +72,15 @@ class SysIdConfig:
     """Joint-velocity residual normalization [rad/s]."""
     gyro_scale: float = 0.1
     """Gyro residual normalization [rad/s]."""
+    bootstrap: int = 8
+    """Bootstrap resamples of the segments (0: Gauss-Newton uncertainty only)."""
+    bootstrap_evals: int = 60
+    """CMA-ES evaluations per bootstrap refit (warm-started at the fit, so few suffice)."""
+    timing: bool = True
+    """Replay each tick with its logged timing when the log has it (robot_rl ticks: state stamps and the command's
+    send time on one clock): the physics steps between logged states and the steps before the new command arrived.
+    The fitted latency is then the robot's own actuation delay; without timing it also absorbs the pipeline delay
+    (state age, inference, transport) and the jitter of the tick period."""
 
     def __post_init__(self) -> None:
         bad = [p for p in self.params if p not in BOUNDS and p != "latency"]
@@ -73,6 +88,8 @@ class SysIdConfig:
             raise ConfigError(f"sysid: unknown parameter {bad[0]} (choose from {', '.join([*BOUNDS, 'latency'])})")
         if self.horizon < 1 or self.max_segments < 1 or self.max_latency < 0 or self.max_evals < 10:
             raise ConfigError("sysid: horizon >= 1, max_segments >= 1, max_latency >= 0, max_evals >= 10")
+        if self.bootstrap < 0 or self.bootstrap == 1 or self.bootstrap_evals < 10:
+            raise ConfigError("sysid: bootstrap must be 0 or >= 2 resamples, bootstrap_evals >= 10")
 
 
 @dataclass
@@ -85,20 +102,34 @@ class Segment:
     next_q: np.ndarray
     next_qd: np.ndarray
     next_gyro: np.ndarray
+    steps: np.ndarray | None = None
+    """(H,) physics steps between consecutive logged states (None: the contract's decimation)."""
+    onset: np.ndarray | None = None
+    """(H,) physics steps after each logged state during which the previous target is still held, because the new
+    command had not reached the robot yet (None: 0, the command acts at the tick)."""
 
 
 @dataclass
 class SysIdResult:
     values: dict[str, float]
     std: dict[str, float]
+    """Reported uncertainty: the bootstrap std when it ran (at least the Gauss-Newton std), else Gauss-Newton."""
     cost: float
     nominal_cost: float
     latency_profile: dict[int, float] = field(default_factory=dict)
     segments: int = 0
     evaluations: int = 0
+    gn_std: dict[str, float] = field(default_factory=dict)
+    """Gauss-Newton std at the optimum (latency: half the spread of near-best latencies, at least 0.5)."""
+    interval: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """5-95% percentile interval of the bootstrap refits (empty without bootstrap)."""
+    bootstrap: dict[str, list[float]] = field(default_factory=dict)
+    """Every bootstrap refit, per parameter."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"values": self.values, "std": self.std, "cost": self.cost, "nominal_cost": self.nominal_cost,
+        return {"values": self.values, "std": self.std, "gn_std": self.gn_std,
+                "interval": {k: list(v) for k, v in self.interval.items()}, "bootstrap": self.bootstrap,
+                "cost": self.cost, "nominal_cost": self.nominal_cost,
                 "latency_profile": {str(k): v for k, v in self.latency_profile.items()}, "segments": self.segments,
                 "evaluations": self.evaluations}
 
@@ -133,10 +164,14 @@ class Predictor:
             d.qvel[:] = seg.qvel
             delay = DelayLine(len(self._jq), latency)
             delay.push(seg.prev_target)
+            held = seg.prev_target
             for h in range(len(seg.targets)):
-                for _ in range(self.decimation):
-                    d.ctrl[:] = delay.push(seg.targets[h])
+                steps = self.decimation if seg.steps is None else int(seg.steps[h])
+                onset = 0 if seg.onset is None else int(seg.onset[h])
+                for i in range(steps):
+                    d.ctrl[:] = delay.push(held if i < onset else seg.targets[h])
                     mujoco.mj_step(m, d)
+                held = seg.targets[h]
                 if not np.all(np.isfinite(d.qpos)):
                     out.append(np.full(3 * len(self._jq) + 3, 1e3))
                     continue
@@ -157,12 +192,17 @@ def segments_from_dataset(ds: Dataset, cfg: SysIdConfig, model: mujoco.MjModel, 
     """Start states and logged targets of `max_segments` evenly spread windows of `horizon` ticks."""
     need = ("joint_pos", "joint_vel", "base_quat", "base_ang_vel", "safe_targets")
     h = cfg.horizon
+    dt = float(model.opt.timestep)
+    decimation = max(1, int(round(1.0 / (ds.contract.policy_rate_hz * dt))))
     candidates: list[tuple[int, int]] = []
+    timings: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
     for e, ep in enumerate(ds.episodes):
         missing = [k for k in need if k not in ep.infos]
         if missing:
             raise DatasetError(f"dataset {ds.path}: episodes lack {', '.join(missing)} (not a robot_rl replay dataset)")
-        candidates += [(e, k) for k in range(1, len(ep) + 1 - h)]
+        timings[e] = _logged_timing(ep.infos, dt, decimation) if cfg.timing else None
+        ok = np.ones(len(ep) + 1, bool) if timings[e] is None else timings[e][0] > 0  # type: ignore[index]
+        candidates += [(e, k) for k in range(1, len(ep) + 1 - h) if ok[k:k + h].all()]
     if not candidates:
         raise DatasetError(f"dataset {ds.path}: no episode is longer than {h + 1} ticks")
     pick = np.linspace(0, len(candidates) - 1, min(cfg.max_segments, len(candidates))).round().astype(int)
@@ -191,7 +231,36 @@ def segments_from_dataset(ds: Dataset, cfg: SysIdConfig, model: mujoco.MjModel, 
                             targets=inf["safe_targets"][k:k + h], next_q=inf["joint_pos"][k + 1:k + 1 + h],
                             next_qd=inf["joint_vel"][k + 1:k + 1 + h],
                             next_gyro=inf["base_ang_vel"][k + 1:k + 1 + h]))
+        timing = timings[e]
+        if timing is not None:
+            segs[-1].steps, segs[-1].onset = timing[0][k:k + h], timing[1][k:k + h]
     return segs
+
+
+def _logged_timing(infos: dict[str, np.ndarray], dt: float, decimation: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, onset) per tick from the logged clocks, or None when the log has no usable timing.
+
+    steps[k]: physics steps between the state of tick k and that of tick k + 1 (from the state stamps; 0 marks a
+    tick whose next state is missing, repeated or more than 3 periods away: not used as a segment). onset[k]: physics
+    steps after the state of tick k before its command reached the robot, floor((tick stamp + compute time - state
+    stamp) / dt), when the tick and state stamps share one clock (robot_rl ticks over ROS 2); else 0."""
+    if "state_stamp" not in infos:
+        return None
+    st = np.asarray(infos["state_stamp"], np.float64)
+    if len(st) < 2 or not np.all(np.isfinite(st)):
+        return None
+    gaps = np.round(np.diff(st) / dt).astype(int)
+    steps = np.where((gaps >= 1) & (gaps <= 3 * decimation), gaps, 0)
+    steps = np.append(steps, 0)
+    onset = np.zeros(len(st), int)
+    if "stamp" in infos and "compute_time" in infos:
+        sent = np.asarray(infos["stamp"], np.float64) + np.asarray(infos["compute_time"], np.float64)
+        lag = sent - st
+        if np.all(np.isfinite(lag)) and abs(float(np.median(lag))) < 0.25:  # one clock
+            onset = np.clip(np.floor(np.maximum(lag, 0.0) / dt + 1e-6).astype(int), 0, np.maximum(steps, 0))
+    if np.all(steps[:-1] == decimation) and not onset.any():
+        return None
+    return steps, onset
 
 
 def _ground_height(model: mujoco.MjModel, data: mujoco.MjData, qpos: np.ndarray) -> float:
@@ -247,17 +316,62 @@ def identify(ds: Dataset, robot: str, cfg: SysIdConfig | None = None,
     if f > profile[latency]:
         x, f = starts[latency], profile[latency]
     profile[latency] = f
+    starts[latency] = x
     values = to_params(x, latency)
-    std = _gauss_newton_std(pred, values, names, hi - lo)
+    gn_std = _gauss_newton_std(pred, values, names, hi - lo)
     if "latency" in cfg.params:
         # a discrete parameter: half a step when the profile clearly prefers one value, else the spread of
         # latencies within 10% of the best cost
         near = [k for k, v in profile.items() if v <= 1.1 * f]
-        std["latency"] = max(0.5, (max(near) - min(near)) / 2.0)
+        gn_std["latency"] = max(0.5, (max(near) - min(near)) / 2.0)
     else:
         values.pop("latency")
+    std = dict(gn_std)
+    interval: dict[str, tuple[float, float]] = {}
+    boot: dict[str, list[float]] = {}
+    if cfg.bootstrap:
+        boot = _bootstrap(pred, cfg, names, starts, latency, to_params)
+        if "latency" not in cfg.params:
+            boot.pop("latency", None)
+        for k, samples in boot.items():
+            arr = np.asarray(samples, np.float64)
+            std[k] = max(float(arr.std(ddof=1)), gn_std.get(k, 0.0))
+            interval[k] = (float(np.percentile(arr, 5)), float(np.percentile(arr, 95)))
     return SysIdResult(values=values, std=std, cost=f, nominal_cost=nominal_cost, latency_profile=profile,
-                       segments=len(pred.segments), evaluations=pred.evaluations)
+                       segments=len(pred.segments), evaluations=pred.evaluations, gn_std=gn_std, interval=interval,
+                       bootstrap=boot)
+
+
+def _bootstrap(pred: Predictor, cfg: SysIdConfig, names: list[str], starts: dict[int, np.ndarray], latency: int,
+               to_params: Any) -> dict[str, list[float]]:
+    """Refits on `cfg.bootstrap` resamples (with replacement) of the segments: continuous parameters by a short
+    CMA-ES warm-started at the fit; the latency re-chosen among the profiled candidates (each at its profile fit, the
+    best one at the refit) by the resample's cost."""
+    import cma
+
+    segments = pred.segments
+    rng = np.random.default_rng(cfg.seed + 7919)
+    out: dict[str, list[float]] = {p: [] for p in [*names, "latency"]}
+    try:
+        for _ in range(cfg.bootstrap):
+            pred.segments = [segments[i] for i in rng.integers(0, len(segments), len(segments))]
+            x = starts[latency]
+            if names:
+                es = cma.CMAEvolutionStrategy(x, 0.05, {"bounds": [0, 1], "seed": int(rng.integers(1, 2**31 - 1)),
+                                                        "verbose": -9, "maxfevals": cfg.bootstrap_evals,
+                                                        "tolfun": 1e-7, "tolx": 1e-5})
+                while not es.stop():
+                    xs = es.ask()
+                    es.tell(xs, [pred.cost(to_params(np.asarray(c), latency)) for c in xs])
+                if es.result.fbest < pred.cost(to_params(x, latency)):
+                    x = np.asarray(es.result.xbest)
+            costs = {k: pred.cost(to_params(x if k == latency else s, k)) for k, s in starts.items()}
+            best = min(costs, key=costs.__getitem__)
+            for p, v in to_params(x if best == latency else starts[best], best).items():
+                out[p].append(float(v))
+    finally:
+        pred.segments = segments
+    return out
 
 
 def _gauss_newton_std(pred: Predictor, values: dict[str, float], names: list[str],
@@ -309,7 +423,9 @@ def write_train_config(path: str | Path, result: SysIdResult, task: str, dataset
     doc = {"task": task, "task_overrides": base + randomization_overrides(result)}
     header = ["# robot-rl sysid: randomization centred on parameters identified from " + dataset]
     for k, v in result.values.items():
-        header.append(f"#   {k} = {v:.4g} +- {result.std.get(k, 0.0):.3g}")
+        lo_hi = result.interval.get(k)
+        band = f" (bootstrap 5-95%: {lo_hi[0]:.4g} .. {lo_hi[1]:.4g})" if lo_hi else ""
+        header.append(f"#   {k} = {v:.4g} +- {result.std.get(k, 0.0):.3g}{band}")
     header.append(f"# prediction cost {result.cost:.4g} (nominal parameters {result.nominal_cost:.4g})")
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("\n".join(header) + "\n" + yaml.safe_dump(doc, sort_keys=False))

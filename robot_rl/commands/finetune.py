@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=5000, help="offline gradient steps")
     parser.add_argument("--online", action="store_true", help="then fine-tune online (SAC) in simulation")
     parser.add_argument("--online-steps", type=int, default=20_000, help="online environment transitions")
+    parser.add_argument("--online-algo", choices=["ppo"], default="",
+                        help="online learner (default: continue the offline one with the logs in an RLPD buffer)")
     parser.add_argument("--critic-warmup", type=int, default=2000,
                         help="critic updates on the logged data before online SAC (actor frozen)")
     parser.add_argument("--utd", type=float, default=1.0, help="online critic updates per transition")
@@ -37,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.bundle.with_name(f"{args.bundle.name}-{args.algo}{'-online' if args.online else ''}")
     cfg = FinetuneConfig(bundle=str(args.bundle), data=str(args.data), out=str(out), algo=args.algo,
                          offline_steps=args.steps, online=args.online, online_steps=args.online_steps,
-                         utd_ratio=args.utd, critic_warmup_steps=args.critic_warmup, num_envs=args.num_envs,
+                         online_algo=args.online_algo, utd_ratio=args.utd,
+                         critic_warmup_steps=args.critic_warmup, num_envs=args.num_envs,
                          task=args.task,
                          task_overrides=list(args.overrides), eval_episodes=args.eval_episodes, seed=args.seed)
     metrics = finetune(cfg, log=lambda line: print(f"robot-rl {line}", flush=True))

@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--horizon", type=int, default=4, help="control ticks predicted from each start state")
     parser.add_argument("--max-latency", type=int, default=6, help="largest latency profiled [physics steps]")
     parser.add_argument("--evals", type=int, default=400, help="CMA-ES evaluations at the best latency")
+    parser.add_argument("--bootstrap", type=int, default=8,
+                        help="bootstrap resamples of the segments for the uncertainty (0: Gauss-Newton only)")
+    parser.add_argument("--bootstrap-evals", type=int, default=60, help="CMA-ES evaluations per bootstrap refit")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -28,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.sysid import DEFAULT_PARAMS, SysIdConfig, identify, randomization_overrides, write_train_config
 
     cfg = SysIdConfig(params=tuple(args.params or DEFAULT_PARAMS), horizon=args.horizon, max_segments=args.segments,
-                      max_latency=args.max_latency, max_evals=args.evals, seed=args.seed)
+                      max_latency=args.max_latency, max_evals=args.evals, bootstrap=args.bootstrap,
+                      bootstrap_evals=args.bootstrap_evals, seed=args.seed)
     ds = load_dataset(args.dataset)
     ds.check_robot(args.robot)
 
@@ -39,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     task = str(ds.contract.provenance.get("task") or f"{args.robot}_walk")
     out = write_train_config(args.out or args.dataset / "sysid.yaml", result, task, str(args.dataset))
     for key, value in result.values.items():
-        print(f"robot-rl sysid: {key:15s} {value:8.4g} +- {result.std.get(key, 0.0):.3g}")
+        lo_hi = result.interval.get(key)
+        band = f"  (5-95%: {lo_hi[0]:.4g} .. {lo_hi[1]:.4g})" if lo_hi else ""
+        print(f"robot-rl sysid: {key:15s} {value:8.4g} +- {result.std.get(key, 0.0):.3g}{band}")
     print(f"robot-rl sysid: prediction cost {result.cost:.4g} (nominal {result.nominal_cost:.4g}); wrote {out}")
     print(json.dumps({**result.as_dict(), "config": str(out), "overrides": randomization_overrides(result)}))
     return 0

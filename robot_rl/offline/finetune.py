@@ -55,6 +55,12 @@ class FinetuneConfig:
     """Continue with SAC online in simulation (the safety chain in the loop)."""
     online_steps: int = 20_000
     """Environment transitions collected online."""
+    online_algo: Literal["", "ppo"] = ""
+    """Online learner: "" continues the offline one (IQL / TD3+BC with their critics and the logged data in an RLPD
+    buffer; SAC after BC or SAC); "ppo" runs on-policy PPO from the (offline-trained) actor
+    (robot_rl.offline.ppo_finetune; no replay of the logs)."""
+    ppo_steps: int = 24
+    """PPO rollout length per environment (online_algo="ppo"): iterations = online_steps // (num_envs * ppo_steps)."""
     critic_warmup_steps: int = 2000
     """Critic updates on the logged data before online SAC (actor frozen)."""
     num_envs: int = 8
@@ -80,6 +86,8 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.algo not in LEARNER_CONFIGS:
             raise ConfigError(f"unknown algorithm '{self.algo}' (choose from {', '.join(LEARNER_CONFIGS)})")
+        if self.online_algo not in ("", "ppo"):
+            raise ConfigError(f"unknown online algorithm '{self.online_algo}' (choose from ppo, or empty)")
         if min(self.offline_steps, self.online_steps, self.critic_warmup_steps, self.eval_episodes) < 0:
             raise ConfigError("step counts must be non-negative")
 
@@ -129,7 +137,18 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
                                callback=lambda step, ls: log(f"finetune: {cfg.algo} step {step}: "
                                                              + ", ".join(f"{k} {v:.4g}" for k, v in ls.items())))
         metrics.update({f"offline/{k}": v for k, v in losses.items()})
-    if cfg.online:
+    if cfg.online and cfg.online_algo == "ppo":
+        assert env is not None
+        from robot_rl.offline.ppo_finetune import PPOFinetuneConfig, ppo_finetune
+
+        iterations = max(1, cfg.online_steps // (cfg.num_envs * cfg.ppo_steps))
+        pcfg = PPOFinetuneConfig(iterations=iterations, num_steps=cfg.ppo_steps, init_std=cfg.init_std,
+                                 seed=cfg.seed)
+        stats = ppo_finetune(policy, env, pcfg, action_clip=clip,
+                             callback=lambda it, s: log(f"finetune: ppo iteration {it}, return "
+                                                        f"{s['return_mean']:.3f}") if it % 10 == 0 else None)
+        metrics.update({f"online/{k}": v for k, v in stats.items()})
+    elif cfg.online:
         assert env is not None
         offline = ReplayBuffer.from_transitions(data)
         agent: OnlineAgent
@@ -166,6 +185,7 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
                                "dataset_sha256": dataset_digest(data_path), "algo": cfg.algo,
                                "offline_steps": cfg.offline_steps,
                                "online_steps": cfg.online_steps if cfg.online else 0,
+                               "online_algo": (cfg.online_algo or cfg.algo) if cfg.online else "",
                                "task": task, "task_overrides": list(cfg.task_overrides)}}
     clean = {k: float(v) if isinstance(v, (np.floating, float)) else v for k, v in metrics.items()}
     policy.export(cfg.out, contract, provenance, clean)

@@ -73,21 +73,22 @@ class Policy(nn.Module):
     @classmethod
     def from_bundle(cls, path: str | Path, init_std: float = 0.3) -> tuple[Policy, PolicyContract]:
         """The bundle's actor weights and observation statistics, and its contract."""
-        from robot_rl.bundle import CONTRACT_FILE, TORCHSCRIPT_FILE
+        from robot_rl.bundle import CONTRACT_FILE, ONNX_FILE, TORCHSCRIPT_FILE
 
         path = Path(path)
         if not (path / CONTRACT_FILE).is_file():
             raise BundleError(f"bundle {path} is missing {CONTRACT_FILE}")
         contract = PolicyContract.load(path / CONTRACT_FILE)
         file = path / TORCHSCRIPT_FILE
-        if not file.is_file():
-            raise BundleError(f"bundle {path} is missing {TORCHSCRIPT_FILE} (needed to initialize a learner)")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                state = torch.jit.load(str(file), map_location="cpu").state_dict()
-        except Exception as exc:  # noqa: BLE001 - torch.jit.load raises several untyped errors
-            raise BundleError(f"{file}: not a loadable TorchScript module ({str(exc).splitlines()[0][:200]})") from None
+        if file.is_file():
+            state = _torchscript_state(file)
+        elif (path / ONNX_FILE).is_file():
+            # a deployment bundle may ship ONNX only (the nodes need nothing else): read its initializers
+            file = path / ONNX_FILE
+            state = _onnx_state(file)
+        else:
+            raise BundleError(f"bundle {path} has neither {TORCHSCRIPT_FILE} nor {ONNX_FILE} (needed to initialize "
+                              "a learner)")
         layers = _linear_layers(state)
         if not layers:
             raise BundleError(f"{file}: no linear layers found; only MLP actors can initialize a learner")
@@ -129,6 +130,34 @@ class _Actor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
+
+
+def _torchscript_state(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return dict(torch.jit.load(str(file), map_location="cpu").state_dict())
+    except Exception as exc:  # noqa: BLE001 - torch.jit.load raises several untyped errors
+        raise BundleError(f"{file}: not a loadable TorchScript module ({str(exc).splitlines()[0][:200]})") from None
+
+
+def _onnx_state(file: Path) -> dict[str, torch.Tensor]:
+    """The weights of an exported MLP actor (Gemm with transposed B, ELU between) from the ONNX initializers;
+    any other graph (other operators or activations) is refused, since `Policy` could not reproduce it."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(str(file))
+    except Exception as exc:  # noqa: BLE001 - protobuf decode errors are untyped
+        raise BundleError(f"{file}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+    ops = [n.op_type for n in model.graph.node]
+    gemms = [n for n in model.graph.node if n.op_type == "Gemm"]
+    trans_b = [next((a.i for a in n.attribute if a.name == "transB"), 0) for n in gemms]
+    if set(ops) - {"Gemm", "Elu"} or not gemms or not all(trans_b):
+        raise BundleError(f"{file}: not an ELU MLP actor ({', '.join(sorted(set(ops)))}); only MLP actors can "
+                          "initialize a learner")
+    return {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer}
 
 
 def _linear_layers(state: dict[str, torch.Tensor]) -> list[tuple[int, torch.Tensor, torch.Tensor]]:

@@ -78,3 +78,38 @@ def test_finetune_refuses_dataset_of_other_layout(setup: tuple[Path, Path, np.nd
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'a1', not 'go1'" in err
     assert not out.exists()
+
+
+def test_policy_from_onnx_only_bundle(tmp_path: Path) -> None:
+    """A deployment bundle may ship ONNX only (tests/ros/data/a1_walk does): the learner reads the actor from its
+    initializers and reproduces onnxruntime's actions; a bundle with neither file is refused by name."""
+    fixture = Path(__file__).resolve().parents[1] / "ros" / "data" / "a1_walk"
+    assert not (fixture / "policy.pt").exists()
+    policy, contract = Policy.from_bundle(fixture)
+    obs = np.random.default_rng(0).standard_normal((16, contract.obs_dim)).astype(np.float32)
+    runtime = load_bundle(fixture)
+    np.testing.assert_allclose(policy.act(obs), np.stack([runtime.act(o) for o in obs]), atol=1e-4)
+    # an exported bundle without its TorchScript file loads the same weights from ONNX
+    exported = policy.export(tmp_path / "b", contract, {}, {})
+    (exported / "policy.pt").unlink()
+    again, _ = Policy.from_bundle(exported)
+    np.testing.assert_allclose(again.act(obs), policy.act(obs), atol=1e-5)
+    (exported / "policy.onnx").unlink()
+    from robot_rl.errors import BundleError
+
+    with pytest.raises(BundleError, match="neither policy.pt nor policy.onnx"):
+        Policy.from_bundle(exported)
+
+
+def test_finetune_online_ppo_in_the_simulated_a1_with_safety_chain(setup: tuple[Path, Path, np.ndarray],
+                                                                   tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    bundle, ds, _ = setup
+    out = tmp_path / "ppo"
+    assert main(["finetune", str(bundle), "--data", str(ds), "--steps", "0", "--online", "--online-algo", "ppo",
+                 "--online-steps", "96", "--num-envs", "2", "--out", str(out)]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["online/transitions"] == 96  # 2 iterations of 2 robots x 24 steps
+    assert 0.0 <= metrics["online/intervention_rate"] <= 1.0
+    prov = load_bundle(out).contract.provenance["finetune"]
+    assert prov["online_algo"] == "ppo" and prov["online_steps"] == 96 and prov["offline_steps"] == 0

@@ -98,3 +98,23 @@ def test_sac_online_utd_learns_and_uses_offline_data(mixed_data: Transitions) ->
     stats = run_online(sac, PointVecEnv(8, seed=3), steps=800, seed=3)
     assert len(sac.online) == 800 and stats["episodes"] > 0
     assert _return(policy) > before + 3.0
+
+
+def test_ppo_finetune_improves_and_warms_up_the_critic_first() -> None:
+    """Online PPO from a bundle's actor (fixed observation statistics): the first iterations fit only the value
+    function (actor unchanged), then the policy improves on the point-mass task."""
+    from robot_rl.offline.ppo_finetune import PPOFinetuneConfig, ppo_finetune
+
+    torch.manual_seed(0)
+    policy = Policy(2, 2, (32, 32))
+    policy.set_statistics(np.random.default_rng(0).uniform(-1.5, 1.5, (256, 2)))
+    start = {k: v.clone() for k, v in policy.net.state_dict().items()}
+    before = _return(policy)
+    ppo_finetune(policy, PointVecEnv(16, seed=0), PPOFinetuneConfig(iterations=2, critic_warmup=2, num_steps=20))
+    assert all(torch.equal(start[k], v) for k, v in policy.net.state_dict().items())
+    stats = ppo_finetune(policy, PointVecEnv(16, seed=0),
+                         PPOFinetuneConfig(iterations=40, critic_warmup=3, num_steps=20, init_std=0.5,
+                                           learning_rate=1e-3, desired_kl=0.02), action_clip=1.0)
+    assert stats["transitions"] == 40 * 20 * 16 and stats["episodes"] > 0
+    after = _return(policy)
+    assert after > before + 3.0, (before, after)

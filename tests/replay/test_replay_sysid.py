@@ -26,7 +26,7 @@ def test_sysid_recovers_hidden_parameters(tmp_path: Path, capsys: pytest.Capture
     assert main(["replay", str(bag), "--out", str(ds), "--set", "ground_truth=/sim_robot/ground_truth"]) == 0
     out = tmp_path / "rand.yaml"
     assert main(["sysid", str(ds), "--robot", "a1", "--out", str(out), "--segments", "40", "--max-latency", "5",
-                 "--horizon", "2"]) == 0
+                 "--horizon", "2", "--bootstrap", "2", "--bootstrap-evals", "10"]) == 0
     import json
 
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -34,7 +34,8 @@ def test_sysid_recovers_hidden_parameters(tmp_path: Path, capsys: pytest.Capture
     assert values["latency"] == HIDDEN["latency"]
     for key in ("friction", "motor_strength", "added_mass"):
         assert abs(values[key] - HIDDEN[key]) <= 0.15 * abs(HIDDEN[key]), (key, values[key])
-        assert result["std"][key] >= 0.0
+        assert result["std"][key] >= result["gn_std"][key] >= 0.0
+        assert len(result["bootstrap"][key]) == 2 and len(result["interval"][key]) == 2
     assert result["cost"] < 0.1 * result["nominal_cost"]
     # the written config trains with randomization centred on the fit
     from robot_rl.runner import TrainConfig
@@ -45,3 +46,108 @@ def test_sysid_recovers_hidden_parameters(tmp_path: Path, capsys: pytest.Capture
     assert r.friction.low < values["friction"] < r.friction.high
     assert r.latency_steps.low <= 3 <= r.latency_steps.high
     assert "sysid" in out.read_text().splitlines()[0] and yaml.safe_load(out.read_text())["task"] == "a1_walk"
+
+
+def _small_dataset(tmp_path: Path, name: str, joint_vel_noise: float) -> object:
+    """A short random-action log of the hidden robot (no latency), replayed to a dataset; optional sensor noise
+    on the logged joint velocities (what a real encoder adds)."""
+    from robot_rl.dataset import load_dataset
+
+    contract = a1_contract()
+    rng = np.random.default_rng(0)
+    log = simulate_ticks(contract, lambda o: 0.5 * rng.standard_normal(12), 160,
+                         params={"friction": 0.6, "motor_strength": 0.8, "added_mass": 1.5}, reset_every=80,
+                         safety=False)
+    bag = write_tick_bag(tmp_path / f"bag_{name}", log, contract)
+    assert main(["replay", str(bag), "--out", str(tmp_path / name), "--set",
+                 "ground_truth=/sim_robot/ground_truth"]) == 0
+    ds = load_dataset(tmp_path / name)
+    noise = np.random.default_rng(1)
+    for ep in ds.episodes:
+        ep.infos["joint_vel"] = ep.infos["joint_vel"] + joint_vel_noise * noise.standard_normal(
+            ep.infos["joint_vel"].shape)
+    return ds
+
+
+def test_sysid_bootstrap_uncertainty_grows_with_sensor_noise(tmp_path: Path) -> None:
+    """The bootstrap refits every resample of the segments: its spread is reported as std (never below the
+    Gauss-Newton std) with a 5-95% interval, and a noisier log gives a wider one."""
+    from robot_rl.sysid import SysIdConfig, identify
+
+    cfg = SysIdConfig(params=("motor_strength", "added_mass"), horizon=2, max_segments=24, max_evals=120,
+                      profile_evals=40, bootstrap=5, bootstrap_evals=30)
+    clean = identify(_small_dataset(tmp_path, "clean", 0.0), "a1", cfg)  # type: ignore[arg-type]
+    noisy = identify(_small_dataset(tmp_path, "noisy", 1.0), "a1", cfg)  # type: ignore[arg-type]
+    for fit in (clean, noisy):
+        assert set(fit.bootstrap) == {"motor_strength", "added_mass"} and "latency" not in fit.values
+        for key in ("motor_strength", "added_mass"):
+            assert len(fit.bootstrap[key]) == 5
+            lo, hi = fit.interval[key]
+            assert lo <= hi and fit.std[key] >= fit.gn_std[key] > 0.0
+    assert abs(clean.values["motor_strength"] - 0.8) < 0.05 and abs(clean.values["added_mass"] - 1.5) < 0.5
+    width = {k: clean.interval[k][1] - clean.interval[k][0] for k in clean.interval}
+    noisy_width = {k: noisy.interval[k][1] - noisy.interval[k][0] for k in noisy.interval}
+    assert noisy_width["added_mass"] > width["added_mass"], (width, noisy_width)
+    assert noisy.std["added_mass"] > clean.std["added_mass"]
+
+
+def test_sysid_bootstrap_config_is_checked() -> None:
+    from robot_rl.errors import ConfigError
+    from robot_rl.sysid import SysIdConfig
+
+    with pytest.raises(ConfigError, match="bootstrap"):
+        SysIdConfig(bootstrap=1)
+    assert SysIdConfig(bootstrap=0).bootstrap == 0
+
+
+def test_logged_timing_from_ros_clocks() -> None:
+    """Physics steps between logged states and the command's arrival, from ticks whose stamps share one clock;
+    a log on two clocks (simulator time vs wall time) gives no onset, and a missing next state marks the tick."""
+    from robot_rl.sysid import _logged_timing
+
+    st = 100.0 + np.array([0.0, 0.025, 0.045, 0.045, 0.065])
+    infos = {"state_stamp": st, "stamp": st + np.array([0.004, 0.011, 0.0052, 0.021, 0.0]),
+             "compute_time": np.full(5, 0.0005)}
+    timing = _logged_timing(infos, 0.005, 4)
+    assert timing is not None
+    steps, onset = timing
+    assert steps.tolist() == [5, 4, 0, 4, 0]
+    assert onset.tolist() == [0, 2, 0, 4, 0]  # 4.5 ms -> 0, 11.5 -> 2, 5.7 -> 1 but no next state, 21.5 -> 4
+    sim_clock = {**infos, "state_stamp": st - 100.0}
+    steps2, onset2 = _logged_timing(sim_clock, 0.005, 4) or (None, None)
+    assert steps2 is not None and onset2 is not None and not onset2.any()
+    regular = {"state_stamp": np.arange(6) * 0.02, "stamp": 50.0 + np.arange(6) * 0.02, "compute_time": np.zeros(6)}
+    assert _logged_timing(regular, 0.005, 4) is None  # nominal timing: nothing to model
+
+
+def test_sysid_replay_with_logged_timing_matches_the_robot() -> None:
+    """A robot (MuJoCo, actuation delay 2 physics steps) that receives each command some physics steps after the
+    logged state, with irregular tick periods: replaying the logged timing reproduces its states at the true
+    latency; the nominal replay (command at the tick, decimation steps) does not, and prefers a wrong latency."""
+    from robot_rl.sim import make_robot_sim
+    from robot_rl.sysid import Predictor, Segment, SysIdConfig
+
+    robot = make_robot_sim("a1", physics_dt=0.005, params={"latency": 2})
+    robot.reset(seed=0)
+    prev = np.asarray(robot.state().joint_pos, float)
+    robot.step(prev, 20)  # settle: the delay line holds `prev`
+    qpos, qvel = robot.data.qpos.copy(), robot.data.qvel.copy()
+    rng = np.random.default_rng(0)
+    targets = prev + 0.3 * rng.standard_normal((3, 12))
+    steps, onset = np.array([5, 3, 4]), np.array([2, 1, 0])
+    held, states = prev, []
+    for h in range(3):
+        if onset[h]:
+            robot.step(held, int(onset[h]))
+        states.append(robot.step(targets[h], int(steps[h] - onset[h])))
+        held = targets[h]
+    seg = Segment(qpos=qpos, qvel=qvel, prev_target=prev, targets=targets,
+                  next_q=np.stack([s.joint_pos for s in states]), next_qd=np.stack([s.joint_vel for s in states]),
+                  next_gyro=np.stack([s.base_ang_vel for s in states]), steps=steps, onset=onset)
+    nominal = Segment(**{**seg.__dict__, "steps": None, "onset": None})
+    timed = Predictor("a1", 0.005, 4, [seg], SysIdConfig())
+    plain = Predictor("a1", 0.005, 4, [nominal], SysIdConfig())
+    costs = {lat: timed.cost({"latency": lat}) for lat in range(6)}
+    assert min(costs, key=costs.__getitem__) == 2 and costs[2] < 1e-3, costs
+    plain_costs = {lat: plain.cost({"latency": lat}) for lat in range(6)}
+    assert min(plain_costs.values()) > 100 * costs[2], plain_costs
