@@ -7,7 +7,10 @@ the return on that robot, with the safety chain in the loop.
 --transport direct (default) drives the simulated robot (make_robot_sim) through the same contract path as the
 policy node (observer -> bundle -> contract.act -> safety chain -> held targets) and records ControlTick bags with the
 rosbags writer; --transport ros starts the simulated-robot, policy, cmd_vel and recorder nodes over ROS 2 (isolated
-DDS domain) and records with the robot_rl recorder. Prints one JSON object on its last line.
+DDS domain) and records with the robot_rl recorder. System identification uses the logged tick timing and a
+bootstrap over segments; online fine-tuning (--methods online_iql / online_ppo / offline_iql_ppo) runs in simulation
+pinned to the *identified* parameters, evaluation on the hidden ones. --reuse skips recording (and sysid, and the
+original bundle's evaluation) when OUT holds them. Prints one JSON object on its last line.
 """
 
 from __future__ import annotations
@@ -94,13 +97,11 @@ def evaluate(bundle_dir: Path, overrides: list[str], episodes: int, seed: int) -
 
 
 def transport_delay(ds: Any) -> dict[str, float]:
-    """Median and 90th percentile [ms] of (tick logged - state stamp): the age of the state when the command left
-    the policy (state age + observation + inference + safety chain + publication), from the recorder's clock."""
-    delays = []
-    for ep in ds.episodes:
-        inf = ep.infos
-        if "stamp" in inf and "log_time_ns" in inf:
-            delays.append(np.asarray(inf["log_time_ns"], np.float64) * 1e-9 - np.asarray(inf["stamp"], np.float64))
+    """Median and 90th percentile [ms] of (tick stamp + compute time - state stamp): how old the measured state was
+    when its command left the policy node (state age + observation + inference + safety chain), on the shared clock;
+    sysid replays this per tick (robot_rl.sysid, `timing`)."""
+    delays = [np.asarray(ep.infos["stamp"]) + np.asarray(ep.infos["compute_time"]) - np.asarray(ep.infos["state_stamp"])
+              for ep in ds.episodes if {"stamp", "compute_time", "state_stamp"} <= set(ep.infos)]
     if not delays:
         return {}
     d = np.concatenate(delays) * 1e3
@@ -167,8 +168,7 @@ def main() -> None:
 
     hidden = dict(args.hidden or HIDDEN)
     args.bundle = args.bundle.resolve()
-    result: dict[str, Any] = {"transport": args.transport, "bundle": str(args.bundle), "hidden": hidden,
-                              "seconds": args.seconds}
+    result: dict[str, Any] = {"transport": args.transport, "bundle": str(args.bundle), "hidden": hidden}
     t0 = time.monotonic()
     bag, ds_path = args.out / "bag", args.out / "dataset"
     if not args.reuse:
@@ -178,7 +178,7 @@ def main() -> None:
             record_ros(args.bundle, bag, args.seconds, args.vx, hidden)
         else:
             record_direct(args.bundle, bag, args.seconds, args.noise, args.vx, args.seed, hidden)
-        result["record_s"] = round(time.monotonic() - t0, 1)
+        result["seconds"], result["record_s"] = args.seconds, round(time.monotonic() - t0, 1)
         _, summary = replay([bag], ds_path, mapping=TopicMapping(ground_truth=GROUND_TRUTH), recover=True)
         result["dataset"] = {k: summary[k] for k in ("ticks", "episodes", "transitions", "end_reasons")}
         (args.out / "dataset.json").write_text(json.dumps(result["dataset"]))

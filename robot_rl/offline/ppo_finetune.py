@@ -65,7 +65,7 @@ def _set_trainable(modules: list[nn.Module | nn.Parameter], flag: bool) -> None:
 def ppo_finetune(policy: Policy, env: Any, cfg: PPOFinetuneConfig | None = None, action_clip: float | None = None,
                  callback: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, float]:
     """Fine-tune `policy.net` in place with PPO in `env` (a VecEnv); returns summary statistics: transitions,
-    episodes, mean training return of the last 10 iterations' episodes, interventions per transition."""
+    episodes, mean training return of the last 20 episodes, interventions per transition."""
     from robot_rl.ppo import PPO, PPOConfig
 
     cfg = cfg or PPOFinetuneConfig()
@@ -105,7 +105,7 @@ def ppo_finetune(policy: Policy, env: Any, cfg: PPOFinetuneConfig | None = None,
             returns += [(it, float(ep["return"])) for ep in info.get("episodes", [])]
         ppo.compute_returns(norm(obs))
         losses = ppo.update()
-        recent = [r for i, r in returns if i > it - 10]
+        recent = [r for _, r in returns[-20:]]
         stats = {"iteration": float(it + 1), "transitions": float(transitions),
                  "return_mean": float(np.mean(recent)) if recent else float("nan"), **losses}
         if callback is not None:
@@ -114,7 +114,7 @@ def ppo_finetune(policy: Policy, env: Any, cfg: PPOFinetuneConfig | None = None,
     policy.net.load_state_dict(ppo.model.actor.state_dict())
     with torch.no_grad():
         policy.log_std.copy_(ppo.model.log_std.detach())
-    recent = [r for i, r in returns if i >= cfg.iterations - 10]
+    recent = [r for _, r in returns[-20:]]
     return {"transitions": float(transitions), "episodes": float(len(returns)),
             "return_mean": float(np.mean(recent)) if recent else float("nan"),
             "intervention_rate": interventions / max(transitions, 1),
