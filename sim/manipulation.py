@@ -125,9 +125,13 @@ class ArmRewardConfig:
     """1 - tanh(|object - goal| / distance_scale) (pick-and-place: only while the object is lifted)."""
     lift: float = 0.0
     """1 when the object is more than lift_height above its resting height."""
+    lift_progress: float = 0.0
+    """Object height above rest as a fraction of the goal's height above rest, in [0, 1] (pick-and-place): a
+    gradient from the first millimetre of lift up to the goal height, where `lift` only counts past lift_height."""
     grasp: float = 0.0
-    """1 while the grasp point is within grasp_radius of the object's centre and the gripper command closes (last
-    action component < 0): the step between reaching and lifting (pick-and-place)."""
+    """1 while the grasp point is within grasp_radius of the object's centre and the gripper command closes firmly
+    (last action component < -0.5; a command just below 0 squeezes too little to hold the cube): the step between
+    reaching and lifting (pick-and-place)."""
     success: float = 1.0
     """1 while the success criterion holds."""
     action_rate: float = -0.01
@@ -318,9 +322,15 @@ def r_lift(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
     return lifted(s, c).astype(np.float64)
 
 
+def r_lift_progress(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
+    up = s.object_pos[:, 2] - s.object_rest_z
+    need = np.maximum(s.goal[:, 2] - s.object_rest_z, c.lift_height)
+    return np.clip(up / need, 0.0, 1.0)
+
+
 def r_grasp(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
     near = np.linalg.norm(s.object_pos - s.ee_pos, axis=1) < c.grasp_radius
-    return (near & (s.action[:, -1] < 0.0)).astype(np.float64)
+    return (near & (s.action[:, -1] < -0.5)).astype(np.float64)
 
 
 def r_success(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
@@ -344,6 +354,7 @@ REWARD_TERMS: dict[str, Callable[[ManipView, ArmRewardConfig], np.ndarray]] = {
     "push_pose": r_push_pose,
     "object_to_goal": r_object_to_goal,
     "lift": r_lift,
+    "lift_progress": r_lift_progress,
     "grasp": r_grasp,
     "success": r_success,
     "action_rate": r_action_rate,

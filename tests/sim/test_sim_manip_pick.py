@@ -9,7 +9,7 @@ import pytest
 from robot_rl.errors import ConfigError
 from robot_rl.runner import task_defaults
 from robot_rl.sim import make_vec_env, resolve_config
-from robot_rl.sim.manipulation import ArmRewardConfig, ManipView, r_grasp
+from robot_rl.sim.manipulation import ArmRewardConfig, ManipView, r_grasp, r_lift_progress
 
 
 def _scripted(env, steps: int, start_held: bool) -> list[dict]:
@@ -79,7 +79,17 @@ def test_training_uses_held_starts_and_evaluation_does_not() -> None:
 def test_grasp_term_needs_the_cube_between_the_fingers_and_a_closing_gripper() -> None:
     obj = np.array([[0.5, 0.0, 0.02]] * 3)
     ee = obj + np.array([[0.0, 0.0, 0.005], [0.0, 0.0, 0.005], [0.0, 0.0, 0.05]])
-    action = np.array([[0, 0, 0, -0.5], [0, 0, 0, 0.5], [0, 0, 0, -1.0]], float)
+    action = np.array([[0, 0, 0, -0.8], [0, 0, 0, -0.2], [0, 0, 0, -1.0]], float)
     view = ManipView(ee_pos=ee, goal=obj, object_pos=obj, object_rest_z=np.full(3, 0.02), joint_vel=np.zeros((3, 8)),
                      action=action, last_action=action, policy_action=action, kind="pick_place")
     np.testing.assert_array_equal(r_grasp(view, ArmRewardConfig()), [1.0, 0.0, 0.0])
+
+
+def test_lift_progress_grows_with_height_up_to_the_goal() -> None:
+    z = np.array([0.02, 0.03, 0.12, 0.30])
+    obj = np.stack([np.full(4, 0.5), np.zeros(4), z], axis=1)
+    goal = np.array([[0.5, 0.0, 0.22]] * 4)
+    a = np.zeros((4, 4))
+    view = ManipView(ee_pos=obj, goal=goal, object_pos=obj, object_rest_z=np.full(4, 0.02), joint_vel=np.zeros((4, 8)),
+                     action=a, last_action=a, policy_action=a, kind="pick_place")
+    np.testing.assert_allclose(r_lift_progress(view, ArmRewardConfig()), [0.0, 0.05, 0.5, 1.0])
