@@ -56,7 +56,9 @@ class Bundle:
         self._one = np.zeros((1, c.obs_dim), np.float32)
 
     def act(self, obs_raw: np.ndarray) -> np.ndarray:
-        """Deterministic action for raw observations of shape (obs_dim,) or (N, obs_dim); float32 output."""
+        """Deterministic action for raw observations of shape (obs_dim,) or (N, obs_dim); float32 output.
+
+        Single observations go through one preallocated buffer: call from one thread at a time."""
         obs = np.asarray(obs_raw, dtype=np.float32)
         single = obs.ndim == 1
         if single and obs.shape[0] == self.contract.obs_dim:
