@@ -14,7 +14,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 from .qos import declare_qos, qos_param
-from .runtime import hold_cpu_latency, set_cpu_affinity, set_realtime_priority, spin
+from .runtime import declare_realtime, spin
 
 
 class EchoNode(Node):
@@ -39,12 +39,7 @@ def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = EchoNode()
     node.declare_parameter("executor", "single")
-    node.declare_parameter("realtime_priority", 0)
-    node.declare_parameter("cpu_latency_us", -1)
-    node.declare_parameter("cpu_affinity", [-1])  # [-1]: not pinned (an integer-array parameter cannot be empty)
-    set_cpu_affinity([c for c in node.get_parameter("cpu_affinity").value if c >= 0], node.get_logger())
-    set_realtime_priority(int(node.get_parameter("realtime_priority").value), node.get_logger())
-    _pm_qos = hold_cpu_latency(int(node.get_parameter("cpu_latency_us").value), node.get_logger())  # held until exit
+    _pm_qos = declare_realtime(node)  # held until exit
     spin(node, node.get_parameter("executor").value)
 
 

@@ -38,7 +38,7 @@ from robot_rl.errors import ContractError, RobotRLError
 from .convert import JointStateReader, TwistCommand, new_state, read_imu, targets_to_array
 from .loopstats import LoopStats
 from .qos import declare_qos, qos_param, quiet_pub, quiet_sub
-from .runtime import hold_cpu_latency, set_cpu_affinity, set_realtime_priority, spin
+from .runtime import declare_realtime, spin
 from .tick import STATUS, TickPacker, encode_labels
 
 _NUMBER = re.compile(r"[0-9.]+")
@@ -457,12 +457,7 @@ def main(args: list[str] | None = None) -> None:
     node = PolicyNode()
     node.declare_parameter("autostart", False)
     node.declare_parameter("executor", "single")
-    node.declare_parameter("realtime_priority", 0)
-    node.declare_parameter("cpu_latency_us", -1)
-    node.declare_parameter("cpu_affinity", [-1])  # [-1]: not pinned (an integer-array parameter cannot be empty)
-    set_cpu_affinity([c for c in node.get_parameter("cpu_affinity").value if c >= 0], node.get_logger())
-    set_realtime_priority(int(node.get_parameter("realtime_priority").value), node.get_logger())
-    _pm_qos = hold_cpu_latency(int(node.get_parameter("cpu_latency_us").value), node.get_logger())  # held until exit
+    _pm_qos = declare_realtime(node)  # held until exit
     if node.get_parameter("autostart").value:
         ok = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         if not ok or node.trigger_activate() != TransitionCallbackReturn.SUCCESS:

@@ -49,8 +49,8 @@ def set_realtime_priority(priority: int, logger: Any) -> bool:
         return False
     try:
         param = os.sched_param(min(int(priority), 99))
-        for task in Path("/proc/self/task").iterdir():
-            os.sched_setscheduler(int(task.name), os.SCHED_FIFO, param)
+        for tid in _threads():
+            os.sched_setscheduler(tid, os.SCHED_FIFO, param)
     except (OSError, AttributeError) as exc:
         logger.warning(f"realtime_priority {priority} not applied: {exc}")
         return False
@@ -85,10 +85,28 @@ def set_cpu_affinity(cpus: list[int], logger: Any) -> bool:
     if not cpus:
         return False
     try:
-        for task in Path("/proc/self/task").iterdir():
-            os.sched_setaffinity(int(task.name), set(cpus))
+        for tid in _threads():
+            os.sched_setaffinity(tid, set(cpus))
     except (OSError, ValueError) as exc:
         logger.warning(f"cpu_affinity {cpus} not applied: {exc}")
         return False
     logger.info(f"pinned to CPUs {sorted(set(cpus))}")
     return True
+
+
+def _threads() -> list[int]:
+    """Thread ids of this process (executor and DDS threads alike)."""
+    return [int(task.name) for task in Path("/proc/self/task").iterdir()]
+
+
+def declare_realtime(node: Node) -> int | None:
+    """Declare and apply the real-time parameters every node's `main()` offers: `cpu_affinity` ([-1]: not pinned; an
+    integer-array parameter cannot be empty), `realtime_priority` (0: default scheduler) and `cpu_latency_us` (-1:
+    leave alone). Returns the PM QoS file descriptor, which must stay open for as long as the node runs."""
+    node.declare_parameter("realtime_priority", 0)
+    node.declare_parameter("cpu_latency_us", -1)
+    node.declare_parameter("cpu_affinity", [-1])
+    logger = node.get_logger()
+    set_cpu_affinity([c for c in node.get_parameter("cpu_affinity").value if c >= 0], logger)
+    set_realtime_priority(int(node.get_parameter("realtime_priority").value), logger)
+    return hold_cpu_latency(int(node.get_parameter("cpu_latency_us").value), logger)

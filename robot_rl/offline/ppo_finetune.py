@@ -85,7 +85,7 @@ def ppo_finetune(policy: Policy, env: Any, cfg: PPOFinetuneConfig | None = None,
             return policy.normalize(torch.as_tensor(np.asarray(obs, np.float32)))
 
     obs = env.reset(seed=cfg.seed)
-    returns: list[tuple[int, float]] = []
+    returns: list[float] = []
     transitions = interventions = 0
     stats: dict[str, float] = {}
     frozen: list[nn.Module | nn.Parameter] = [ppo.model.actor, ppo.model.log_std]
@@ -102,20 +102,18 @@ def ppo_finetune(policy: Policy, env: Any, cfg: PPOFinetuneConfig | None = None,
             ppo.process_env_step(rew, term, trunc, info)
             interventions += int(intervened_mask(info, env.num_envs).sum())
             transitions += env.num_envs
-            returns += [(it, float(ep["return"])) for ep in info.get("episodes", [])]
+            returns += [float(ep["return"]) for ep in info.get("episodes", [])]
         ppo.compute_returns(norm(obs))
         losses = ppo.update()
-        recent = [r for _, r in returns[-20:]]
         stats = {"iteration": float(it + 1), "transitions": float(transitions),
-                 "return_mean": float(np.mean(recent)) if recent else float("nan"), **losses}
+                 "return_mean": float(np.mean(returns[-20:])) if returns else float("nan"), **losses}
         if callback is not None:
             callback(it + 1, stats)
     _set_trainable(frozen, True)
     policy.net.load_state_dict(ppo.model.actor.state_dict())
     with torch.no_grad():
         policy.log_std.copy_(ppo.model.log_std.detach())
-    recent = [r for _, r in returns[-20:]]
     return {"transitions": float(transitions), "episodes": float(len(returns)),
-            "return_mean": float(np.mean(recent)) if recent else float("nan"),
+            "return_mean": float(np.mean(returns[-20:])) if returns else float("nan"),
             "intervention_rate": interventions / max(transitions, 1),
             **{k: v for k, v in stats.items() if k.startswith(("loss/", "policy/"))}}
