@@ -287,7 +287,7 @@ def _gravity(s: StepView) -> np.ndarray:
 
 
 def r_tracking_lin_vel(s: StepView, c: RewardConfig) -> np.ndarray:
-    err = np.sum(np.square(s.command[:, :2] - s.base_lin_vel[:, :2]), axis=1)
+    err = np.square(s.command[:, :2] - s.base_lin_vel[:, :2]).sum(axis=1)
     return np.exp(-err / c.tracking_sigma)
 
 
@@ -300,11 +300,11 @@ def r_lin_vel_z(s: StepView, c: RewardConfig) -> np.ndarray:
 
 
 def r_ang_vel_xy(s: StepView, c: RewardConfig) -> np.ndarray:
-    return np.sum(np.square(s.base_ang_vel[:, :2]), axis=1)
+    return np.square(s.base_ang_vel[:, :2]).sum(axis=1)
 
 
 def r_orientation(s: StepView, c: RewardConfig) -> np.ndarray:
-    return np.sum(np.square(_gravity(s)[:, :2]), axis=1)
+    return np.square(_gravity(s)[:, :2]).sum(axis=1)
 
 
 def r_base_height(s: StepView, c: RewardConfig) -> np.ndarray:
@@ -312,24 +312,24 @@ def r_base_height(s: StepView, c: RewardConfig) -> np.ndarray:
 
 
 def r_torques(s: StepView, c: RewardConfig) -> np.ndarray:
-    return np.sum(np.square(s.torques), axis=(1, 2)) / s.torques.shape[1]
+    return np.square(s.torques).sum(axis=(1, 2)) / s.torques.shape[1]
 
 
 def r_action_rate(s: StepView, c: RewardConfig) -> np.ndarray:
-    return np.sum(np.square(s.action - s.last_action), axis=1)
+    return np.square(s.action - s.last_action).sum(axis=1)
 
 
 def r_feet_air_time(s: StepView, c: RewardConfig) -> np.ndarray:
-    moving = np.linalg.norm(s.command[:, :2], axis=1) > 0.1
-    return np.sum((s.air_time - c.feet_air_time_target) * s.first_contact, axis=1) * moving
+    moving = np.sqrt(np.square(s.command[:, :2]).sum(axis=1)) > 0.1
+    return ((s.air_time - c.feet_air_time_target) * s.first_contact).sum(axis=1) * moving
 
 
 def r_collision(s: StepView, c: RewardConfig) -> np.ndarray:
-    return np.sum(s.thigh_touch > 1.0, axis=1) + np.sum(s.calf_touch > 1.0, axis=1)
+    return (s.thigh_touch > 1.0).sum(axis=1) + (s.calf_touch > 1.0).sum(axis=1)
 
 
 def r_safety_intervention(s: StepView, c: RewardConfig) -> np.ndarray:
-    return np.sum(np.square(s.action - s.policy_action), axis=1)
+    return np.square(s.action - s.policy_action).sum(axis=1)
 
 
 REWARD_TERMS: dict[str, Callable[[StepView, RewardConfig], np.ndarray]] = {
@@ -364,6 +364,7 @@ class LocomotionTask:
         self.joint_lower, self.joint_upper = lo, hi
         self._soft_lo, self._soft_hi = mid - half, mid + half
         self.weights = {k: getattr(cfg.rewards, k) for k in [*REWARD_TERMS, "joint_limits"]}
+        self._active_terms = [(k, fn, self.weights[k]) for k, fn in REWARD_TERMS.items() if self.weights[k] != 0.0]
         self.contract = self._build_contract()
 
     # ---- contract ----------------------------------------------------------------------------------------------
@@ -438,16 +439,15 @@ class LocomotionTask:
         """Total reward and the weighted terms (each already multiplied by weight and policy period)."""
         terms: dict[str, np.ndarray] = {}
         total = np.zeros(s.joint_pos.shape[0])
-        for name, fn in REWARD_TERMS.items():
-            w = self.weights[name]
-            if w != 0.0:
-                terms[name] = fn(s, self.cfg.rewards) * (w * policy_dt)
-                total += terms[name]
+        cfg = self.cfg.rewards
+        for name, fn, w in self._active_terms:
+            terms[name] = term = fn(s, cfg) * (w * policy_dt)
+            total += term
         w = self.weights["joint_limits"]
         if w != 0.0:
-            out = (np.clip(self._soft_lo - s.joint_pos, 0, None) + np.clip(s.joint_pos - self._soft_hi, 0, None))
-            terms["joint_limits"] = out.sum(axis=1) * (w * policy_dt)
-            total += terms["joint_limits"]
+            out = np.maximum(self._soft_lo - s.joint_pos, 0) + np.maximum(s.joint_pos - self._soft_hi, 0)  # = clip
+            terms["joint_limits"] = term = out.sum(axis=1) * (w * policy_dt)
+            total += term
         if self.cfg.rewards.only_positive:
             np.clip(total, 0.0, None, out=total)
         return total, terms

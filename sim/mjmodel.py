@@ -64,6 +64,14 @@ def name_ids(model: mujoco.MjModel, objtype: mujoco.mjtObj, names: Sequence[str]
     return np.asarray(ids, dtype=np.int64)
 
 
+def as_slice(index: np.ndarray) -> slice | np.ndarray:
+    """A run of consecutive indices as a slice (indexing with it gives a view, not a copy), anything else as is."""
+    index = np.asarray(index)
+    if index.ndim == 1 and index.size > 0 and np.all(np.diff(index) == 1):
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
+
+
 @dataclass(frozen=True)
 class SensorSlices:
     """Where each named sensor lives in `sensordata` (looked up once, used every step)."""

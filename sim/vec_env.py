@@ -18,7 +18,7 @@ from mujoco import rollout
 
 from robot_rl.controllers import TargetHistory
 from robot_rl.sim.locomotion import LocomotionTask, StepView
-from robot_rl.sim.mjmodel import FLOOR, SensorSlices, write_pd
+from robot_rl.sim.mjmodel import FLOOR, SensorSlices, as_slice, write_pd
 from robot_rl.sim.randomization import (
     EpisodeParams,
     ModelIds,
@@ -90,17 +90,24 @@ class MujocoVecEnv:
         # physics buffers
         self._state = np.zeros((n, self._nstate))
         self._prev_state = np.zeros_like(self._state)
+        # views kept for the life of the env (the buffers are only ever written in place)
+        self._qpos_v = self._state[:, 1:1 + nq]
+        self._qvel_v = self._state[:, 1 + nq:1 + nq + m.nv]
+        self._time_v, self._prev_time_v = self._state[:, 0], self._prev_state[:, 0]
         self._out = np.zeros((n, dec, self._nstate))
         self._sens = np.zeros((n, dec, m.nsensordata))
         self._ctrl = np.zeros((n, dec, nu))
         sl = SensorSlices.of(m)
         self._s_acc = sl.slices["imu_acc"]
         r = task.robot
-        self._s_feet = sl.columns([f"{f}_touch" for f in r.feet])
-        self._s_thigh = sl.columns([f"{t}_touch" for t in r.thighs])
-        self._s_calf = sl.columns([f"{c}_touch" for c in r.calves])
+        self._s_feet = as_slice(sl.columns([f"{f}_touch" for f in r.feet]))
+        self._s_thigh = as_slice(sl.columns([f"{t}_touch" for t in r.thighs]))
+        self._s_calf = as_slice(sl.columns([f"{c}_touch" for c in r.calves]))
         self._s_trunk = sl.slices[f"{r.base_body}_touch"].start
-        self._s_torque = sl.columns([f"{j}_torque" for j in r.joint_names])
+        # the reward's torque term reads a gather, not a view: its joint-major layout fixes the summation order,
+        # and with it the bits of every training run recorded so far
+        self._s_torque_cols = sl.columns([f"{j}_torque" for j in r.joint_names])
+        self._s_torque = as_slice(self._s_torque_cols)
 
         # action path and delay line (policy-rate history of targets, newest first)
         lat = self.cfg.randomization.latency_steps
@@ -138,11 +145,10 @@ class MujocoVecEnv:
 
     # ---- state views -------------------------------------------------------------------------------------------
     def _qpos(self) -> np.ndarray:
-        return self._state[:, 1:1 + self._nominal.nq]
+        return self._qpos_v
 
     def _qvel(self) -> np.ndarray:
-        nq = self._nominal.nq
-        return self._state[:, 1 + nq:1 + nq + self._nominal.nv]
+        return self._qvel_v
 
     def _true_state(self, copy_arrays: bool = False) -> RobotState:
         qpos, qvel = self._qpos(), self._qvel()
@@ -158,13 +164,19 @@ class MujocoVecEnv:
 
     def _observe_state(self, true: RobotState) -> RobotState:
         """Sensor model: per-episode bias plus white noise on the measured fields (what the policy sees)."""
-        p, s, rng = self._params, self._noisy, self._rng
+        p, s = self._params, self._noisy
         n, nj = true.joint_pos.shape
-        s.joint_pos[:] = true.joint_pos + p.joint_pos_bias + rng.standard_normal((n, nj)) * p.joint_pos_noise[:, None]
-        s.joint_vel[:] = true.joint_vel + rng.standard_normal((n, nj)) * p.joint_vel_noise[:, None]
-        s.base_ang_vel[:] = true.base_ang_vel + p.ang_vel_bias + rng.standard_normal((n, 3)) * p.ang_vel_noise[:, None]
-        s.base_quat[:] = true.base_quat + rng.standard_normal((n, 4)) * p.quat_noise[:, None]
-        s.base_quat /= np.linalg.norm(s.base_quat, axis=1, keepdims=True)
+        # one draw for all four fields: the same stream as four draws in this order, a quarter of the calls
+        z = self._rng.standard_normal(n * (2 * nj + 7))
+        zp, zv = z[:n * nj].reshape(n, nj), z[n * nj:2 * n * nj].reshape(n, nj)
+        zw, zq = z[2 * n * nj:2 * n * nj + 3 * n].reshape(n, 3), z[2 * n * nj + 3 * n:].reshape(n, 4)
+        np.add(true.joint_pos, p.joint_pos_bias, out=s.joint_pos)
+        s.joint_pos += np.multiply(zp, p.joint_pos_noise[:, None], out=zp)
+        np.add(true.joint_vel, np.multiply(zv, p.joint_vel_noise[:, None], out=zv), out=s.joint_vel)
+        np.add(true.base_ang_vel, p.ang_vel_bias, out=s.base_ang_vel)
+        s.base_ang_vel += np.multiply(zw, p.ang_vel_noise[:, None], out=zw)
+        q = np.add(true.base_quat, np.multiply(zq, p.quat_noise[:, None], out=zq), out=s.base_quat)
+        q /= np.sqrt(np.square(q).sum(axis=1, keepdims=True))
         s.base_lin_acc[:] = true.base_lin_acc
         s.timestamp = true.timestamp
         s.contacts = true.contacts
@@ -221,8 +233,8 @@ class MujocoVecEnv:
     # ---- step --------------------------------------------------------------------------------------------------
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         c = self.contract
-        np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_envs, self.act_dim), -c.action.clip,
-                c.action.clip, out=self._action)
+        a = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, self.act_dim)
+        np.minimum(np.maximum(a, -c.action.clip, out=self._action), c.action.clip, out=self._action)  # = np.clip
         np.multiply(self._action, c.action.scale, out=self._targets)
         self._targets += self._default
         info: dict[str, Any] = {}
@@ -262,7 +274,7 @@ class MujocoVecEnv:
         truncated = (self._ep_step >= self.task.max_episode_steps) & ~terminated
         self._ep_return += reward
         assert true.base_lin_vel is not None  # the simulator always knows the base velocity
-        self._ep_track_err += np.linalg.norm(self._command[:, :2] - true.base_lin_vel[:, :2], axis=1)
+        self._ep_track_err += np.sqrt(np.square(self._command[:, :2] - true.base_lin_vel[:, :2]).sum(axis=1))
 
         obs = self._observer(self._observe_state(true), self._command, self._applied)
         self._last_action[:] = self._applied
@@ -300,15 +312,17 @@ class MujocoVecEnv:
 
     def _unstable(self) -> np.ndarray:
         """Rows whose state is non-finite, exploded, or was reset inside MuJoCo (time went back): restore them."""
-        qvel = self._qvel()
+        qvel = self._qvel_v
         dt_min = 0.5 * self.decimation * self._nominal.opt.timestep
-        ok = (np.isfinite(self._state).all() and float(np.abs(qvel).max()) <= MAX_QVEL
-              and bool((self._state[:, 0] >= self._prev_state[:, 0] + dt_min).all()))
-        if ok:  # the common case: one reduction over the batch instead of per-row masks
+        # the common case in three reductions: the sum is finite iff every entry is (an overflow counts as bad
+        # too), and a NaN velocity fails the comparison
+        ok = (np.isfinite(self._state.sum()) and float(np.abs(qvel).max()) <= MAX_QVEL
+              and float((self._time_v - self._prev_time_v).min()) >= dt_min)
+        if ok:
             return self._no_bad
         bad = ~np.isfinite(self._state).all(axis=1)
         bad |= np.abs(qvel).max(axis=1) > MAX_QVEL  # NaN compares False; caught by isfinite above
-        bad |= self._state[:, 0] < self._prev_state[:, 0] + dt_min
+        bad |= self._time_v < self._prev_time_v + dt_min
         if bad.any():
             self._state[bad] = self._prev_state[bad]
             self._sens[bad] = 0.0
@@ -335,7 +349,7 @@ class MujocoVecEnv:
         return StepView(base_lin_vel=true.base_lin_vel, base_ang_vel=true.base_ang_vel, base_quat=true.base_quat,
                         gravity=projected_gravity(true.base_quat),
                         base_height=self._qpos()[:, 2], joint_pos=true.joint_pos, joint_vel=true.joint_vel,
-                        torques=self._sens[:, :, self._s_torque], action=self._applied,
+                        torques=self._sens[:, :, self._s_torque_cols], action=self._applied,
                         last_action=self._last_action, policy_action=self._action, command=self._command,
                         feet_touch=feet, thigh_touch=self._sens[:, -1, self._s_thigh],
                         calf_touch=self._sens[:, -1, self._s_calf], trunk_touch=self._sens[:, -1, self._s_trunk],
