@@ -9,6 +9,7 @@ drifts. With --threads > 1 a one-thread environment is interleaved too and `thre
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 from typing import Any
@@ -90,6 +91,15 @@ def _raw_rate(env: Any, threads: int, seconds: float) -> float:
     return sum(counts) / (time.perf_counter() - start)
 
 
+def _scheduler() -> str:
+    """This process's scheduling policy (e.g. "fifo:10" under `chrt -f 10`), so a result says how it was run:
+    two-thread speedups differ between the default scheduler and SCHED_FIFO (docs/benchmarks.md)."""
+    policy = os.sched_getscheduler(0)
+    names = {os.SCHED_OTHER: "other", os.SCHED_FIFO: "fifo", os.SCHED_RR: "rr"}
+    name = names.get(policy, str(policy))
+    return name if policy == os.SCHED_OTHER else f"{name}:{os.sched_getparam(0).sched_priority}"
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads < 1 or args.num_envs < 1 or args.seconds <= 0:
         raise ConfigError("--threads and --num-envs must be >= 1, --seconds > 0")
@@ -117,6 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "env_steps_per_s": round(float(np.median(env_rates)), 1),
         "raw_physics_steps_per_s": round(float(np.median(raw_rates)), 1),
         "overhead_ratio": round(float(np.median(ratios)), 3), "mujoco": mujoco.__version__,
+        "scheduler": _scheduler(),
     }
     env.close()
     if env1 is not None:
