@@ -4,7 +4,8 @@ An `ee_delta` action a = (dx, dy, dz, gripper) in [-1, 1] becomes joint position
 
     dx_task = (scale * a[:3], orientation_gain * e_rot)          e_rot: hand orientation error to `target_rot`
     dq      = J^T (J J^T + damping^2 I)^-1 dx_task               damped least squares on the 6 x n_arm Jacobian
-    q_des   = q_arm + dq,   finger = lower + (a[3] + 1) / 2 * (upper - lower)
+    q_des   = q_arm + dq,   finger = lower + (a[3] + 1) / 2 * (upper - lower)     (continuous gripper)
+                            finger = lower if a[3] < 0 else upper               (binary gripper)
 
 and the joint PD + actuator model (controllers.pd) tracks q_des at physics rate, exactly as for joint actions, so the
 safety chain still certifies joint targets. The Jacobian comes from whoever holds the kinematics (the simulator's
@@ -48,6 +49,10 @@ class EndEffectorController:
     gripper_lower: float = 0.0
     gripper_upper: float = 0.0
     """Gripper joint range; the action maps -1 -> lower (closed), +1 -> upper (open)."""
+    gripper_binary: bool = False
+    """Binary gripper (IsaacLab's BinaryJointPositionAction for the Panda hand): a negative command closes fully
+    (target `lower`, the fingers squeeze with the full PD force), any other opens fully. Exploration noise then only
+    drops a held object when it flips the command's sign, not whenever it wobbles the squeeze."""
 
     @property
     def has_gripper(self) -> bool:
@@ -63,7 +68,8 @@ class EndEffectorController:
         out = np.array(q, dtype=np.float64, copy=True)
         out[:, :na] += damped_least_squares(jac[:, :, :na], err, self.damping)
         if self.has_gripper:
-            out[:, na] = self.gripper_lower + (action[:, 3] + 1.0) * 0.5 * (self.gripper_upper - self.gripper_lower)
+            g = np.where(action[:, 3] < 0.0, -1.0, 1.0) if self.gripper_binary else action[:, 3]
+            out[:, na] = self.gripper_lower + (g + 1.0) * 0.5 * (self.gripper_upper - self.gripper_lower)
         return out
 
     def action_of(self, targets: np.ndarray, q: np.ndarray, jac: np.ndarray) -> np.ndarray:

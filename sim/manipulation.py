@@ -33,6 +33,7 @@ OBJECT = "object"
 GOAL = "goal"
 TABLE = "table"
 ActionType = Literal["joint_position_delta", "ee_delta"]
+GripperMode = Literal["continuous", "binary"]
 
 
 # ---- config sections -------------------------------------------------------------------------------------------
@@ -55,6 +56,9 @@ class ArmControlConfig:
     """Damped-least-squares damping of the end-effector controller [m]."""
     orientation_gain: float = 0.5
     """Fraction of the hand's orientation error (to pointing down) corrected per policy step (ee_delta)."""
+    gripper: GripperMode = "continuous"
+    """ee_delta gripper command a[3]: continuous maps [-1, 1] to the finger range; binary closes fully for a[3] < 0
+    and opens fully otherwise (controllers.osc.EndEffectorController.gripper_binary)."""
     kp_scale: float = 1.0
     """Scale on the robot's nominal joint stiffness."""
 
@@ -103,12 +107,22 @@ class ArmInitConfig:
     between the (just open) fingers, instead of at `arm_pose` (a standard reset trick; the learner meets the
     rewarding grasped states early). 0 is the task itself: evaluate with 0 (panda_pick_place TRAIN_DEFAULTS
     turn it on for training only)."""
+    grasped_fraction: float = 0.0
+    """Pick-and-place training curriculum: this fraction of episodes starts with the cube already squeezed between
+    the closed fingers and lifted by `grasped_lift` above the table (the gripper target closed from the first
+    physics step), so the first states already carry lift and carry reward. Disjoint from held_fraction."""
+    grasped_lift: tuple[float, float] = (0.02, 0.03)
+    """Range of the cube's height above its resting height in a grasped start [m] (uniform)."""
 
     def __post_init__(self) -> None:
         if self.joint_noise < 0 or self.goal_min_distance < 0:
             raise ConfigError("init: joint_noise and goal_min_distance must be >= 0")
-        if not 0.0 <= self.held_fraction <= 1.0:
-            raise ConfigError(f"init.held_fraction must be in [0, 1], got {self.held_fraction}")
+        if not (0.0 <= self.held_fraction <= 1.0 and 0.0 <= self.grasped_fraction <= 1.0
+                and self.held_fraction + self.grasped_fraction <= 1.0):
+            raise ConfigError(f"init.held_fraction ({self.held_fraction}) and init.grasped_fraction "
+                              f"({self.grasped_fraction}) must be in [0, 1] and sum to at most 1")
+        if not 0.0 <= self.grasped_lift[0] <= self.grasped_lift[1]:
+            raise ConfigError(f"init.grasped_lift must be an increasing pair of heights >= 0, got {self.grasped_lift}")
         _box("init.object", (*self.object_low, 0.0), (*self.object_high, 0.0))
         _box("init.goal", self.goal_low, self.goal_high)
 
@@ -122,7 +136,10 @@ class ArmRewardConfig:
     push_pose: float = 0.0
     """1 - tanh(|ee - p| / distance_scale), p just behind the object on the side away from the goal (push)."""
     object_to_goal: float = 0.0
-    """1 - tanh(|object - goal| / distance_scale) (pick-and-place: only while the object is lifted)."""
+    """1 - tanh(|object - goal| / goal_distance_scale) (pick-and-place: only while the object is lifted)."""
+    object_to_goal_fine: float = 0.0
+    """1 - tanh(|object - goal| / fine_distance_scale), only while lifted: a sharp kernel for the last centimetres
+    (IsaacLab's lift task pairs a 0.3 m and a 0.05 m kernel)."""
     lift: float = 0.0
     """1 when the object is more than lift_height above its resting height."""
     lift_progress: float = 0.0
@@ -130,8 +147,7 @@ class ArmRewardConfig:
     gradient from the first millimetre of lift up to the goal height, where `lift` only counts past lift_height."""
     grasp: float = 0.0
     """1 while the grasp point is within grasp_radius of the object's centre and the gripper command closes firmly
-    (last action component < -0.5; a command just below 0 squeezes too little to hold the cube): the step between
-    reaching and lifting (pick-and-place)."""
+    (last action component < grasp_command): the step between reaching and lifting (pick-and-place)."""
     success: float = 1.0
     """1 while the success criterion holds."""
     action_rate: float = -0.01
@@ -142,17 +158,25 @@ class ArmRewardConfig:
     """Squared correction of the action by the safety chain (the gripper's 0.2 m/s limit corrects fast gripper
     commands often, so this stays small)."""
     distance_scale: float = 0.1
-    """Width of the tanh kernels [m]."""
+    """Width of the reach / push_pose tanh kernels [m]."""
+    goal_distance_scale: float = 0.1
+    """Width of the object_to_goal kernel [m]."""
+    fine_distance_scale: float = 0.05
+    """Width of the object_to_goal_fine kernel [m]."""
     lift_height: float = 0.03
     """Height above rest that counts as lifted [m]."""
     grasp_radius: float = 0.02
     """Grasp-point to object-centre distance that counts as the object between the fingers [m]."""
+    grasp_command: float = -0.5
+    """Gripper command below which the grasp term counts the gripper as closing firmly (continuous gripper: just
+    below 0 squeezes too little to hold the cube; a binary gripper closes fully below 0)."""
     success_threshold: float = 0.05
     """Distance (ee-goal for reach, object-goal otherwise) below which the task is solved [m]."""
 
     def __post_init__(self) -> None:
-        if min(self.distance_scale, self.success_threshold, self.lift_height, self.grasp_radius) <= 0:
-            raise ConfigError("rewards: distance_scale, success_threshold, lift_height and grasp_radius must be "
+        if min(self.distance_scale, self.goal_distance_scale, self.fine_distance_scale, self.success_threshold,
+               self.lift_height, self.grasp_radius) <= 0:
+            raise ConfigError("rewards: distance scales, success_threshold, lift_height and grasp_radius must be "
                               "positive")
 
 
@@ -313,9 +337,17 @@ def r_push_pose(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
     return 1.0 - np.tanh(np.linalg.norm(behind - s.ee_pos, axis=1) / c.distance_scale)
 
 
-def r_object_to_goal(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
-    value = 1.0 - np.tanh(np.linalg.norm(s.goal - s.object_pos, axis=1) / c.distance_scale)
+def _object_to_goal(s: ManipView, c: ArmRewardConfig, scale: float) -> np.ndarray:
+    value = 1.0 - np.tanh(np.linalg.norm(s.goal - s.object_pos, axis=1) / scale)
     return value * lifted(s, c) if s.kind == "pick_place" else value
+
+
+def r_object_to_goal(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
+    return _object_to_goal(s, c, c.goal_distance_scale)
+
+
+def r_object_to_goal_fine(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
+    return _object_to_goal(s, c, c.fine_distance_scale)
 
 
 def r_lift(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
@@ -330,7 +362,7 @@ def r_lift_progress(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
 
 def r_grasp(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
     near = np.linalg.norm(s.object_pos - s.ee_pos, axis=1) < c.grasp_radius
-    return (near & (s.action[:, -1] < -0.5)).astype(np.float64)
+    return (near & (s.action[:, -1] < c.grasp_command)).astype(np.float64)
 
 
 def r_success(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
@@ -353,6 +385,7 @@ REWARD_TERMS: dict[str, Callable[[ManipView, ArmRewardConfig], np.ndarray]] = {
     "reach": r_reach,
     "push_pose": r_push_pose,
     "object_to_goal": r_object_to_goal,
+    "object_to_goal_fine": r_object_to_goal_fine,
     "lift": r_lift,
     "lift_progress": r_lift_progress,
     "grasp": r_grasp,
@@ -394,8 +427,9 @@ class ManipulationTask:
         self.kp = robot.kp * cfg.control.kp_scale
         self.weights = {k: getattr(cfg.rewards, k) for k in REWARD_TERMS}
         self.contract = self._build_contract()
-        self._held_xy: np.ndarray | None = None
-        """Object (x, y) of a held start drawn by initial_joints, consumed by the following sample_object_goal."""
+        self._held: tuple[np.ndarray, float] | None = None
+        """Object (x, y) and lift of a held or grasped start drawn by initial_joints, consumed by the following
+        sample_object_goal."""
         self._ik = mujoco.MjData(m)
         mujoco.mj_resetDataKeyframe(m, self._ik, m.key("home").id)
         mujoco.mj_kinematics(m, self._ik)
@@ -443,16 +477,16 @@ class ManipulationTask:
                         "config": to_dict(self.cfg), "randomization": to_dict(self.cfg.randomization),
                         "controller": {"type": "controllers.osc.EndEffectorController", "ee_site": r.ee_site,
                                        "arm_joints": r.arm_joints, "ik_damping": c.ik_damping,
-                                       "orientation_gain": c.orientation_gain}},
+                                       "orientation_gain": c.orientation_gain, "gripper": c.gripper}},
         )
 
     # ---- episode -----------------------------------------------------------------------------------------------
     def sample_object_goal(self, rng: np.random.Generator, rest_z: float) -> tuple[np.ndarray, np.ndarray]:
         """Object (x, y, rest_z) and goal (x, y, z) of one episode."""
         init = self.cfg.init
-        xy = self._held_xy if self._held_xy is not None else rng.uniform(init.object_low, init.object_high)
-        self._held_xy = None
-        obj = np.array([*xy, rest_z])
+        xy, lift = self._held if self._held is not None else (rng.uniform(init.object_low, init.object_high), 0.0)
+        self._held = None
+        obj = np.array([*xy, rest_z + lift])
         goal = rng.uniform(init.goal_low, init.goal_high)
         for _ in range(10):
             if np.linalg.norm(goal[:2] - obj[:2]) >= init.goal_min_distance:
@@ -464,23 +498,32 @@ class ManipulationTask:
             obj[:2] = init.object_low  # parked out of the way; reach ignores it
         return obj, goal
 
-    def initial_joints(self, rng: np.random.Generator) -> np.ndarray:
-        """One episode's initial joint positions. A held start (pick-and-place, `init.held_fraction`) also draws the
-        object's (x, y), which the next `sample_object_goal` call of the same reset uses."""
+    def initial_joints(self, rng: np.random.Generator, half: float) -> tuple[np.ndarray, np.ndarray]:
+        """One episode's initial joint positions and joint targets (`half`: the episode's cube half edge). A held or
+        grasped start (pick-and-place, `init.held_fraction` / `init.grasped_fraction`) also draws the object's
+        (x, y) and lift, which the next `sample_object_goal` call of the same reset uses."""
         q = self.robot.default_joint_pos.copy()
         na = self.robot.arm_joints
-        if self.cfg.init.arm_pose:
-            q[:na] = self.cfg.init.arm_pose
         init = self.cfg.init
-        self._held_xy = None
-        if self.kind == "pick_place" and init.held_fraction > 0 and rng.random() < init.held_fraction:
+        if init.arm_pose:
+            q[:na] = init.arm_pose
+        self._held = None
+        u = rng.random() if self.kind == "pick_place" else 1.0
+        if u < init.held_fraction + init.grasped_fraction:
+            grasped = u >= init.held_fraction
             xy = rng.uniform(init.object_low, init.object_high)
-            q[:na] = self.hand_at(np.array([*xy, self._object_half()]), q[:na])
-            q[na:] = self._held_opening()
-            self._held_xy = xy
-            return np.clip(q, self.joint_lower, self.joint_upper)
+            lift = float(rng.uniform(*init.grasped_lift)) if grasped else 0.0
+            q[:na] = self.hand_at(np.array([*xy, half + lift]), q[:na])
+            q[na:] = half if grasped else self._held_opening()
+            self._held = (xy, lift)
+            q = np.clip(q, self.joint_lower, self.joint_upper)
+            targets = q.copy()
+            if grasped:
+                targets[na:] = self.joint_lower[na:]  # squeezing from the first physics step
+            return q, targets
         q[:na] += rng.uniform(-init.joint_noise, init.joint_noise, size=na)
-        return np.clip(q, self.joint_lower, self.joint_upper)
+        q = np.clip(q, self.joint_lower, self.joint_upper)
+        return q, q.copy()
 
     def _object_half(self) -> float:
         return float(self.model.geom_size[self.model.geom(OBJECT).id, 2])

@@ -113,7 +113,8 @@ class ManipVecEnv:
                 arm_joints=r.arm_joints, scale=self.contract.action.scale, damping=self.cfg.control.ik_damping,
                 orientation_gain=self.cfg.control.orientation_gain,
                 target_rot=kd.site_xmat[self._ee_site].reshape(3, 3).copy(),
-                gripper_lower=float(grip[0]), gripper_upper=float(grip[1]))
+                gripper_lower=float(grip[0]), gripper_upper=float(grip[1]),
+                gripper_binary=self.cfg.control.gripper == "binary")
 
         # buffers
         nu = m.nu
@@ -235,18 +236,18 @@ class ManipVecEnv:
         for i in idx:
             half = self._apply_params(int(i))
             mujoco.mj_resetDataKeyframe(self._models[i], d, key.id)
-            q = task.initial_joints(rng)
+            q, targets = task.initial_joints(rng, half)
             d.qpos[self._jq - 1] = q
             d.qpos[self._mimic_q] = q[-1]
             obj, goal = task.sample_object_goal(rng, half)
             d.qpos[self._obj_q.start - 1:self._obj_q.start + 2] = obj
             d.mocap_pos[self._mocap] = goal
-            d.ctrl[:] = q
+            d.ctrl[:] = targets
             mujoco.mj_forward(self._models[i], d)
             mujoco.mj_getState(self._models[i], d, self._state[i], _STATE)
             self._goal[i] = goal
             self._rest_z[i] = half
-            self._delay.hist[i] = q
+            self._delay.hist[i] = targets
         self._last_action[idx] = 0.0
         self._ep_step[idx] = 0
         self._ep_return[idx] = 0.0
