@@ -22,6 +22,7 @@ import numpy as np
 from robot_rl.contract import PolicyContract
 from robot_rl.safety.config import CbfConfig, WorkspaceConfig
 from robot_rl.safety.coupled import CoupledModel, CoupledRows
+from robot_rl.safety.intervals import clip_to, joint_intervals
 from robot_rl.safety.kinematics import SerialChain
 from robot_rl.safety.model import Rows, barrier_rows, interval_table, pd_response
 from robot_rl.state import RobotState
@@ -32,7 +33,6 @@ empty: the min-max-violation target (midpoint of the crossed bounds), i.e. the l
 
 _TOL = 1e-9
 _BIG = 1e20
-_MIN = np.minimum.reduce
 
 
 class CbfFilter:
@@ -72,11 +72,10 @@ class CbfFilter:
         self.lower, self.upper = lower, upper
         self.weights = np.ones(n) if cfg.weights is None else np.broadcast_to(np.asarray(cfg.weights, float), (n,))
         self.uniform_weights = bool(np.all(self.weights == self.weights[0]))
-        r = self.tables[0].shape[2]
-        self._buf = np.empty((2, r, n))
-        self._buf2 = np.empty((2, r, n))
-        self._bnd = np.empty((2, n))
-        self._batch: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._stacked = np.ascontiguousarray(np.stack(self.tables))
+        """(levels, 3, 2, R, n): what safety.intervals.joint_intervals reads."""
+        self._one = _Intervals(1, n)
+        self._batch: dict[int, _Intervals] = {}
         self.box_lower = lower.copy()
         """Interval [box_lower, box_upper] of the last single certify call (used by the passivity filter)."""
         self.box_upper = upper.copy()
@@ -94,35 +93,12 @@ class CbfFilter:
         self._batch_qp: list[Any] = []
 
     # ---- joint intervals -------------------------------------------------------------------------------------
-    def _interval(self, table: np.ndarray, q: np.ndarray, v: np.ndarray) -> np.ndarray:
-        buf, buf2, bnd = self._buf, self._buf2, self._bnd
-        np.multiply(table[1], q, out=buf)
-        np.multiply(table[2], v, out=buf2)
-        np.subtract(table[0], buf, out=buf)
-        np.subtract(buf, buf2, out=buf)
-        _MIN(buf, axis=1, out=bnd)
-        return bnd
-
     def interval(self, q: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         """Target interval [L, U] per joint for state (q, v), and the relaxation level that made it non-empty."""
-        bnd = self._interval(self.tables[0], q, v)
-        lo, hi = -bnd[1], bnd[0].copy()
-        level = 0
-        if _MIN(bnd[0] + bnd[1]) < 0.0:  # some U < L (NaN: not < 0, caught by the chain's finiteness check)
-            bad = lo > hi
-            for level in range(1, len(self.tables)):
-                b = self._interval(self.tables[level], q, v)
-                lo = np.where(bad, -b[1], lo)
-                hi = np.where(bad, b[0], hi)
-                bad = lo > hi
-                if not bad.any():
-                    break
-            else:
-                level = len(RELAX_LEVELS) - 1
-                mid = 0.5 * (lo + hi)
-                lo = np.where(bad, mid, lo)
-                hi = np.where(bad, mid, hi)
-        return lo, hi, level
+        w = self._one
+        w.q[0], w.v[0] = q, v
+        joint_intervals(self._stacked, w.q, w.v, w.lo, w.hi, w.level, len(RELAX_LEVELS) - 1)
+        return w.lo[0].copy(), w.hi[0].copy(), int(w.level[0])
 
     # ---- filter protocol -----------------------------------------------------------------------------------
     def certify(self, state: RobotState, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
@@ -131,15 +107,17 @@ class CbfFilter:
         u_pi = np.asarray(targets, dtype=float)
         if self.coupled is not None:
             return self._certify_coupled(q, v, u_pi)
-        lo, hi, level = self.interval(q, v)
+        w = self._one
+        w.q[0], w.v[0], w.u_pi[0] = q, v, u_pi
+        joint_intervals(self._stacked, w.q, w.v, w.lo, w.hi, w.level, len(RELAX_LEVELS) - 1)
+        clip_to(w.u_pi, w.lo, w.hi, w.u, w.active, w.correction_sq)
+        lo, hi, level = w.lo[0].copy(), w.hi[0].copy(), int(w.level[0])
         self.box_lower, self.box_upper = lo, hi
-        u = np.maximum(u_pi, lo)
-        np.minimum(u, hi, out=u)
-        diff = u - u_pi
-        active = int(np.count_nonzero(diff))
+        u = w.u[0].copy()
+        active = int(w.active[0])
         if self.workspace is None and self.cfg.solver != "daqp":
-            # the separable case (legs): no QP, telemetry without further allocation
-            return u, {"cbf/active": active, "cbf/correction_norm": math.sqrt(diff @ diff), "cbf/slack": 0.0,
+            # the separable case (legs): no QP
+            return u, {"cbf/active": active, "cbf/correction_norm": math.sqrt(w.correction_sq[0]), "cbf/slack": 0.0,
                        "cbf/status": RELAX_LEVELS[level], "cbf/level": level, "cbf/iterations": 0,
                        "cbf/solver": "interval", "cbf/feasible": level == 0}
         u, slack, iters, solver, n_active, ok = self._coupled(q, v, u_pi, u, lo, hi)
@@ -159,40 +137,16 @@ class CbfFilter:
         num = q.shape[0]
         if self.coupled is not None:
             return self._certify_coupled_batch(q, v, u_pi)
-        bufs = self._batch.get(num)
-        if bufs is None:
-            r = self.tables[0].shape[2]
-            bufs = (np.empty((num, 2, r, self.n)), np.empty((num, 2, r, self.n)), np.empty((num, 2, self.n)))
-            self._batch[num] = bufs
-        buf, buf2, bnd = bufs
-        qb, vb = q[:, None, None, :], v[:, None, None, :]
-
-        def bounds(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            np.multiply(table[1], qb, out=buf)
-            np.multiply(table[2], vb, out=buf2)
-            np.subtract(table[0], buf, out=buf)
-            np.subtract(buf, buf2, out=buf)
-            np.min(buf, axis=2, out=bnd)
-            return -bnd[:, 1], bnd[:, 0].copy()
-
-        lo, hi = bounds(self.tables[0])
-        level = np.zeros(num, dtype=np.int64)
-        bad = lo > hi
-        if bad.any():
-            for lv in range(1, len(self.tables)):
-                lo2, hi2 = bounds(self.tables[lv])
-                lo, hi = np.where(bad, lo2, lo), np.where(bad, hi2, hi)
-                level[bad.any(axis=1)] = lv
-                bad = lo > hi
-                if not bad.any():
-                    break
-            if bad.any():
-                mid = 0.5 * (lo + hi)
-                lo, hi = np.where(bad, mid, lo), np.where(bad, mid, hi)
-                level[bad.any(axis=1)] = len(RELAX_LEVELS) - 1
+        w = self._batch.get(num)
+        if w is None:
+            w = self._batch[num] = _Intervals(num, self.n)
+        joint_intervals(self._stacked, np.ascontiguousarray(q), np.ascontiguousarray(v), w.lo, w.hi, w.level,
+                        len(RELAX_LEVELS) - 1)
+        lo, hi, level = w.lo.copy(), w.hi.copy(), w.level.copy()
         self.batch_lower, self.batch_upper = lo, hi
-        u = np.minimum(np.maximum(u_pi, lo), hi)
-        active = np.count_nonzero(u != u_pi, axis=1)
+        u = np.empty_like(u_pi)
+        active = np.empty(num, np.int64)
+        clip_to(np.ascontiguousarray(u_pi), lo, hi, u, active, w.correction_sq)
         slack = np.zeros(num)
         iters = np.zeros(num, dtype=np.int64)
         ok = np.ones(num, dtype=bool)
@@ -361,6 +315,16 @@ class CbfFilter:
         lam = info["lam"]
         n_act = int(np.count_nonzero(np.abs(lam[n + 1:]) > 1e-12)) if m else 0
         return u, float(max(x[n], 0.0)), int(info["iterations"]), "daqp", n_act, True
+
+
+class _Intervals:
+    """Preallocated inputs and outputs of the interval kernels for a batch of `num` robots."""
+
+    def __init__(self, num: int, n: int) -> None:
+        self.q, self.v, self.u_pi, self.u = (np.zeros((num, n)) for _ in range(4))
+        self.lo, self.hi = np.zeros((num, n)), np.zeros((num, n))
+        self.level, self.active = np.zeros(num, np.int64), np.zeros(num, np.int64)
+        self.correction_sq = np.zeros(num)
 
 
 def _padding(rows: int, n: int) -> np.ndarray:
