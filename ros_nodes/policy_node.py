@@ -7,7 +7,11 @@ activate   starts the control loop: a timer at the contract's policy rate (`trig
            received JointState (`trigger:=state`, event-driven, lowest latency) with a timer watchdog.
 tick       RobotState from the latest JointState (joints BY NAME) + Imu, command from cmd_vel (Twist), then
            contract observer -> bundle.act -> contract.act -> chain.certify -> publish Float64MultiArray
-           (forward_command_controller `commands`, contract joint order) or JointTrajectory.
+           (forward_command_controller `commands`, contract joint order) or JointTrajectory. For an MLP bundle
+           the first three are one compiled call (`fused_tick`, robot_rl.fused), checked against them at configure.
+           `exploration_std` > 0 (data collection for offline RL and system identification; default 0) adds
+           Gaussian noise to the action before contract.act: the safety chain still certifies every target, and
+           the recorded action is the noisy one the chain saw.
 watchdog   state older than `stale_periods` policy periods, a non-finite or mis-sized message, or the e-stop:
            that tick publishes the chain's backup action (damping) and the diagnostics say why.
 
@@ -63,8 +67,15 @@ class PolicyNode(LifecycleNode):
         p("cmd_vel_timeout_s", 0.5)
         p("first_state_timeout_s", 10.0)
         p("warmup_iterations", 50)
+        # observation, network and decode as one compiled call (robot_rl.fused) when the bundle is a plain MLP with
+        # supported terms; false keeps observer -> bundle.act -> contract.act (same numbers, more calls per tick)
+        p("fused_tick", True)
         p("publish_ticks", True)
         p("diagnostics_period_s", 1.0)
+        # data collection: Gaussian noise (std, in action units) added to the policy's action before contract.act
+        # and the safety chain, which still certify every target; 0 (the default) deploys the deterministic policy
+        p("exploration_std", 0.0)
+        p("exploration_seed", 0)
         for group in ("state", "cmd_vel", "command", "estop", "tick"):
             declare_qos(self, group)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10, event_callbacks=quiet_pub())
@@ -138,6 +149,7 @@ class PolicyNode(LifecycleNode):
     # ---- configuration -----------------------------------------------------------------------------------------
     def _configure(self) -> None:
         from robot_rl.bundle import load_bundle
+        from robot_rl.fused import FusedPolicy
         from robot_rl.safety import build_chain
 
         gp = self.get_parameter
@@ -162,11 +174,30 @@ class PolicyNode(LifecycleNode):
         n = c.num_joints
         self.state = new_state(n)
         self.last_action = np.zeros(c.act_dim, np.float32)
+        self.explore_std = float(gp("exploration_std").value)
+        if not np.isfinite(self.explore_std) or self.explore_std < 0.0:
+            raise ValueError(f"parameter exploration_std {self.explore_std} must be >= 0")
+        self._explore_rng = np.random.default_rng(int(gp("exploration_seed").value))
+        self._explored = np.zeros(c.act_dim, np.float32)
+        if self.explore_std > 0.0:
+            self.get_logger().warning(f"exploration: noise std {self.explore_std:g} on every action (before the "
+                                      "safety chain), for data collection")
         self.joints = JointStateReader(c.joint_names)
         # warm-up: first inferences allocate and JIT inside onnxruntime; the chain is reset before activation
         obs = np.zeros(c.obs_dim, np.float32)
         for _ in range(int(gp("warmup_iterations").value)):
             self.bundle.act(obs)
+        self.fused = None
+        if gp("fused_tick").value and self.explore_std == 0.0:
+            # one compiled call from state to targets; checked against the bundle's own path before it is used
+            try:
+                self.fused = FusedPolicy.build(self.bundle)
+            except ValueError as exc:  # the reference path stays correct; say why the fast one is not used
+                self.get_logger().warning(f"fused tick not used: {exc}")
+            if self.fused is not None:
+                self.fused.targets(self.state, self.cmd.value, self.last_action)  # compile for these dtypes
+        self.get_logger().info("tick: fused (observation, network and decode in one compiled call)" if self.fused
+                               else "tick: observer -> bundle.act -> contract.act")
         self._check_topic_types()
         self._wait_first_messages(float(gp("first_state_timeout_s").value))
         self.packer = TickPacker(n, len(c.command_names), c.obs_dim, c.act_dim)
@@ -368,9 +399,18 @@ class PolicyNode(LifecycleNode):
             if self._resume:
                 self.observer.reset()
                 self._resume = False
-            obs = self.observer(s, self.cmd.value, self.last_action)
-            action = self.bundle.act(obs)
-            targets = c.act(action, s)
+            if self.fused is not None:
+                targets = self.fused.targets(s, self.cmd.value, self.last_action)
+                obs, action = self.fused.obs, self.fused.action
+            else:
+                obs = self.observer(s, self.cmd.value, self.last_action)
+                action = self.bundle.act(obs)
+                if self.explore_std > 0.0:  # data collection (exploration_std): the chain below certifies it
+                    self._explore_rng.standard_normal(dtype=np.float32, out=self._explored)
+                    self._explored *= self.explore_std
+                    self._explored += action
+                    action = self._explored
+                targets = c.act(action, s)
             safe, info = self.chain.certify(s, targets)
         else:
             safe = targets = self.chain.backup(s)
@@ -440,8 +480,9 @@ class PolicyNode(LifecycleNode):
         status = self.last_status
         if level is None:
             level = DiagnosticStatus.OK if status == STATUS["policy"] else DiagnosticStatus.WARN
+        path = "fused" if getattr(self, "fused", None) is not None else "reference"
         values = [("status", names[status]), ("reason", self.last_reason), ("seq", str(self.seq)),
-                  ("estop", str(self.estopped).lower())] + self.stats.key_values(self.last_info)
+                  ("estop", str(self.estopped).lower()), ("tick_path", path)] + self.stats.key_values(self.last_info)
         message = "running policy" if status == STATUS["policy"] else \
             f"backup action: {names[status]} {self.last_reason}"
         if self._recent:  # a report covers every backup reason since the previous one (reports are rate-limited)

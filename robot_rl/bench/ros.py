@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pin", action="store_true",
                         help="pin the policy and echo nodes to the last CPU and the driver to the others")
     parser.add_argument("--no-ticks", action="store_true", help="policy node does not publish its tick records")
+    parser.add_argument("--reference-tick", action="store_true",
+                        help="policy node runs observer -> bundle.act -> contract.act instead of the fused tick")
     parser.add_argument("--domain-id", type=int, default=None)
     parser.add_argument("--log-dir", type=Path, default=None, help="node logs (default: a temporary folder)")
 
@@ -201,7 +203,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         common["cpu_affinity"] = [ncpu - 1]
     policy_params = {**common, "bundle": str(bundle_path), "autostart": True, "trigger": "state",
                      "joint_states_topic": "/policy/joint_states", "imu_topic": "/policy/imu",
-                     "command_topic": "/policy/commands", "publish_ticks": not args.no_ticks}
+                     "command_topic": "/policy/commands", "publish_ticks": not args.no_ticks,
+                     "fused_tick": not args.reference_tick}
     driver = Driver(contract, group.domain_id)
     if args.realtime_priority > 0:  # the driver is the robot's hardware loop: real-time too, as in ros2_control
         from robot_rl.ros_nodes.runtime import set_realtime_priority
@@ -256,6 +259,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result[f"{target}_lost"] = lost[target]
         result["ratio"] = round(result["policy_roundtrip_p50_us"] / result["echo_roundtrip_p50_us"], 3)
         diag = _diagnostics_values(driver)  # the node's own view of the same ticks: compute = receipt -> publish
+        result["tick_path"] = diag.get("tick_path", "reference")
         result["policy_compute_p50_us"] = round(float(diag["compute_p50_ms"]) * 1e3, 1)
         result["policy_compute_p99_us"] = round(float(diag["compute_p99_ms"]) * 1e3, 1)
         # JointState header stamp (driver clock, before publish) -> node callback: DDS delivery + executor wake-up

@@ -64,6 +64,9 @@ def _deploy(probe, nodes, bundle: Path, backend: str, seconds: float, bag: Path)
     forward = float((xy[-1] - xy[0]) @ np.array([np.cos(heading), np.sin(heading)]))
     sim = [{kv.key: kv.value for kv in s.values} for d in diags for s in d.status if "simulated robot" in s.name]
     assert sim, "no diagnostics from the simulated robot"
+    policy = [{kv.key: kv.value for kv in s.values} for d in diags for s in d.status if "tick_path" in
+              {kv.key for kv in s.values}]
+    assert policy and {p["tick_path"] for p in policy} == {"fused"}, "the MLP bundle did not run the fused tick"
     run = Run(speed=forward / (_sim_time(walked[-1]) - t_start),
               min_height=float(min(p.pose.position.z for p in walked)), fell=sim[-1]["fell"] == "true",
               backend=sim[-1]["backend"], ticks=list(read_ticks(bag)))
