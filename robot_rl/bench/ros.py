@@ -207,14 +207,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      "fused_tick": not args.reference_tick}
     driver = Driver(contract, group.domain_id)
     if args.realtime_priority > 0:  # the driver is the robot's hardware loop: real-time too, as in ros2_control
-        from robot_rl.ros_nodes.runtime import set_realtime_priority
+        from robot_rl.realtime import set_realtime_priority
 
         set_realtime_priority(args.realtime_priority, driver.node.get_logger())
-    from robot_rl.ros_nodes.runtime import hold_cpu_latency
+    from robot_rl.realtime import hold_cpu_latency
 
     pm_qos = hold_cpu_latency(args.cpu_latency_us, driver.node.get_logger())
     if args.pin and ncpu > 1:
-        from robot_rl.ros_nodes.runtime import set_cpu_affinity
+        from robot_rl.realtime import set_cpu_affinity
 
         set_cpu_affinity(list(range(ncpu - 1)), driver.node.get_logger())
     result: dict[str, Any] = {"bundle": str(bundle_path), "executor": args.executor, "domain_id": group.domain_id,

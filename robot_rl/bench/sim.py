@@ -9,6 +9,7 @@ drifts. With --threads > 1 a one-thread environment is interleaved too and `thre
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import threading
 import time
@@ -18,6 +19,7 @@ import mujoco
 import numpy as np
 
 from robot_rl.errors import ConfigError
+from robot_rl.realtime import hold_cpu_latency, set_realtime_priority
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulator backend (pybullet: raw rate = bare stepSimulation, one thread)")
     parser.add_argument("--task", default="a1_walk", help="registered task (default a1_walk)")
     parser.add_argument("--safety", action="store_true", help="include the safety chain in the env step")
+    parser.add_argument("--realtime-priority", type=int, default=0,
+                        help="SCHED_FIFO priority for the whole benchmark, physics threads included (0: default)")
+    parser.add_argument("--cpu-latency-us", type=int, default=-1,
+                        help="PM QoS CPU wake-up latency bound held while measuring (-1: leave alone; needs root)")
 
 
 def _make_env(task: str, num_envs: int, threads: int, safety: bool, backend: str = "mujoco") -> Any:
@@ -92,8 +98,8 @@ def _raw_rate(env: Any, threads: int, seconds: float) -> float:
 
 
 def _scheduler() -> str:
-    """This process's scheduling policy (e.g. "fifo:10" under `chrt -f 10`), so a result says how it was run:
-    two-thread speedups differ between the default scheduler and SCHED_FIFO (docs/benchmarks.md)."""
+    """This process's scheduling policy (e.g. "fifo:10" with --realtime-priority 10 or under `chrt -f 10`), so a
+    result says how it was run: two-thread speedups differ between the default scheduler and SCHED_FIFO."""
     policy = os.sched_getscheduler(0)
     names = {os.SCHED_OTHER: "other", os.SCHED_FIFO: "fifo", os.SCHED_RR: "rr"}
     name = names.get(policy, str(policy))
@@ -103,6 +109,10 @@ def _scheduler() -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads < 1 or args.num_envs < 1 or args.seconds <= 0:
         raise ConfigError("--threads and --num-envs must be >= 1, --seconds > 0")
+    # before the environments exist: their physics threads inherit the policy
+    log = logging.getLogger("robot_rl.bench")
+    set_realtime_priority(args.realtime_priority, log)
+    pm_qos = hold_cpu_latency(args.cpu_latency_us, log)
     env = _make_env(args.task, args.num_envs, args.threads, args.safety, args.backend)
     env1 = _make_env(args.task, args.num_envs, 1, args.safety, args.backend) if args.threads > 1 else None
     dec = env.decimation
@@ -127,8 +137,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "env_steps_per_s": round(float(np.median(env_rates)), 1),
         "raw_physics_steps_per_s": round(float(np.median(raw_rates)), 1),
         "overhead_ratio": round(float(np.median(ratios)), 3), "mujoco": mujoco.__version__,
-        "scheduler": _scheduler(),
+        "scheduler": _scheduler(), "cpu_latency_us": args.cpu_latency_us if pm_qos is not None else -1,
+        "load_avg_1min": round(os.getloadavg()[0], 2),
     }
+    if pm_qos is not None:
+        os.close(pm_qos)
     env.close()
     if env1 is not None:
         env1.close()
