@@ -7,10 +7,12 @@ the return on that robot, with the safety chain in the loop.
 --transport direct (default) drives the simulated robot (make_robot_sim) through the same contract path as the
 policy node (observer -> bundle -> contract.act -> safety chain -> held targets) and records ControlTick bags with the
 rosbags writer; --transport ros starts the simulated-robot, policy, cmd_vel and recorder nodes over ROS 2 (isolated
-DDS domain) and records with the robot_rl recorder. System identification uses the logged tick timing and a
-bootstrap over segments; online fine-tuning (--methods online_iql / online_ppo / offline_iql_ppo) runs in simulation
-pinned to the *identified* parameters, evaluation on the hidden ones. --reuse skips recording (and sysid, and the
-original bundle's evaluation) when OUT holds them. Prints one JSON object on its last line.
+DDS domain) and records with the robot_rl recorder; the simulated robot publishes its ground-truth pose at the
+physics rate (motion capture). Both add --noise exploration to the deployed actions before the safety chain (over
+ROS 2 the policy node's `exploration_std`). System identification uses the logged tick timing and a bootstrap over
+segments; online fine-tuning (--methods online_iql / online_ppo / offline_iql_ppo) runs in simulation pinned to
+the *identified* parameters, evaluation on the hidden ones. --reuse skips recording (and sysid, and the original
+bundle's evaluation) when OUT holds them. Prints one JSON object on its last line.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def record_direct(bundle_dir: Path, bag: Path, seconds: float, noise: float, vx:
     write_tick_bag(bag, log, bundle.contract)
 
 
-def record_ros(bundle_dir: Path, bag: Path, seconds: float, vx: float, hidden: dict[str, float]) -> None:
+def record_ros(bundle_dir: Path, bag: Path, seconds: float, vx: float, hidden: dict[str, float], noise: float = 0.0,
+               seed: int = 0) -> None:
     from robot_rl.bundle import load_bundle
     from robot_rl.ros_nodes.procs import NodeGroup
     from robot_rl.ros_nodes.recorder import DEFAULT_TOPICS
@@ -74,8 +77,9 @@ def record_ros(bundle_dir: Path, bag: Path, seconds: float, vx: float, hidden: d
             "robot": contract.robot, "backend": "mujoco", "params": json.dumps(hidden),
             "command_joints": list(contract.joint_names), "command_rate_hz": float(contract.policy_rate_hz),
             "physics_rate_hz": float(contract.physics_rate_hz), "kp": float(contract.kp[0]),
-            "kd": float(contract.kd[0])})
-        group.start("policy", "policy_node", {"bundle": str(bundle_dir.resolve()), "autostart": True})
+            "kd": float(contract.kd[0]), "ground_truth_rate_hz": float(contract.physics_rate_hz)})
+        group.start("policy", "policy_node", {"bundle": str(bundle_dir.resolve()), "autostart": True,
+                                              "exploration_std": float(noise), "exploration_seed": int(seed)})
         group.start("cmd_vel", "cmd_vel_publisher", {"vx": vx, "vy": 0.0, "wz": 0.0})
         time.sleep(seconds)
     finally:
@@ -142,7 +146,9 @@ def main() -> None:
     parser.add_argument("--hidden", type=json.loads, default=None,
                         help=f"hidden parameters of the simulated robot as JSON (default {json.dumps(HIDDEN)})")
     parser.add_argument("--seconds", type=float, default=40.0, help="logged robot time")
-    parser.add_argument("--noise", type=float, default=0.1, help="exploration noise on the logged actions (direct)")
+    parser.add_argument("--noise", type=float, default=0.1,
+                        help="exploration noise (std, action units) on the deployed actions, before the safety chain "
+                             "(ros: the policy node's exploration_std); 0: the deterministic policy")
     parser.add_argument("--vx", type=float, default=0.5)
     parser.add_argument("--reuse", action="store_true",
                         help="reuse OUT/dataset (and OUT/sysid.json) from an earlier run instead of recording")
@@ -175,7 +181,7 @@ def main() -> None:
         shutil.rmtree(args.out, ignore_errors=True)
         args.out.mkdir(parents=True)
         if args.transport == "ros":
-            record_ros(args.bundle, bag, args.seconds, args.vx, hidden)
+            record_ros(args.bundle, bag, args.seconds, args.vx, hidden, args.noise, args.seed)
         else:
             record_direct(args.bundle, bag, args.seconds, args.noise, args.vx, args.seed, hidden)
         result["seconds"], result["record_s"] = args.seconds, round(time.monotonic() - t0, 1)

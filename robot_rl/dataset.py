@@ -83,14 +83,26 @@ class Dataset:
                 raise DatasetError(f"dataset {self.path} has obs/act dims {self.contract.obs_dim}/"
                                    f"{self.contract.act_dim}, the contract {contract.obs_dim}/{contract.act_dim}")
 
-    def transitions(self) -> Any:
-        """All episodes as one `robot_rl.offline.buffer.Transitions` (next_obs of the last step = final obs)."""
+    def transitions(self, actions: str = "applied") -> Any:
+        """All episodes as one `robot_rl.offline.buffer.Transitions` (next_obs of the last step = final obs).
+
+        actions="applied": the actions the robot executed (decoded from the certified targets; what the trainer
+        stores); "policy": the policy's output as the safety chain received it (with any deployment exploration
+        noise; `infos["policy_action"]`). A learner of "policy" actions learns what to ask the chain for, which is
+        what its actor outputs when deployed behind the same chain."""
         from robot_rl.offline.buffer import Transitions
 
+        if actions not in ("applied", "policy"):
+            raise DatasetError(f"actions must be 'applied' or 'policy', not '{actions}'")
         parts = []
         for ep in self.episodes:
             intervened = ep.infos.get("intervened", np.zeros(len(ep) + 1))[:-1].astype(bool)
-            parts.append(Transitions(obs=ep.observations[:-1], action=ep.actions,
+            act = ep.actions
+            if actions == "policy":
+                if "policy_action" not in ep.infos:
+                    raise DatasetError(f"dataset {self.path}: no policy actions (infos['policy_action'])")
+                act = np.asarray(ep.infos["policy_action"][:-1], np.float32)
+            parts.append(Transitions(obs=ep.observations[:-1], action=act,
                                      reward=ep.rewards.astype(np.float32), next_obs=ep.observations[1:],
                                      terminated=ep.terminations.astype(bool),
                                      truncated=ep.truncations.astype(bool), intervened=intervened))

@@ -492,13 +492,47 @@ def _pad3(command: np.ndarray) -> np.ndarray:
     return out
 
 
-def _base_from_pose(times_ns: np.ndarray, poses: list[tuple[int, Any]], quats: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Base position at tick times and base-frame linear velocity by finite differences of the pose topic."""
-    t_p = np.array([t for t, _ in poses])
+def _base_from_pose(times_ns: np.ndarray, poses: list[tuple[int, Any]], quats: np.ndarray,
+                    state_stamps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Base position and base-frame linear velocity at each tick from a pose topic (motion capture or simulator
+    ground truth).
+
+    The velocity is the central difference of the pose stream over the poses' own header stamps (when they
+    increase; else their log times): receive times bunch up and would turn small jitter into large velocities.
+    Position and velocity are interpolated at the time the tick's state was measured (`state_stamps`, when they
+    share the recorder's clock: within 0.25 s of the log times), else at the tick's log time, which is later than
+    the measurement by the state's age, the inference and the transport. Header stamps on another clock (a
+    simulator's time) are moved onto the recorder's by the smallest recent receive delay (a running minimum of
+    log time - stamp, which follows a clock that drifts or jumps)."""
+    log_p = np.array([t for t, _ in poses], np.float64)
     pos = np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z] for _, m in poses])
-    at = np.stack([np.interp(times_ns, t_p, pos[:, i]) for i in range(3)], axis=1)
-    vel_w = np.gradient(at, times_ns * 1e-9, axis=0) if len(times_ns) > 1 else np.zeros_like(at)
+    head = np.array([m.header.stamp.sec * 1e9 + m.header.stamp.nanosec for _, m in poses], np.float64)
+    order = np.argsort(log_p, kind="stable")
+    log_p, pos, head = log_p[order], pos[order], head[order]
+    if len(head) < 2 or not np.all(np.diff(head) > 0):
+        head = log_p
+    keep = np.concatenate([[True], np.diff(head) > 0])
+    log_p, pos, head = log_p[keep], pos[keep], head[keep]
+    lag = log_p - head
+    if abs(float(np.median(lag))) < 0.25e9:  # header stamps on the recorder's clock
+        t_p = head
+    else:
+        window = 21
+        padded = np.pad(lag, window // 2, mode="edge")
+        t_p = head + np.lib.stride_tricks.sliding_window_view(padded, window).min(axis=1)
+    at_t = np.asarray(times_ns, np.float64)
+    if state_stamps is not None and len(state_stamps) == len(at_t):
+        st = np.asarray(state_stamps, np.float64) * 1e9
+        if np.all(np.isfinite(st)) and abs(float(np.median(at_t - st))) < 0.25e9:
+            at_t = st
+    # this episode's stretch of the stream and the samples just around it (a reset between episodes moves the base)
+    margin = 0.99 * float(np.median(np.diff(t_p))) if len(t_p) > 1 else 0.0
+    inside = (t_p >= at_t.min() - margin) & (t_p <= at_t.max() + margin)
+    if inside.sum() >= 2:
+        t_p, pos, head = t_p[inside], pos[inside], head[inside]
+    vel_p = np.gradient(pos, head * 1e-9, axis=0) if len(t_p) > 1 else np.zeros_like(pos)
+    at = np.stack([np.interp(at_t, t_p, pos[:, i]) for i in range(3)], axis=1)
+    vel_w = np.stack([np.interp(at_t, t_p, vel_p[:, i]) for i in range(3)], axis=1)
     from robot_rl.sim.vec_env import quat_rotate_inverse
 
     return at, quat_rotate_inverse(quats, vel_w)
@@ -522,7 +556,8 @@ def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyCon
         quats = np.stack([r.state.base_quat for r in seg])
         base_pos = base_vel = None
         if poses:
-            base_pos, base_vel = _base_from_pose(times, poses, quats)
+            base_pos, base_vel = _base_from_pose(times, poses, quats,
+                                                 np.array([r.state.timestamp for r in seg], np.float64))
         rewards, terms, _ = reward(seg, applied, base_pos, base_vel)
         t = len(seg) - 1
         term = np.zeros(t, bool)
@@ -545,6 +580,11 @@ def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyCon
             "intervened": intervened}
         if base_pos is not None and base_vel is not None:
             infos["base_pos"], infos["base_lin_vel"] = base_pos, base_vel
+        n = contract.num_joints
+        if all(r.state.joint_effort is not None and len(r.state.joint_effort) == n for r in seg):
+            effort = np.stack([np.asarray(r.state.joint_effort, np.float64) for r in seg])
+            if np.any(effort):  # robots that do not report torques leave the field empty or zero
+                infos["joint_effort"] = effort
         for name, values in terms.items():
             infos[f"reward.{name}"] = np.concatenate([[0.0], values])
         episodes.append(Episode(observations=obs, actions=applied.astype(np.float32),

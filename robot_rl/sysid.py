@@ -1,9 +1,12 @@
 """System identification (real to sim): fit the simulated robot's physical parameters to a logged dataset.
 
 The logged certified targets are replayed in MuJoCo (robot_rl.sim.make_robot_sim) from logged states over short
-horizons; the parameters minimize the next-state prediction error (joint positions, joint velocities, gyro),
-by CMA-ES (the `cma` package) over the continuous parameters for every candidate latency (an integer number of
-physics steps, profiled exhaustively with a short search), then a longer search at the best latency. The
+horizons; the parameters minimize the next-state prediction error (joint positions, joint velocities, gyro, and
+when the log has them the base height and linear velocity from a ground-truth pose topic and the joint torques:
+the observables that separate added mass from motor strength), each normalized by a typical error, averaged over
+segments with the worst-predicted tenth left out (a fall or a glitch that no parameter explains), by CMA-ES (the `cma`
+package) over the continuous parameters for every candidate latency (an integer number of physics steps,
+profiled exhaustively with a short search), then longer searches at the best candidates. The
 uncertainty is the Gauss-Newton covariance s^2 (J^T J)^-1 of the normalized residuals at the optimum, J by central
 differences: it measures how well the log constrains each parameter, not the model error (contacts make the cost
 non-smooth), so treat it as a lower bound. A bootstrap over the logged segments (`bootstrap` resamples, the default)
@@ -47,6 +50,9 @@ BOUNDS: dict[str, tuple[float, float]] = {
 NOMINAL: dict[str, float] = {"friction": 1.0, "motor_strength": 1.0, "kp_scale": 1.0, "kd_scale": 1.0,
                              "added_mass": 0.0, "latency": 0}
 DEFAULT_PARAMS = ("friction", "motor_strength", "added_mass", "latency")
+OBSERVABLES = ("joint_pos", "joint_vel", "gyro", "base_height", "base_pos", "base_vel", "joint_effort",
+               "accelerometer")
+"""Quantities the prediction error can compare (SysIdConfig.observables)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,10 @@ class SysIdConfig:
     profile_evals: int = 60
     """CMA-ES evaluations per latency candidate (the profile)."""
     max_evals: int = 400
-    """CMA-ES evaluations refining the best latency candidate."""
+    """CMA-ES evaluations refining each of the best latency candidates."""
+    refine_latencies: int = 2
+    """Latency candidates (the best of the profile) refined with `max_evals` each; the best refit wins. A short
+    profile search can rank the true latency second."""
     seed: int = 0
     """CMA-ES seed."""
     q_scale: float = 0.01
@@ -72,6 +81,24 @@ class SysIdConfig:
     """Joint-velocity residual normalization [rad/s]."""
     gyro_scale: float = 0.1
     """Gyro residual normalization [rad/s]."""
+    observables: tuple[str, ...] = ("joint_pos", "joint_vel", "gyro", "base_height", "base_vel", "joint_effort")
+    """Predicted quantities compared with the log (OBSERVABLES); those the dataset lacks are skipped (base height
+    and velocity need a ground-truth pose topic, joint effort a robot that reports torques). The base's vertical
+    motion and the joint torques are what separates added mass from motor strength: with joint states alone a
+    heavier robot with stronger motors moves its joints the same way."""
+    base_height_scale: float = 0.005
+    """Base-height residual normalization [m]."""
+    base_vel_scale: float = 0.05
+    """Base linear-velocity residual normalization [m/s] (world frame)."""
+    effort_scale: float = 1.0
+    """Joint-torque residual normalization [N m]."""
+    acc_scale: float = 2.0
+    """Accelerometer residual normalization [m/s^2] (`accelerometer` observable, off by default: contact impacts
+    make single samples noisy)."""
+    trim: float = 0.1
+    """Fraction of segments left out of the cost at every evaluation, the worst-predicted ones (least trimmed
+    squares): a fall, an impact or a timing glitch in a real log that no parameter explains must not steer the
+    fit. 0 uses every segment."""
     bootstrap: int = 8
     """Bootstrap resamples of the segments (0: Gauss-Newton uncertainty only)."""
     bootstrap_evals: int = 60
@@ -83,11 +110,19 @@ class SysIdConfig:
     (state age, inference, transport) and the jitter of the tick period."""
 
     def __post_init__(self) -> None:
+        odd = [o for o in self.observables if o not in OBSERVABLES]
+        if odd or not self.observables:
+            raise ConfigError(f"sysid: unknown observable {odd[0] if odd else '(none)'} "
+                              f"(choose from {', '.join(OBSERVABLES)})")
         bad = [p for p in self.params if p not in BOUNDS and p != "latency"]
         if bad:
             raise ConfigError(f"sysid: unknown parameter {bad[0]} (choose from {', '.join([*BOUNDS, 'latency'])})")
-        if self.horizon < 1 or self.max_segments < 1 or self.max_latency < 0 or self.max_evals < 10:
-            raise ConfigError("sysid: horizon >= 1, max_segments >= 1, max_latency >= 0, max_evals >= 10")
+        if (self.horizon < 1 or self.max_segments < 1 or self.max_latency < 0 or self.max_evals < 10
+                or self.refine_latencies < 1):
+            raise ConfigError("sysid: horizon >= 1, max_segments >= 1, max_latency >= 0, max_evals >= 10, "
+                              "refine_latencies >= 1")
+        if not 0.0 <= self.trim < 0.5:
+            raise ConfigError(f"sysid: trim must be in [0, 0.5), got {self.trim}")
         if self.bootstrap < 0 or self.bootstrap == 1 or self.bootstrap_evals < 10:
             raise ConfigError("sysid: bootstrap must be 0 or >= 2 resamples, bootstrap_evals >= 10")
 
@@ -102,6 +137,16 @@ class Segment:
     next_q: np.ndarray
     next_qd: np.ndarray
     next_gyro: np.ndarray
+    next_height: np.ndarray | None = None
+    """(H,) logged base height (ground-truth pose), None without one."""
+    next_pos: np.ndarray | None = None
+    """(H, 3) logged base position (ground-truth pose), world frame."""
+    next_vel: np.ndarray | None = None
+    """(H, 3) logged base linear velocity, world frame."""
+    next_effort: np.ndarray | None = None
+    """(H, n) logged joint torques."""
+    next_acc: np.ndarray | None = None
+    """(H, 3) logged accelerometer."""
     steps: np.ndarray | None = None
     """(H,) physics steps between consecutive logged states (None: the contract's decimation)."""
     onset: np.ndarray | None = None
@@ -149,15 +194,19 @@ class Predictor:
         self._jq = np.array([m.jnt_qposadr[m.joint(j).id] for j in self.sim.joint_names])
         self._jv = np.array([m.jnt_dofadr[m.joint(j).id] for j in self.sim.joint_names])
         self.evaluations = 0
+        self.last_widths: list[int] = []
 
     def residuals(self, params: dict[str, float]) -> np.ndarray:
         cont = {k: v for k, v in params.items() if k != "latency"}
         self.sim.apply_params({**{k: NOMINAL[k] for k in BOUNDS}, **cont, "latency": 0})
         latency = int(params.get("latency", 0))
         m, d = self.sim.model, self.sim.data
-        gyro = self.sim._s["imu_gyro"]  # noqa: SLF001 - the SimRobot's own sensor slice
-        out = []
+        sl = self.sim._s  # noqa: SLF001 - the SimRobot's own sensor slices
+        gyro, acc = sl["imu_gyro"], sl["imu_acc"]
+        torque = self.sim._s_torque  # noqa: SLF001
         c = self.cfg
+        use = set(c.observables)
+        out = []
         for seg in self.segments:
             mujoco.mj_resetData(m, d)
             d.qpos[:] = seg.qpos
@@ -173,18 +222,62 @@ class Predictor:
                     mujoco.mj_step(m, d)
                 held = seg.targets[h]
                 if not np.all(np.isfinite(d.qpos)):
-                    out.append(np.full(3 * len(self._jq) + 3, 1e3))
+                    out.append(np.full(self.width(seg), 1e3))
                     continue
                 mujoco.mj_forward(m, d)
-                out.append(np.concatenate([(d.qpos[self._jq] - seg.next_q[h]) / c.q_scale,
-                                           (d.qvel[self._jv] - seg.next_qd[h]) / c.qd_scale,
-                                           (d.sensordata[gyro] - seg.next_gyro[h]) / c.gyro_scale]))
+                parts = []
+                if "joint_pos" in use:
+                    parts.append((d.qpos[self._jq] - seg.next_q[h]) / c.q_scale)
+                if "joint_vel" in use:
+                    parts.append((d.qvel[self._jv] - seg.next_qd[h]) / c.qd_scale)
+                if "gyro" in use:
+                    parts.append((d.sensordata[gyro] - seg.next_gyro[h]) / c.gyro_scale)
+                if seg.next_height is not None:
+                    parts.append(np.array([(d.qpos[2] - seg.next_height[h]) / c.base_height_scale]))
+                if seg.next_pos is not None:
+                    parts.append((d.qpos[0:3] - seg.next_pos[h]) / c.base_height_scale)
+                if seg.next_vel is not None:
+                    parts.append((d.qvel[0:3] - seg.next_vel[h]) / c.base_vel_scale)
+                if seg.next_effort is not None:
+                    parts.append((d.sensordata[torque] - seg.next_effort[h]) / c.effort_scale)
+                if seg.next_acc is not None:
+                    parts.append((d.sensordata[acc] - seg.next_acc[h]) / c.acc_scale)
+                out.append(np.concatenate(parts))
         self.evaluations += 1
+        self.last_widths = [len(seg.targets) * self.width(seg) for seg in self.segments]
         return np.concatenate(out)
 
+    def segment_costs(self, params: dict[str, float]) -> np.ndarray:
+        """Mean squared normalized residual of every segment."""
+        r = self.residuals(params) ** 2
+        ends = np.cumsum(self.last_widths)
+        return np.add.reduceat(r, ends - np.asarray(self.last_widths)) / np.asarray(self.last_widths)
+
+    def _inliers(self, per: np.ndarray) -> np.ndarray:
+        keep = np.ones(len(per), bool)
+        drop = int(math.floor(self.cfg.trim * len(per)))
+        if drop:
+            keep[np.argsort(per, kind="stable")[len(per) - drop:]] = False
+        return keep
+
+    def kept(self, params: dict[str, float]) -> list[int]:
+        """Indices of the segments the cost uses at `params` (all but the worst `trim` fraction)."""
+        return np.flatnonzero(self._inliers(self.segment_costs(params))).tolist()
+
+    def width(self, seg: Segment) -> int:
+        """Residuals per predicted tick of a segment."""
+        use, n = set(self.cfg.observables), len(self._jq)
+        return (n * ("joint_pos" in use) + n * ("joint_vel" in use) + 3 * ("gyro" in use)
+                + (seg.next_height is not None) + 3 * (seg.next_pos is not None) + 3 * (seg.next_vel is not None)
+                + n * (seg.next_effort is not None) + 3 * (seg.next_acc is not None))
+
     def cost(self, params: dict[str, float]) -> float:
-        r = self.residuals(params)
-        return float(r @ r / len(r))
+        """Mean squared normalized residual over the segments, the worst `trim` fraction left out."""
+        if self.cfg.trim <= 0.0:
+            r = self.residuals(params)
+            return float(r @ r / len(r))
+        per = self.segment_costs(params)
+        return float(per[self._inliers(per)].mean())
 
 
 def segments_from_dataset(ds: Dataset, cfg: SysIdConfig, model: mujoco.MjModel, joint_names: list[str],
@@ -192,6 +285,7 @@ def segments_from_dataset(ds: Dataset, cfg: SysIdConfig, model: mujoco.MjModel, 
     """Start states and logged targets of `max_segments` evenly spread windows of `horizon` ticks."""
     need = ("joint_pos", "joint_vel", "base_quat", "base_ang_vel", "safe_targets")
     h = cfg.horizon
+    use = set(cfg.observables)
     dt = float(model.opt.timestep)
     decimation = max(1, int(round(1.0 / (ds.contract.policy_rate_hz * dt))))
     candidates: list[tuple[int, int]] = []
@@ -222,19 +316,38 @@ def segments_from_dataset(ds: Dataset, cfg: SysIdConfig, model: mujoco.MjModel, 
         qvel[3:6] = inf["base_ang_vel"][k]
         if "base_pos" in inf and "base_lin_vel" in inf:
             qpos[0:3] = inf["base_pos"][k]
-            rot = np.zeros(9)
-            mujoco.mju_quat2Mat(rot, qpos[3:7])
-            qvel[0:3] = rot.reshape(3, 3) @ inf["base_lin_vel"][k]
+            qvel[0:3] = _rotate(qpos[3:7], inf["base_lin_vel"][k])
         else:
             qpos[2] = _ground_height(model, data, qpos)
-        segs.append(Segment(qpos=qpos, qvel=qvel, prev_target=inf["safe_targets"][k - 1],
-                            targets=inf["safe_targets"][k:k + h], next_q=inf["joint_pos"][k + 1:k + 1 + h],
-                            next_qd=inf["joint_vel"][k + 1:k + 1 + h],
-                            next_gyro=inf["base_ang_vel"][k + 1:k + 1 + h]))
+        nxt = slice(k + 1, k + 1 + h)
+        seg = Segment(qpos=qpos, qvel=qvel, prev_target=inf["safe_targets"][k - 1],
+                      targets=inf["safe_targets"][k:k + h], next_q=inf["joint_pos"][nxt],
+                      next_qd=inf["joint_vel"][nxt], next_gyro=inf["base_ang_vel"][nxt])
+        if "base_pos" in inf and "base_lin_vel" in inf:
+            if "base_height" in use:
+                seg.next_height = np.asarray(inf["base_pos"][nxt, 2], np.float64)
+            if "base_pos" in use:
+                seg.next_pos = np.asarray(inf["base_pos"][nxt], np.float64)
+            if "base_vel" in use:
+                seg.next_vel = np.stack([_rotate(inf["base_quat"][j], inf["base_lin_vel"][j])
+                                         for j in range(k + 1, k + 1 + h)])
+        if "joint_effort" in use and "joint_effort" in inf and np.any(inf["joint_effort"]):
+            seg.next_effort = np.asarray(inf["joint_effort"][nxt], np.float64)
+        if "accelerometer" in use and "base_lin_acc" in inf:
+            seg.next_acc = np.asarray(inf["base_lin_acc"][nxt], np.float64)
+        segs.append(seg)
         timing = timings[e]
         if timing is not None:
             segs[-1].steps, segs[-1].onset = timing[0][k:k + h], timing[1][k:k + h]
     return segs
+
+
+def _rotate(quat: np.ndarray, vec: np.ndarray) -> np.ndarray:
+    """A base-frame vector in the world frame."""
+    rot = np.zeros(9)
+    q = np.asarray(quat, np.float64)
+    mujoco.mju_quat2Mat(rot, q / np.linalg.norm(q))
+    return rot.reshape(3, 3) @ np.asarray(vec, np.float64)
 
 
 def _logged_timing(infos: dict[str, np.ndarray], dt: float, decimation: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -304,21 +417,30 @@ def identify(ds: Dataset, robot: str, cfg: SysIdConfig | None = None,
             es.tell(xs, [pred.cost(to_params(np.asarray(x), latency)) for x in xs])
         return np.asarray(es.result.xbest), float(es.result.fbest)
 
-    # profile every latency with a short global search, then search the best one to convergence
+    # profile every latency with a short global search (started at the best parameters found so far: neighbouring
+    # latencies have similar optima), then search the best `refine_latencies` to convergence and keep the best
     profile: dict[int, float] = {}
     starts: dict[int, np.ndarray] = {}
+    incumbent = x0
     for latency in lat_candidates:
-        starts[latency], profile[latency] = search(x0, 0.3, cfg.profile_evals, latency)
+        starts[latency], profile[latency] = search(incumbent, 0.3, cfg.profile_evals, latency)
+        if profile[latency] <= min(profile.values()):
+            incumbent = starts[latency]
         if progress is not None:
             progress(latency, profile[latency], to_params(starts[latency], latency))
+    for cand in sorted(profile, key=profile.__getitem__)[:cfg.refine_latencies]:
+        x, f = search(starts[cand], 0.1, cfg.max_evals, cand)
+        if f < profile[cand]:
+            starts[cand], profile[cand] = x, f
     latency = min(profile, key=profile.__getitem__)
-    x, f = search(starts[latency], 0.1, cfg.max_evals, latency)
-    if f > profile[latency]:
-        x, f = starts[latency], profile[latency]
-    profile[latency] = f
-    starts[latency] = x
+    x, f = starts[latency], profile[latency]
     values = to_params(x, latency)
-    gn_std = _gauss_newton_std(pred, values, names, hi - lo)
+    segments = pred.segments
+    pred.segments = [segments[i] for i in pred.kept(values)]  # the segments the fit explains
+    try:
+        gn_std = _gauss_newton_std(pred, values, names, hi - lo)
+    finally:
+        pred.segments = segments
     if "latency" in cfg.params:
         # a discrete parameter: half a step when the profile clearly prefers one value, else the spread of
         # latencies within 10% of the best cost

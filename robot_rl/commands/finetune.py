@@ -18,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="bundle to write (default: BUNDLE-<algo>)")
     parser.add_argument("--algo", choices=["iql", "td3bc", "bc", "sac"], default="iql", help="offline algorithm")
     parser.add_argument("--steps", type=int, default=5000, help="offline gradient steps")
+    parser.add_argument("--actions", choices=["applied", "policy"], default="applied",
+                        help="logged actions to learn from: executed (certified) or the policy's output as the "
+                             "safety chain received it")
+    parser.add_argument("--learner", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="offline learner settings, e.g. temperature=10 anchor=1 (IQL)")
     parser.add_argument("--online", action="store_true", help="then fine-tune online (SAC) in simulation")
     parser.add_argument("--online-steps", type=int, default=20_000, help="online environment transitions")
     parser.add_argument("--online-algo", choices=["ppo"], default="",
@@ -34,11 +39,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from robot_rl.errors import ConfigError
     from robot_rl.offline.finetune import FinetuneConfig, finetune
 
+    learner = {}
+    for item in args.learner:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--learner {item}: expected KEY=VALUE")
+        learner[key] = yaml.safe_load(value)
     out = args.out or args.bundle.with_name(f"{args.bundle.name}-{args.algo}{'-online' if args.online else ''}")
     cfg = FinetuneConfig(bundle=str(args.bundle), data=str(args.data), out=str(out), algo=args.algo,
-                         offline_steps=args.steps, online=args.online, online_steps=args.online_steps,
+                         offline_steps=args.steps, actions=args.actions, learner=learner, online=args.online,
+                         online_steps=args.online_steps,
                          online_algo=args.online_algo, utd_ratio=args.utd,
                          critic_warmup_steps=args.critic_warmup, num_envs=args.num_envs,
                          task=args.task,

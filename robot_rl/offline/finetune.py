@@ -51,6 +51,11 @@ class FinetuneConfig:
     offline_steps: int = 5000
     """Gradient steps on the logged data (0: skip the offline phase)."""
     batch_size: int = 256
+    actions: Literal["applied", "policy"] = "applied"
+    """Logged actions to learn from: the executed (certified) ones, or the policy's output as the safety chain
+    received it (Dataset.transitions)."""
+    learner: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the offline learner's config (e.g. {"temperature": 10.0, "anchor": 1.0} for IQL)."""
     online: bool = False
     """Continue with SAC online in simulation (the safety chain in the loop)."""
     online_steps: int = 20_000
@@ -88,6 +93,12 @@ class FinetuneConfig:
             raise ConfigError(f"unknown algorithm '{self.algo}' (choose from {', '.join(LEARNER_CONFIGS)})")
         if self.online_algo not in ("", "ppo"):
             raise ConfigError(f"unknown online algorithm '{self.online_algo}' (choose from ppo, or empty)")
+        if self.actions not in ("applied", "policy"):
+            raise ConfigError(f"actions must be applied or policy, not '{self.actions}'")
+        fields = {f.name for f in dataclasses.fields(LEARNER_CONFIGS[self.algo])}
+        unknown = sorted(set(self.learner) - fields)
+        if unknown:
+            raise ConfigError(f"{self.algo} has no setting {unknown[0]} (settings: {', '.join(sorted(fields))})")
         if min(self.offline_steps, self.online_steps, self.critic_warmup_steps, self.eval_episodes) < 0:
             raise ConfigError("step counts must be non-negative")
 
@@ -108,7 +119,7 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
     policy, contract = Policy.from_bundle(cfg.bundle, init_std=cfg.init_std)
     ds = load_dataset(cfg.data)
     ds.check_robot(contract.robot, contract)
-    data = ds.transitions()
+    data = ds.transitions(cfg.actions)
     clip = contract.action.clip
     metrics: dict[str, Any] = {"dataset_transitions": len(data), "dataset_episodes": len(ds.episodes)}
     start = time.monotonic()
@@ -131,6 +142,7 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
     learner_cfg = LEARNER_CONFIGS[cfg.algo]()
     if "action_clip" in {f.name for f in dataclasses.fields(learner_cfg)}:
         learner_cfg = dataclasses.replace(learner_cfg, action_clip=clip)
+    learner_cfg = dataclasses.replace(learner_cfg, **cfg.learner)
     learner = make_learner(cfg.algo, policy, learner_cfg, seed=cfg.seed)
     if cfg.offline_steps:
         losses = train_offline(learner, data, cfg.offline_steps, cfg.batch_size, cfg.seed,
@@ -183,6 +195,7 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
                                "from_git_commit": contract.provenance.get("git_commit"),
                                "dataset": str(data_path), "dataset_id": ds.metadata.get("dataset_id"),
                                "dataset_sha256": dataset_digest(data_path), "algo": cfg.algo,
+                               "actions": cfg.actions, "learner": dict(cfg.learner),
                                "offline_steps": cfg.offline_steps,
                                "online_steps": cfg.online_steps if cfg.online else 0,
                                "online_algo": (cfg.online_algo or cfg.algo) if cfg.online else "",

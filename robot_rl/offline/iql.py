@@ -44,12 +44,16 @@ class IQLConfig:
     critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
     action_clip: float = 1.0
     """Logged actions are clipped to [-action_clip, action_clip] for the policy's likelihood."""
+    anchor: float = 0.0
+    """Weight of a squared-error term that keeps the actor's mean close to the start actor's on the logged states
+    (a KL regularizer to the policy being fine-tuned, for equal stds): 0 lets the advantage-weighted regression
+    move the actor anywhere the data supports; > 0 moves it only where the advantages pull harder."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.expectile < 1.0:
             raise ConfigError(f"iql.expectile must be in (0, 1), got {self.expectile}")
-        if self.temperature < 0 or self.max_weight <= 0 or self.huber_delta <= 0:
-            raise ConfigError("iql: temperature >= 0, max_weight > 0 and huber_delta > 0 are required")
+        if self.temperature < 0 or self.max_weight <= 0 or self.huber_delta <= 0 or self.anchor < 0:
+            raise ConfigError("iql: temperature >= 0, max_weight > 0, huber_delta > 0 and anchor >= 0 are required")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ConfigError("iql: gamma must be in [0, 1] and tau in (0, 1]")
 
@@ -61,6 +65,7 @@ class IQL:
         self.critic = Critic(policy.obs_dim, policy.act_dim, c.critic_hidden)
         self.critic_target = copy.deepcopy(self.critic)
         self.value = ValueNet(policy.obs_dim, c.critic_hidden)
+        self.start = copy.deepcopy(policy).requires_grad_(False) if c.anchor > 0 else None
         self.actor_opt = torch.optim.Adam(policy.parameters(), lr=c.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr)
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=c.value_lr)
@@ -101,6 +106,12 @@ class IQL:
             w = torch.exp(c.temperature * adv).clamp(max=c.max_weight)
         log_prob = self.policy.distribution(obs_n).log_prob(action).sum(-1)
         actor_loss = -(w * log_prob).mean()
+        anchor = torch.zeros(())
+        if self.start is not None:
+            with torch.no_grad():
+                mean0 = self.start.mean(obs_n)
+            anchor = (self.policy.mean(obs_n) - mean0).square().sum(-1).mean()
+            actor_loss = actor_loss + c.anchor * anchor
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
@@ -108,4 +119,4 @@ class IQL:
             self.policy.log_std.clamp_(-5.0, 1.0)
         return {"loss/value": float(value_loss.detach()), "loss/critic": float(critic_loss.detach()),
                 "loss/actor": float(actor_loss.detach()), "q_mean": float(q.detach().mean()),
-                "adv_mean": float(adv.mean()), "weight_mean": float(w.mean())}
+                "adv_mean": float(adv.mean()), "weight_mean": float(w.mean()), "anchor": float(anchor)}

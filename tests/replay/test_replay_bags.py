@@ -131,3 +131,38 @@ def test_dataset_from_another_robot_is_refused(tmp_path: Path, contract, log: Si
     assert main(["sysid", str(out), "--robot", "go1", "--out", str(tmp_path / "rand.yaml")]) == 2
     assert "not 'go1'" in capsys.readouterr().err
     assert not (tmp_path / "rand.yaml").exists()
+
+
+def test_ground_truth_pose_is_sampled_when_the_state_was_measured() -> None:
+    """A 200 Hz pose stream stamped on another clock (simulator time) and received in bursts, ticks logged 8 ms
+    after their state was measured (as over ROS 2): the base pose and velocity are taken at the measurement time,
+    the velocity from the poses' own stamps; sampling at the tick's log time is off by the lag."""
+    from types import SimpleNamespace
+
+    from robot_rl.replay import _base_from_pose
+
+    def pose_at(t: np.ndarray) -> np.ndarray:
+        return np.stack([0.5 * t, 0.05 * np.sin(t), 0.3 + 0.01 * np.sin(2 * np.pi * 3 * t)], axis=1)
+
+    def vel_at(t: np.ndarray) -> np.ndarray:
+        return np.stack([np.full_like(t, 0.5), 0.05 * np.cos(t), 0.06 * np.pi * np.cos(2 * np.pi * 3 * t)], axis=1)
+
+    rng = np.random.default_rng(0)
+    sim_t = np.arange(0, 400) * 0.005
+    wall0 = 1.7e9
+    # received 0.3 ms after publication, every fourth message late and in a burst with the next one
+    recv = wall0 + sim_t + 3e-4 + np.where(np.arange(len(sim_t)) % 4 == 1, 0.0045, 0.0) \
+        + 1e-4 * rng.random(len(sim_t))
+    poses = []
+    for t, r, p in zip(sim_t, recv, pose_at(sim_t)):
+        stamp = SimpleNamespace(sec=int(t), nanosec=int(round((t - int(t)) * 1e9)))
+        poses.append((int(r * 1e9), SimpleNamespace(header=SimpleNamespace(stamp=stamp), pose=SimpleNamespace(
+            position=SimpleNamespace(x=p[0], y=p[1], z=p[2])))))
+    state_t = 0.1 + np.arange(0, 80) * 0.02 + 0.0025  # states between pose samples
+    log_ns = (wall0 + state_t + 0.008) * 1e9
+    quats = np.tile([1.0, 0.0, 0.0, 0.0], (len(state_t), 1))
+    pos, vel = _base_from_pose(log_ns, poses, quats, wall0 + state_t)
+    assert np.abs(pos - pose_at(state_t)).max() < 5e-4  # the smallest receive delay (0.3 ms) remains
+    assert np.abs(vel - vel_at(state_t)).max() < 0.01
+    late, _ = _base_from_pose(log_ns, poses, quats)  # no state stamps: the tick's log time
+    assert np.abs(late - pose_at(state_t))[:, 2].max() > 1e-3

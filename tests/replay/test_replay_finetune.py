@@ -67,6 +67,35 @@ def test_finetune_online_runs_with_safety_chain(setup: tuple[Path, Path, np.ndar
     assert load_bundle(out).contract.provenance["finetune"]["online_steps"] == 48
 
 
+def test_finetune_from_policy_actions_anchored_to_the_bundle(setup: tuple[Path, Path, np.ndarray], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--actions policy learns the policy's logged output (what the safety chain received), not the certified
+    action; --learner anchor=... keeps IQL's actor near the bundle's: the anchored actor moves far less."""
+    bundle, ds, _ = setup
+    from robot_rl.dataset import load_dataset
+
+    data = load_dataset(ds)
+    raw, applied = data.transitions("policy"), data.transitions()
+    assert raw.action.shape == applied.action.shape
+    ep = data.episodes[0]
+    assert np.array_equal(raw.action[:len(ep)], ep.infos["policy_action"][:-1].astype(np.float32))
+    old = load_bundle(bundle)
+    moved = {}
+    for anchor in (0.0, 30.0):
+        out = tmp_path / f"anchor{anchor:g}"
+        assert main(["finetune", str(bundle), "--data", str(ds), "--algo", "iql", "--steps", "300", "--actions",
+                     "policy", "--learner", "temperature=3", f"anchor={anchor:g}", "--out", str(out)]) == 0
+        prov = load_bundle(out).contract.provenance["finetune"]
+        assert prov["actions"] == "policy" and prov["learner"] == {"temperature": 3, "anchor": anchor}
+        moved[anchor] = float(np.abs(load_bundle(out).act(raw.obs) - old.act(raw.obs)).mean())
+    assert moved[30.0] < 0.5 * moved[0.0], moved
+    capsys.readouterr()
+    assert main(["finetune", str(bundle), "--data", str(ds), "--learner", "expectil=0.9", "--out",
+                 str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "iql has no setting expectil" in err and not (tmp_path / "bad").exists()
+
+
 def test_finetune_refuses_dataset_of_other_layout(setup: tuple[Path, Path, np.ndarray], tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     _, ds, _ = setup

@@ -74,8 +74,9 @@ def test_sysid_bootstrap_uncertainty_grows_with_sensor_noise(tmp_path: Path) -> 
     Gauss-Newton std) with a 5-95% interval, and a noisier log gives a wider one."""
     from robot_rl.sysid import SysIdConfig, identify
 
+    # a clean synthetic log has no outlier segments to trim (and 24 segments are few to drop any)
     cfg = SysIdConfig(params=("motor_strength", "added_mass"), horizon=2, max_segments=24, max_evals=120,
-                      profile_evals=40, bootstrap=5, bootstrap_evals=30)
+                      profile_evals=40, bootstrap=5, bootstrap_evals=30, trim=0.0)
     clean = identify(_small_dataset(tmp_path, "clean", 0.0), "a1", cfg)  # type: ignore[arg-type]
     noisy = identify(_small_dataset(tmp_path, "noisy", 1.0), "a1", cfg)  # type: ignore[arg-type]
     for fit in (clean, noisy):
@@ -151,3 +152,52 @@ def test_sysid_replay_with_logged_timing_matches_the_robot() -> None:
     assert min(costs, key=costs.__getitem__) == 2 and costs[2] < 1e-3, costs
     plain_costs = {lat: plain.cost({"latency": lat}) for lat in range(6)}
     assert min(plain_costs.values()) > 100 * costs[2], plain_costs
+
+
+def test_sysid_compares_base_motion_and_torques_and_trims_outlier_segments(tmp_path: Path) -> None:
+    """A log of the walking bundle's one deterministic gait with a ground-truth pose and joint torques: the
+    prediction error also compares base height, base velocity and joint torques (what tells added mass from motor
+    strength: they grow when the mass is wrong even with the strength refitted for the joints), and the cost
+    leaves out the worst-predicted segments, so one corrupted segment does not move it."""
+    from robot_rl.bundle import load_bundle
+    from robot_rl.dataset import load_dataset
+    from robot_rl.sysid import Predictor, SysIdConfig, segments_from_dataset
+
+    bundle = load_bundle(Path(__file__).parents[1] / "ros" / "data" / "a1_walk")
+    hidden = {"motor_strength": 0.8, "added_mass": 1.5}
+    log = simulate_ticks(bundle.contract, bundle.act, 120, params=hidden, command=np.array([0.5, 0.0, 0.0]),
+                         reset_every=1000, seed=0)
+    bag = write_tick_bag(tmp_path / "bag", log, bundle.contract)
+    assert main(["replay", str(bag), "--out", str(tmp_path / "ds"), "--set",
+                 "ground_truth=/sim_robot/ground_truth"]) == 0
+    ds = load_dataset(tmp_path / "ds")
+    assert "joint_effort" in ds.episodes[0].infos and "base_pos" in ds.episodes[0].infos
+
+    def predictor(cfg: SysIdConfig) -> Predictor:
+        pred = Predictor("a1", 1.0 / bundle.contract.physics_rate_hz, bundle.contract.decimation, [], cfg)
+        pred.segments = segments_from_dataset(ds, cfg, pred.sim.model, pred.sim.joint_names)
+        return pred
+
+    full = predictor(SysIdConfig(max_segments=20, trim=0.0))
+    seg = full.segments[0]
+    assert seg.next_height is not None and seg.next_vel is not None and seg.next_effort is not None
+    assert full.width(seg) == 12 + 12 + 3 + 1 + 3 + 12
+    joints = predictor(SysIdConfig(max_segments=20, trim=0.0, observables=("joint_pos", "joint_vel", "gyro")))
+    assert joints.segments[0].next_height is None and joints.width(joints.segments[0]) == 27
+
+    def base_and_torque_error(params: dict[str, float]) -> float:
+        r = full.residuals(params).reshape(-1, full.width(seg))
+        return float((r[:, 27:] ** 2).mean())
+
+    truth = base_and_torque_error(hidden)
+    assert base_and_torque_error({"motor_strength": 0.8, "added_mass": 0.0}) > 3 * truth
+    assert base_and_torque_error({"motor_strength": 0.75, "added_mass": 0.5}) > 2 * truth
+    # one corrupted segment (an encoder glitch): the trimmed cost does not see it
+    trimmed = predictor(SysIdConfig(max_segments=20, trim=0.1))
+    clean = full.cost(hidden)
+    bad = trimmed.segments[7]
+    bad.next_q = bad.next_q + 0.5
+    assert trimmed.cost(hidden) <= clean
+    assert 7 not in trimmed.kept(hidden) and len(trimmed.kept(hidden)) == 18
+    full.segments[7] = bad
+    assert full.cost(hidden) > 10 * clean
