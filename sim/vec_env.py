@@ -27,7 +27,8 @@ from robot_rl.sim.randomization import (
     push_velocity,
     sample_episode_params,
 )
-from robot_rl.state import RobotState, projected_gravity
+from robot_rl.sim.step_kernels import rotate_inverse_and_gravity, sensor_noise, swing_times
+from robot_rl.state import RobotState
 
 _STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
 MAX_QVEL = 1e3
@@ -94,6 +95,7 @@ class MujocoVecEnv:
         self._qpos_v = self._state[:, 1:1 + nq]
         self._qvel_v = self._state[:, 1 + nq:1 + nq + m.nv]
         self._time_v, self._prev_time_v = self._state[:, 0], self._prev_state[:, 0]
+        self._lin_vel, self._gravity = np.zeros((n, 3)), np.zeros((n, 3))
         self._out = np.zeros((n, dec, self._nstate))
         self._sens = np.zeros((n, dec, m.nsensordata))
         self._ctrl = np.zeros((n, dec, nu))
@@ -151,32 +153,28 @@ class MujocoVecEnv:
         return self._qvel_v
 
     def _true_state(self, copy_arrays: bool = False) -> RobotState:
-        qpos, qvel = self._qpos(), self._qvel()
+        """The simulator's state, views into the env's buffers unless `copy_arrays`; also refreshes the projected
+        gravity of the base that rewards and terminations read (`self._gravity`)."""
+        qpos, qvel = self._qpos_v, self._qvel_v
         quat = qpos[:, 3:7]
-        lin_vel = quat_rotate_inverse(quat, qvel[:, 0:3])
+        rotate_inverse_and_gravity(quat, qvel[:, 0:3], self._lin_vel, self._gravity)
         c = np.copy if copy_arrays else np.asarray
         return RobotState(joint_pos=c(self._state[:, self._jq]), joint_vel=c(self._state[:, self._jv]),
                           base_quat=c(quat), base_ang_vel=c(qvel[:, 3:6]),
                           base_lin_acc=c(self._sens[:, -1, self._s_acc]),
-                          timestamp=self._ep_step * self.policy_dt, base_lin_vel=lin_vel, base_pos=c(qpos[:, 0:3]),
-                          contacts=self._sens[:, -1, self._s_feet] > 1.0,
+                          timestamp=self._ep_step * self.policy_dt, base_lin_vel=c(self._lin_vel),
+                          base_pos=c(qpos[:, 0:3]), contacts=self._sens[:, -1, self._s_feet] > 1.0,
                           joint_effort=c(self._sens[:, -1, self._s_torque]))
 
     def _observe_state(self, true: RobotState) -> RobotState:
         """Sensor model: per-episode bias plus white noise on the measured fields (what the policy sees)."""
         p, s = self._params, self._noisy
         n, nj = true.joint_pos.shape
-        # one draw for all four fields: the same stream as four draws in this order, a quarter of the calls
+        # one draw for all four fields: the same stream as four draws in this order
         z = self._rng.standard_normal(n * (2 * nj + 7))
-        zp, zv = z[:n * nj].reshape(n, nj), z[n * nj:2 * n * nj].reshape(n, nj)
-        zw, zq = z[2 * n * nj:2 * n * nj + 3 * n].reshape(n, 3), z[2 * n * nj + 3 * n:].reshape(n, 4)
-        np.add(true.joint_pos, p.joint_pos_bias, out=s.joint_pos)
-        s.joint_pos += np.multiply(zp, p.joint_pos_noise[:, None], out=zp)
-        np.add(true.joint_vel, np.multiply(zv, p.joint_vel_noise[:, None], out=zv), out=s.joint_vel)
-        np.add(true.base_ang_vel, p.ang_vel_bias, out=s.base_ang_vel)
-        s.base_ang_vel += np.multiply(zw, p.ang_vel_noise[:, None], out=zw)
-        q = np.add(true.base_quat, np.multiply(zq, p.quat_noise[:, None], out=zq), out=s.base_quat)
-        q /= np.sqrt(np.square(q).sum(axis=1, keepdims=True))
+        sensor_noise(true.joint_pos, true.joint_vel, true.base_ang_vel, true.base_quat, p.joint_pos_bias,
+                     p.joint_pos_noise, p.joint_vel_noise, p.ang_vel_bias, p.ang_vel_noise, p.quat_noise, z,
+                     s.joint_pos, s.joint_vel, s.base_ang_vel, s.base_quat)
         s.base_lin_acc[:] = true.base_lin_acc
         s.timestamp = true.timestamp
         s.contacts = true.contacts
@@ -338,16 +336,12 @@ class MujocoVecEnv:
             self._push_timer[idx] = next_push_delay(self.cfg.randomization, self._rng, len(idx))
 
     def _step_view(self, true: RobotState) -> StepView:
+        """What the reward terms see; call right after `_true_state` (it reads the gravity that call computed)."""
         feet = self._sens[:, -1, self._s_feet]
-        contact = feet > 1.0
-        filt = contact | self._last_contact
-        first = (self._air_time > 0.0) & filt
-        self._air_time += self.policy_dt
-        air = self._air_time.copy()
-        self._air_time *= ~filt
-        self._last_contact[:] = contact
+        air, first = np.empty_like(self._air_time), np.empty_like(self._last_contact)
+        swing_times(feet, self._last_contact, self._air_time, self.policy_dt, air, first)
         return StepView(base_lin_vel=true.base_lin_vel, base_ang_vel=true.base_ang_vel, base_quat=true.base_quat,
-                        gravity=projected_gravity(true.base_quat),
+                        gravity=self._gravity,
                         base_height=self._qpos()[:, 2], joint_pos=true.joint_pos, joint_vel=true.joint_vel,
                         torques=self._sens[:, :, self._s_torque_cols], action=self._applied,
                         last_action=self._last_action, policy_action=self._action, command=self._command,
