@@ -366,6 +366,8 @@ class LocomotionTask:
         self.weights = {k: getattr(cfg.rewards, k) for k in [*REWARD_TERMS, "joint_limits"]}
         self._active_terms = [(k, fn, self.weights[k]) for k, fn in REWARD_TERMS.items() if self.weights[k] != 0.0]
         self.contract = self._build_contract()
+        self._tilt_limit = -np.cos(cfg.termination.max_tilt)
+        """Projected gravity's z above this: tilted past max_tilt."""
 
     # ---- contract ----------------------------------------------------------------------------------------------
     def joint_inertia(self) -> np.ndarray:
@@ -454,8 +456,10 @@ class LocomotionTask:
 
     def terminated(self, s: StepView) -> np.ndarray:
         t = self.cfg.termination
-        fell = _gravity(s)[:, 2] > -np.cos(t.max_tilt)
-        groups = {"trunk": s.trunk_touch[:, None], "thigh": s.thigh_touch, "calf": s.calf_touch}
+        fell = _gravity(s)[:, 2] > self._tilt_limit
         for g in t.contacts:
-            fell |= np.any(groups[g] > t.contact_force, axis=1)
+            if g == "trunk":
+                fell |= s.trunk_touch > t.contact_force
+            else:
+                fell |= ((s.thigh_touch if g == "thigh" else s.calf_touch) > t.contact_force).any(axis=1)
         return fell

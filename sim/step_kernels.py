@@ -73,3 +73,23 @@ def rotate_inverse_and_gravity(q: np.ndarray, v: np.ndarray, out: np.ndarray, gr
         gravity[e, 0] = -2.0 * (x * z - w * y)
         gravity[e, 1] = -2.0 * (y * z + w * x)
         gravity[e, 2] = 2.0 * (x * x + y * y) - 1.0
+
+
+@njit(cache=True, nogil=True)
+def take_last_state(out: np.ndarray, state: np.ndarray, prev_state: np.ndarray, qvel_start: int, qvel_end: int,
+                    max_qvel: float, dt_min: float) -> bool:
+    """state[:] = out[:, -1] (the rollout's last physics step), and in the same pass: is every row finite, every
+    |qvel| <= max_qvel and time advanced by at least dt_min? False sends the caller to its per-row check."""
+    ok = True
+    last = out.shape[1] - 1
+    for e in range(state.shape[0]):
+        for k in range(state.shape[1]):
+            x = out[e, last, k]
+            state[e, k] = x
+            if x - x != 0.0:  # NaN or +-inf
+                ok = False
+            elif qvel_start <= k < qvel_end and abs(x) > max_qvel:
+                ok = False
+        if not state[e, 0] - prev_state[e, 0] >= dt_min:
+            ok = False
+    return ok

@@ -17,6 +17,7 @@ import numpy as np
 from mujoco import rollout
 
 from robot_rl.controllers import TargetHistory
+from robot_rl.fused import FusedObserver
 from robot_rl.sim.locomotion import LocomotionTask, StepView
 from robot_rl.sim.mjmodel import FLOOR, SensorSlices, as_slice, write_pd
 from robot_rl.sim.randomization import (
@@ -27,7 +28,7 @@ from robot_rl.sim.randomization import (
     push_velocity,
     sample_episode_params,
 )
-from robot_rl.sim.step_kernels import rotate_inverse_and_gravity, sensor_noise, swing_times
+from robot_rl.sim.step_kernels import rotate_inverse_and_gravity, sensor_noise, swing_times, take_last_state
 from robot_rl.state import RobotState
 
 _STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -96,6 +97,7 @@ class MujocoVecEnv:
         self._qvel_v = self._state[:, 1 + nq:1 + nq + m.nv]
         self._time_v, self._prev_time_v = self._state[:, 0], self._prev_state[:, 0]
         self._lin_vel, self._gravity = np.zeros((n, 3)), np.zeros((n, 3))
+        self._qvel_cols = (1 + nq, 1 + nq + m.nv)
         self._out = np.zeros((n, dec, self._nstate))
         self._sens = np.zeros((n, dec, m.nsensordata))
         self._ctrl = np.zeros((n, dec, nu))
@@ -133,8 +135,9 @@ class MujocoVecEnv:
         self._noisy = RobotState(joint_pos=np.zeros((n, nu)), joint_vel=np.zeros((n, nu)),
                                  base_quat=np.zeros((n, 4)), base_ang_vel=np.zeros((n, 3)),
                                  base_lin_acc=np.zeros((n, 3)), timestamp=np.zeros(n))
-        self._observer = self.contract.make_observer((n,))
-        self._reset_observer = self.contract.make_observer((n,))
+        # one compiled call per batch when the terms allow it (same observations bit for bit), else the Observer
+        self._observer = FusedObserver.build(self.contract, n) or self.contract.make_observer((n,))
+        self._reset_observer = FusedObserver.build(self.contract, n) or self.contract.make_observer((n,))
         self._obs = np.zeros((n, self.obs_dim), np.float32)
         self._chain = load_safety_chain(self.contract) if safety else None
         self._damping = np.zeros(n, bool)
@@ -254,8 +257,8 @@ class MujocoVecEnv:
         self._prev_state[:] = self._state
         self._rollout.rollout(self._models, self._datas, self._state, self._ctrl, nstep=self.decimation,
                               state=self._out, sensordata=self._sens, skip_checks=True)
-        self._state[:] = self._out[:, -1]
-        bad = self._unstable()
+        bad = self._unstable(take_last_state(self._out, self._state, self._prev_state, *self._qvel_cols, MAX_QVEL,
+                                             0.5 * self.decimation * self._nominal.opt.timestep))
         self._ep_step += 1
 
         true = self._true_state()
@@ -308,16 +311,13 @@ class MujocoVecEnv:
                 write_pd(self._models[i], kp * p.kp_scale[i], kd * p.kd_scale[i], p.motor_strength[i], lim)
         self._damping[:] = damping
 
-    def _unstable(self) -> np.ndarray:
-        """Rows whose state is non-finite, exploded, or was reset inside MuJoCo (time went back): restore them."""
-        qvel = self._qvel_v
-        dt_min = 0.5 * self.decimation * self._nominal.opt.timestep
-        # the common case in three reductions: the sum is finite iff every entry is (an overflow counts as bad
-        # too), and a NaN velocity fails the comparison
-        ok = (np.isfinite(self._state.sum()) and float(np.abs(qvel).max()) <= MAX_QVEL
-              and float((self._time_v - self._prev_time_v).min()) >= dt_min)
+    def _unstable(self, ok: bool) -> np.ndarray:
+        """Rows whose state is non-finite, exploded, or was reset inside MuJoCo (time went back): restore them.
+        `ok` is take_last_state's verdict on the whole batch (the common case: no per-row masks)."""
         if ok:
             return self._no_bad
+        qvel = self._qvel_v
+        dt_min = 0.5 * self.decimation * self._nominal.opt.timestep
         bad = ~np.isfinite(self._state).all(axis=1)
         bad |= np.abs(qvel).max(axis=1) > MAX_QVEL  # NaN compares False; caught by isfinite above
         bad |= self._time_v < self._prev_time_v + dt_min

@@ -90,3 +90,24 @@ def test_a_bundle_whose_network_differs_from_its_onnx_is_refused(tmp_path: Path,
     fused._args[7][0][0, 0] += 1.0  # first layer's first weight, as a corrupted or mismatched file would give
     with pytest.raises(ValueError, match="differs from the bundle"):
         fused.verify(bundle)
+
+
+def test_batched_observer_equals_the_contract_observer_bit_for_bit() -> None:
+    """What the vectorized environments use in place of contract.make_observer((N,)); NaN stays NaN."""
+    from robot_rl.fused import FusedObserver
+
+    c = load_bundle(A1_BUNDLE).contract
+    num = 32
+    rng = np.random.default_rng(3)
+    states = [_random_state(c, rng) for _ in range(num)]
+    batch = RobotState(*(np.stack([getattr(s, f) for s in states]) for f in
+                         ("joint_pos", "joint_vel", "base_quat", "base_ang_vel", "base_lin_acc")))
+    batch.joint_vel[5, 3] = np.nan
+    batch.joint_pos[7, 0] = 1e6  # far beyond the clip
+    cmd = rng.uniform(-1.5, 1.5, (num, 3))
+    last = rng.uniform(-2.0, 2.0, (num, c.act_dim))
+    fused = FusedObserver.build(c, num)
+    assert fused is not None
+    got, ref = fused(batch, cmd, last), c.make_observer((num,))(batch, cmd, last)
+    np.testing.assert_array_equal(got, ref)
+    assert np.isnan(got[5]).sum() == 1 and np.isfinite(got[7]).all()

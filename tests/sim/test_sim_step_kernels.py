@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robot_rl.sim.step_kernels import rotate_inverse_and_gravity, sensor_noise, swing_times
+from robot_rl.sim.step_kernels import rotate_inverse_and_gravity, sensor_noise, swing_times, take_last_state
 from robot_rl.sim.vec_env import quat_rotate_inverse
 from robot_rl.state import projected_gravity
 
@@ -76,3 +76,21 @@ def test_swing_times_match_the_numpy_bookkeeping() -> None:
         np.testing.assert_array_equal(last, ref_last)
         landed += int(first.sum())
     assert landed > 100  # touch-downs happened, so both branches were compared
+
+
+def test_take_last_state_copies_and_flags_every_kind_of_bad_row() -> None:
+    rng = np.random.default_rng(1)
+    n, steps, width, qv = 6, 4, 10, (4, 8)
+    prev = np.zeros((n, width))
+    out = rng.uniform(-5.0, 5.0, (n, steps, width))
+    out[:, -1, 0] = 0.02  # time advanced by one policy step
+    state = np.empty((n, width))
+    assert take_last_state(out, state, prev, *qv, 1e3, 0.01)
+    np.testing.assert_array_equal(state, out[:, -1])
+    for row, col, value in ((2, 6, np.nan), (3, 1, np.inf), (4, 5, 2e3), (5, 0, 0.0)):  # NaN, inf, |qvel|, time
+        bad = out.copy()
+        bad[row, -1, col] = value
+        assert not take_last_state(bad, state, prev, *qv, 1e3, 0.01)
+    big_qpos = out.copy()
+    big_qpos[1, -1, 2] = 2e3  # a large position is not a blow-up: only velocities are bounded
+    assert take_last_state(big_qpos, state, prev, *qv, 1e3, 0.01)
