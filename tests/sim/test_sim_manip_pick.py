@@ -73,6 +73,13 @@ def test_held_fraction_mixes_starts_and_zero_is_the_task() -> None:
     held = gaps(0.5) < 0.01
     assert 8 <= held.sum() <= 32
     assert not (gaps(0.0) < 0.05).any()  # every episode starts with the hand 10 cm above the table
+    # the training defaults' mix: a quarter open at the cube, a quarter squeezed in the air, half the task itself
+    env = make_vec_env("panda_pick_place", 80, seed=3, safety=False, overrides=list(task_defaults(
+        "panda_pick_place").task_overrides))
+    ex = env.get_state().extras
+    at_cube = np.linalg.norm(ex["ee_pos"] - ex["object_pos"], axis=1) < 0.01
+    up = ex["object_pos"][:, 2] - env.episode_params["object_size"] * 0.02 > 0.015
+    assert 10 <= (at_cube & ~up).sum() <= 30 and 10 <= (at_cube & up).sum() <= 30 and not (up & ~at_cube).any()
     with pytest.raises(ConfigError, match="held_fraction"):
         resolve_config("panda_pick_place", overrides=["init.held_fraction=1.5"])
 
