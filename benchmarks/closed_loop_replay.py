@@ -118,6 +118,7 @@ def finetune_one(name: str, args: argparse.Namespace, ds_path: Path, train_overr
     out = args.out / name
     common = {"bundle": str(args.bundle), "data": str(ds_path), "out": str(out), "num_envs": args.num_envs,
               "task_overrides": train_overrides, "seed": args.seed, "init_std": args.init_std}
+    common["actions"] = args.offline_actions
     if name == "offline_iql":
         cfg = FinetuneConfig(**common, algo="iql", offline_steps=args.offline_steps)
     elif name == "online_iql":  # IQL offline, then online with the logs in an RLPD buffer
@@ -154,8 +155,12 @@ def main() -> None:
                         help="reuse OUT/dataset (and OUT/sysid.json) from an earlier run instead of recording")
     parser.add_argument("--methods", nargs="+", default=["offline_iql", "online_iql"], choices=METHODS)
     parser.add_argument("--offline-steps", type=int, default=3000)
+    parser.add_argument("--offline-actions", choices=["applied", "policy"], default="policy",
+                        help="logged actions the offline learners fit (robot-rl finetune --actions)")
     parser.add_argument("--online-steps", type=int, default=10_000)
     parser.add_argument("--num-envs", type=int, default=8, help="simulated robots for online fine-tuning")
+    parser.add_argument("--train-set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="extra task overrides for online fine-tuning only, e.g. rewards.safety_intervention=-0.5")
     parser.add_argument("--init-std", type=float, default=0.15, help="initial exploration std of the learner")
     parser.add_argument("--eval-episodes", type=int, default=8)
     parser.add_argument("--horizon", type=int, default=4, help="sysid prediction horizon [control ticks]")
@@ -213,7 +218,7 @@ def main() -> None:
         return
     # evaluation: the hidden robot; online fine-tuning: simulation at the identified parameters
     eval_overrides = pinned_overrides(hidden, args.vx)
-    train_overrides = pinned_overrides(result["sysid"]["values"], args.vx)
+    train_overrides = pinned_overrides(result["sysid"]["values"], args.vx) + list(args.train_set)
     result["train_overrides"] = train_overrides
     base_file = args.out / "original.json"
     if args.reuse and base_file.is_file():

@@ -452,7 +452,8 @@ def identify(ds: Dataset, robot: str, cfg: SysIdConfig | None = None,
     interval: dict[str, tuple[float, float]] = {}
     boot: dict[str, list[float]] = {}
     if cfg.bootstrap:
-        boot = _bootstrap(pred, cfg, names, starts, latency, to_params)
+        step = np.array([min(0.05, max(3.0 * gn_std[p], 1e-4 * r)) / r for p, r in zip(names, hi - lo)])
+        boot = _bootstrap(pred, cfg, names, starts, latency, to_params, step)
         if "latency" not in cfg.params:
             boot.pop("latency", None)
         for k, samples in boot.items():
@@ -465,10 +466,12 @@ def identify(ds: Dataset, robot: str, cfg: SysIdConfig | None = None,
 
 
 def _bootstrap(pred: Predictor, cfg: SysIdConfig, names: list[str], starts: dict[int, np.ndarray], latency: int,
-               to_params: Any) -> dict[str, list[float]]:
+               to_params: Any, step: np.ndarray | None = None) -> dict[str, list[float]]:
     """Refits on `cfg.bootstrap` resamples (with replacement) of the segments: continuous parameters by a short
-    CMA-ES warm-started at the fit; the latency re-chosen among the profiled candidates (each at its profile fit, the
-    best one at the refit) by the resample's cost."""
+    CMA-ES warm-started at the fit, its initial step per parameter `step` (normalized units: a few Gauss-Newton
+    stds; CMA-ES does not evaluate its start, so a step much wider than the resample's shift finds nothing better
+    in a few evaluations and every refit would equal the fit); the latency re-chosen among the profiled candidates
+    (each at its profile fit, the best one at the refit) by the resample's cost."""
     import cma
 
     segments = pred.segments
@@ -479,9 +482,11 @@ def _bootstrap(pred: Predictor, cfg: SysIdConfig, names: list[str], starts: dict
             pred.segments = [segments[i] for i in rng.integers(0, len(segments), len(segments))]
             x = starts[latency]
             if names:
-                es = cma.CMAEvolutionStrategy(x, 0.05, {"bounds": [0, 1], "seed": int(rng.integers(1, 2**31 - 1)),
-                                                        "verbose": -9, "maxfevals": cfg.bootstrap_evals,
-                                                        "tolfun": 1e-7, "tolx": 1e-5})
+                opts = {"bounds": [0, 1], "seed": int(rng.integers(1, 2**31 - 1)), "verbose": -9,
+                        "maxfevals": cfg.bootstrap_evals, "tolfun": 1e-9, "tolx": 1e-7}
+                if step is not None:
+                    opts["CMA_stds"] = list(step / 0.05)
+                es = cma.CMAEvolutionStrategy(x, 0.05, opts)
                 while not es.stop():
                     xs = es.ask()
                     es.tell(xs, [pred.cost(to_params(np.asarray(c), latency)) for c in xs])

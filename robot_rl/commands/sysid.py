@@ -23,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=8,
                         help="bootstrap resamples of the segments for the uncertainty (0: Gauss-Newton only)")
     parser.add_argument("--bootstrap-evals", type=int, default=60, help="CMA-ES evaluations per bootstrap refit")
+    parser.add_argument("--observables", nargs="+", metavar="NAME",
+                        help="predicted quantities compared with the log (default: joint_pos joint_vel gyro "
+                             "base_height base_vel joint_effort, those the dataset has; also base_pos, "
+                             "accelerometer)")
+    parser.add_argument("--trim", type=float, default=0.1,
+                        help="fraction of worst-predicted segments left out of the cost (0: use all)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -32,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = SysIdConfig(params=tuple(args.params or DEFAULT_PARAMS), horizon=args.horizon, max_segments=args.segments,
                       max_latency=args.max_latency, max_evals=args.evals, bootstrap=args.bootstrap,
-                      bootstrap_evals=args.bootstrap_evals, seed=args.seed)
+                      bootstrap_evals=args.bootstrap_evals, seed=args.seed, trim=args.trim,
+                      observables=tuple(args.observables or SysIdConfig.observables))
     ds = load_dataset(args.dataset)
     ds.check_robot(args.robot)
 

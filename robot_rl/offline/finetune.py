@@ -141,7 +141,16 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
             f"{before['intervention_rate']:.4f}")
     learner_cfg = LEARNER_CONFIGS[cfg.algo]()
     if "action_clip" in {f.name for f in dataclasses.fields(learner_cfg)}:
-        learner_cfg = dataclasses.replace(learner_cfg, action_clip=clip)
+        # IQL's likelihood: applied actions lie within the clip by construction; the policy's own (noisy) outputs
+        # are exactly what its Gaussian sampled, beyond the clip too (a saturated actor that regresses onto
+        # clipped copies of its outputs loses its margin and walks differently)
+        raw = cfg.actions == "policy" and cfg.algo == "iql"
+        learner_cfg = dataclasses.replace(learner_cfg, action_clip=float("inf") if raw else clip)
+    if cfg.algo == "iql" and "reward_scale" not in cfg.learner:
+        # advantages of order one for the advantage weights (IQLConfig.reward_scale)
+        scale = 1.0 / max(float(np.std(data.reward)), 1e-3)
+        learner_cfg = dataclasses.replace(learner_cfg, reward_scale=scale)
+        metrics["offline/reward_scale"] = scale
     learner_cfg = dataclasses.replace(learner_cfg, **cfg.learner)
     learner = make_learner(cfg.algo, policy, learner_cfg, seed=cfg.seed)
     if cfg.offline_steps:

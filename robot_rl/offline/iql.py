@@ -44,6 +44,10 @@ class IQLConfig:
     critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
     action_clip: float = 1.0
     """Logged actions are clipped to [-action_clip, action_clip] for the policy's likelihood."""
+    reward_scale: float = 1.0
+    """Multiplies the rewards. The advantage weights exp(temperature * A) assume advantages of order one: with
+    rewards of a few hundredths per step every weight is 1 and IQL reduces to behaviour cloning
+    (robot_rl.offline.finetune sets 1 / std of the logged per-step rewards unless given)."""
     anchor: float = 0.0
     """Weight of a squared-error term that keeps the actor's mean close to the start actor's on the logged states
     (a KL regularizer to the policy being fine-tuned, for equal stds): 0 lets the advantage-weighted regression
@@ -52,8 +56,10 @@ class IQLConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.expectile < 1.0:
             raise ConfigError(f"iql.expectile must be in (0, 1), got {self.expectile}")
-        if self.temperature < 0 or self.max_weight <= 0 or self.huber_delta <= 0 or self.anchor < 0:
-            raise ConfigError("iql: temperature >= 0, max_weight > 0, huber_delta > 0 and anchor >= 0 are required")
+        if (self.temperature < 0 or self.max_weight <= 0 or self.huber_delta <= 0 or self.anchor < 0
+                or self.reward_scale <= 0):
+            raise ConfigError("iql: temperature >= 0, max_weight > 0, huber_delta > 0, anchor >= 0 and "
+                              "reward_scale > 0 are required")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ConfigError("iql: gamma must be in [0, 1] and tau in (0, 1]")
 
@@ -93,7 +99,7 @@ class IQL:
         self.value_opt.step()
         # Q: one-step backup through V(s')
         with torch.no_grad():
-            target = batch.reward + c.gamma * (1.0 - batch.terminated) * self.value(next_n)
+            target = c.reward_scale * batch.reward + c.gamma * (1.0 - batch.terminated) * self.value(next_n)
         q = self.critic(obs_n, action)
         critic_loss = self._loss(q - target).mean()
         self.critic_opt.zero_grad(set_to_none=True)
@@ -119,4 +125,4 @@ class IQL:
             self.policy.log_std.clamp_(-5.0, 1.0)
         return {"loss/value": float(value_loss.detach()), "loss/critic": float(critic_loss.detach()),
                 "loss/actor": float(actor_loss.detach()), "q_mean": float(q.detach().mean()),
-                "adv_mean": float(adv.mean()), "weight_mean": float(w.mean()), "anchor": float(anchor)}
+                "adv_mean": float(adv.mean()), "weight_mean": float(w.mean()), "anchor": float(anchor.detach())}

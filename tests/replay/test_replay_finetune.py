@@ -85,6 +85,9 @@ def test_finetune_from_policy_actions_anchored_to_the_bundle(setup: tuple[Path, 
         out = tmp_path / f"anchor{anchor:g}"
         assert main(["finetune", str(bundle), "--data", str(ds), "--algo", "iql", "--steps", "300", "--actions",
                      "policy", "--learner", "temperature=3", f"anchor={anchor:g}", "--out", str(out)]) == 0
+        metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        # IQL's rewards are scaled to unit per-step std, so the advantage weights are not all 1
+        assert metrics["offline/reward_scale"] == pytest.approx(1.0 / float(np.std(raw.reward)), rel=1e-5)
         prov = load_bundle(out).contract.provenance["finetune"]
         assert prov["actions"] == "policy" and prov["learner"] == {"temperature": 3, "anchor": anchor}
         moved[anchor] = float(np.abs(load_bundle(out).act(raw.obs) - old.act(raw.obs)).mean())
