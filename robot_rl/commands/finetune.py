@@ -18,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="bundle to write (default: BUNDLE-<algo>)")
     parser.add_argument("--algo", choices=["iql", "td3bc", "bc", "sac"], default="iql", help="offline algorithm")
     parser.add_argument("--steps", type=int, default=5000, help="offline gradient steps")
-    parser.add_argument("--actions", choices=["applied", "policy"], default="applied",
-                        help="logged actions to learn from: executed (certified) or the policy's output as the "
-                             "safety chain received it")
+    parser.add_argument("--actions", choices=["applied", "policy"], default="policy",
+                        help="logged actions to learn from: the policy's output as the safety chain received it "
+                             "(default) or the executed (certified) ones")
     parser.add_argument("--learner", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="offline learner settings, e.g. temperature=10 anchor=1 (IQL)")
     parser.add_argument("--online", action="store_true", help="then fine-tune online (SAC) in simulation")

@@ -51,9 +51,10 @@ class FinetuneConfig:
     offline_steps: int = 5000
     """Gradient steps on the logged data (0: skip the offline phase)."""
     batch_size: int = 256
-    actions: Literal["applied", "policy"] = "applied"
-    """Logged actions to learn from: the executed (certified) ones, or the policy's output as the safety chain
-    received it (Dataset.transitions)."""
+    actions: Literal["applied", "policy"] = "policy"
+    """Logged actions to learn from: the policy's output as the safety chain received it (default; a deployed actor's
+    output goes through the chain again) or the executed (certified) ones (Dataset.transitions). Raw-topic logs
+    have no policy output: there both are the executed actions."""
     learner: dict[str, Any] = field(default_factory=dict)
     """Overrides of the offline learner's config (e.g. {"temperature": 10.0, "anchor": 1.0} for IQL)."""
     online: bool = False
