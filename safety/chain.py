@@ -10,8 +10,9 @@ import numpy as np
 from robot_rl.config import from_dict
 from robot_rl.contract import PolicyContract
 from robot_rl.errors import ConfigError
-from robot_rl.safety.cbf import CbfFilter
+from robot_rl.safety.cbf import RELAX_LEVELS, CbfFilter
 from robot_rl.safety.config import CONFIGS, SanityConfig, StateShieldConfig
+from robot_rl.safety.intervals import leg_chain
 from robot_rl.safety.passivity import PassivityFilter
 from robot_rl.safety.shields import RateLimiter, SanityShield, StateShield
 from robot_rl.state import RobotState
@@ -77,6 +78,8 @@ class SafetyChain:
                 self.filters.append(PassivityFilter(contract, cfg, self.cbf))
         self._committers = [f for f in self.filters if hasattr(f, "commit")]
         self._commit_single = [f.commit for f in self._committers]
+        self._fast = _LegFastPath.build(self)
+        """The rate limiter + separable CBF chain of the legged robots in one compiled call (None: other chains)."""
         self._estop_reason = ""
         self._batch_estop = False
         self._last = self.stand_pose.copy()
@@ -125,6 +128,10 @@ class SafetyChain:
             if not reason:
                 reason = self._latched_reason(state, now)
                 shield = "state" if reason else ""
+            if not reason and self._fast is not None:
+                done = self._fast.certify(state, raw)
+                if done is not None:
+                    return done
             if not reason:
                 reason = self.sanity.reason(state, raw)
                 shield = "sanity" if reason else ""
@@ -244,6 +251,66 @@ class SafetyChain:
         info["safety/reason"] = reason
         info["safety/damping"] = fire & (self.backup_mode == "damping")
         return u, info
+
+
+class _LegFastPath:
+    """`SafetyChain.certify` for the chain [rate_limit, cbf (decoupled, no workspace, interval solver)] behind the
+    shields: everything after the state shield is `safety.intervals.leg_chain`, one compiled call, with the same
+    targets and telemetry as the filters' own code (tests/safety/test_safety_leg_fast_path.py compares them over
+    random tick sequences). Anything unusual (a failed check, a non-finite result, other array types) returns None
+    and the reference path runs, so every backup and its reason come from the filters' own code."""
+
+    def __init__(self, chain: SafetyChain, rate: RateLimiter, cbf: CbfFilter) -> None:
+        n = chain.n
+        self.chain, self.rate, self.cbf = chain, rate, cbf
+        self.mid, self.half = chain.sanity.mid, chain.sanity.half
+        self.step = np.ascontiguousarray(rate.step, dtype=float)
+        self.window = np.zeros((2, n))
+        self._lo, self._hi = self.window[0], self.window[1]
+        """The rate limiter's window as this path leaves it (views; a reference tick replaces them)."""
+        self.box, self.level = np.zeros((2, n)), np.zeros(1, np.int64)
+        self.u_rate, self.u = np.zeros(n), np.zeros(n)
+        self.counts, self.sums = np.zeros(2, np.int64), np.zeros(2)
+
+    @classmethod
+    def build(cls, chain: SafetyChain) -> _LegFastPath | None:
+        f = chain.filters
+        if len(f) != 2 or not isinstance(f[0], RateLimiter) or not isinstance(f[1], CbfFilter):
+            return None
+        cbf = f[1]
+        if cbf.coupled is not None or cbf.workspace is not None or cbf.cfg.solver == "daqp":
+            return None
+        return cls(chain, f[0], cbf)
+
+    def certify(self, state: RobotState, raw: np.ndarray) -> tuple[np.ndarray, dict[str, Any]] | None:
+        q, v, n = state.joint_pos, state.joint_vel, self.chain.n
+        if type(q) is not np.ndarray or type(v) is not np.ndarray or q.shape != (n,) or v.shape != (n,) or \
+                raw.shape != (n,) or q.dtype != np.float64 or v.dtype != np.float64:
+            return None
+        rate = self.rate
+        window = rate._window  # noqa: SLF001 - the limiter's own state, kept in step below
+        if window is not None and window[0] is not self._lo:  # a reference tick committed its own window
+            self._lo[:], self._hi[:] = window
+        if not leg_chain(q, v, raw, self.mid, self.half, self.window, window is not None, self.step, self.cbf._stacked,
+                         len(RELAX_LEVELS) - 1, self.box, self.level, self.u_rate, self.u, self.counts, self.sums):
+            return None
+        u = self.u.copy()
+        rate.prev = u.copy()
+        rate._window = (self._lo, self._hi)  # noqa: SLF001
+        cbf, level = self.cbf, int(self.level[0])
+        cbf.box_lower, cbf.box_upper = self.box[0].copy(), self.box[1].copy()
+        chain = self.chain
+        chain._last = u  # noqa: SLF001
+        norm = math.sqrt(self.sums[1])
+        sh = chain.state_shield
+        return u, {"rate_limit/active": int(self.counts[0]), "cbf/active": int(self.counts[1]),
+                   "cbf/correction_norm": math.sqrt(self.sums[0]), "cbf/slack": 0.0,
+                   "cbf/status": RELAX_LEVELS[level], "cbf/level": level, "cbf/iterations": 0,
+                   "cbf/solver": "interval", "cbf/feasible": level == 0,
+                   "safety/correction": u - raw, "safety/correction_norm": norm, "safety/intervened": norm > 1e-9,
+                   "safety/backup": False, "safety/shield": "", "safety/reason": "",
+                   "safety/latched": bool(chain._estop_reason) or (sh is not None and sh.latched),  # noqa: SLF001
+                   "safety/damping": False}
 
 
 def _batch_size(state: RobotState) -> int:

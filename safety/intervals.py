@@ -72,3 +72,52 @@ def table_bounds(table: np.ndarray, q: np.ndarray, v: np.ndarray) -> np.ndarray:
     """[U, -L] (2, n) of one level's table (3, 2, R, n) for one state, in numpy: the formulation the kernels
     follow, kept as the readable reference (tests compare against it)."""
     return np.minimum.reduce((table[0] - table[1] * q) - table[2] * v, axis=1)
+
+
+@njit(cache=True, nogil=True)
+def leg_chain(q: np.ndarray, v: np.ndarray, raw: np.ndarray, mid: np.ndarray, half: np.ndarray,
+              window: np.ndarray, has_window: bool, step: np.ndarray, tables: np.ndarray, slack_level: int,
+              box: np.ndarray, level: np.ndarray, u_rate: np.ndarray, u: np.ndarray, counts: np.ndarray,
+              sums: np.ndarray) -> bool:
+    """The legged chain's whole filter path for one robot in one call: the sanity shield's checks (finite state and
+    targets, targets within range), the rate limiter (last applied target +- step, or q +- step on the first
+    tick), the CBF intervals and their clip, and the final finiteness check. Returns False, writing nothing that
+    persists, whenever a check fails: the caller then runs the reference chain, which also says why. On success
+    `u` holds the safe targets, `box` (2, n) the CBF interval, counts = (rate-limited joints, CBF-moved joints),
+    sums = (squared CBF correction, squared total correction), and `window` (2, n) the next tick's rate window."""
+    n = raw.shape[0]
+    for j in range(n):
+        if q[j] - q[j] != 0.0 or v[j] - v[j] != 0.0 or raw[j] - raw[j] != 0.0:
+            return False
+        if abs(raw[j] - mid[j]) - half[j] > 0.0:
+            return False
+    rate_active = 0
+    for j in range(n):
+        lo = window[0, j] if has_window else q[j] - step[j]
+        hi = window[1, j] if has_window else q[j] + step[j]
+        x = lo if raw[j] < lo else raw[j]
+        x = hi if x > hi else x
+        u_rate[j] = x
+        if x != raw[j]:
+            rate_active += 1
+    joint_intervals(tables, q.reshape(1, n), v.reshape(1, n), box[0:1], box[1:2], level, slack_level)
+    cbf_active, cbf_sq, total_sq = 0, 0.0, 0.0
+    for j in range(n):
+        a, low, high = u_rate[j], box[0, j], box[1, j]
+        x = np.nan if low != low else (low if a < low else a)
+        x = np.nan if x != x or high != high else (high if x > high else x)
+        if x - x != 0.0:
+            return False
+        u[j] = x
+        d = x - a
+        if d != 0.0:
+            cbf_active += 1
+        cbf_sq += d * d
+        c = x - raw[j]
+        total_sq += c * c
+    for j in range(n):
+        window[0, j] = u[j] - step[j]
+        window[1, j] = u[j] + step[j]
+    counts[0], counts[1] = rate_active, cbf_active
+    sums[0], sums[1] = cbf_sq, total_sq
+    return True

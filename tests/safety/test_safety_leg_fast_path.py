@@ -1,0 +1,94 @@
+"""The legged chain's compiled path gives the same targets and telemetry as the filters' own code, tick after tick
+(rate-limiter state included), and hands every unusual tick to that code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from robot_rl.contract import PolicyContract
+from robot_rl.safety import build_chain
+from robot_rl.state import RobotState
+
+A1 = PolicyContract.load(Path(__file__).parents[1] / "ros" / "data" / "a1_walk" / "contract.json")
+
+
+def _chains(gamma: float) -> tuple:
+    contract = A1.replace(safety=[dict(e, gamma=gamma) if e["type"] == "cbf" else e for e in A1.safety])
+    fast, ref = build_chain(contract), build_chain(contract)
+    assert fast._fast is not None
+    ref._fast = None
+    return fast, ref
+
+
+def _same(info_fast: dict, info_ref: dict) -> None:
+    assert info_fast.keys() == info_ref.keys()
+    for key, ref in info_ref.items():
+        got = info_fast[key]
+        if isinstance(ref, np.ndarray):
+            np.testing.assert_array_equal(got, ref, err_msg=key)
+        elif isinstance(ref, float):
+            assert np.isclose(got, ref, rtol=1e-12, atol=1e-15), key
+        else:
+            assert got == ref and type(got) is type(ref), key
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1.0, 0.2]))
+def test_fast_path_equals_reference_over_tick_sequences(seed: int, gamma: float) -> None:
+    fast, ref = _chains(gamma)
+    rng = np.random.default_rng(seed)
+    n = A1.num_joints
+    lower, upper = np.asarray(A1.joint_pos_lower), np.asarray(A1.joint_pos_upper)
+    default = np.asarray(A1.default_joint_pos)
+    path = fast._fast
+    served = []
+    original = path.certify
+    path.certify = lambda state, raw: served.append(original(state, raw)) or served[-1]
+    for tick in range(60):
+        kind = rng.random()
+        q = default + 0.3 * rng.standard_normal(n)
+        v = rng.uniform(0.5, 12.0) * rng.standard_normal(n)
+        targets = q + 0.4 * rng.standard_normal(n)
+        quat = np.array([1.0, 0.0, 0.0, 0.0])
+        if kind < 0.05:
+            targets[rng.integers(n)] = np.nan  # sanity backup
+        elif kind < 0.08:
+            targets[rng.integers(n)] = upper.max() + 5.0  # out of range
+        elif kind < 0.10:
+            quat = np.array([np.cos(0.8), np.sin(0.8), 0.0, 0.0])  # tilted 1.6 rad: the state shield latches
+        elif kind < 0.15:
+            q = lower + rng.uniform(-0.05, 1.05, n) * (upper - lower)  # at and beyond the limits: relaxation
+        if kind > 0.97:
+            for chain in (fast, ref):
+                chain.reset()
+        state = RobotState(joint_pos=q, joint_vel=v, base_quat=quat, base_ang_vel=np.zeros(3),
+                           base_lin_acc=np.zeros(3), timestamp=0.002 * tick)
+        u_fast, info_fast = fast.certify(state, targets.copy())
+        u_ref, info_ref = ref.certify(state, targets.copy())
+        np.testing.assert_array_equal(u_fast, u_ref)
+        _same(info_fast, info_ref)
+        if info_ref["safety/latched"] and rng.random() < 0.5:
+            for chain in (fast, ref):  # release the latch (as an operator's reset), or keep it a while longer
+                chain.reset()
+    assert sum(r is not None for r in served) > 20  # most ticks took the compiled path
+
+
+def test_backups_and_their_reasons_come_from_the_reference_code() -> None:
+    fast, ref = _chains(1.0)
+    n = A1.num_joints
+    q = np.asarray(A1.default_joint_pos, float)
+    state = RobotState(joint_pos=q, joint_vel=np.zeros(n), base_quat=np.array([1.0, 0, 0, 0]),
+                       base_ang_vel=np.zeros(3), base_lin_acc=np.zeros(3))
+    bad = q.copy()
+    bad[3] = np.inf
+    for chain in (fast, ref):
+        u, info = chain.certify(state, bad)
+        assert info["safety/backup"] and info["safety/shield"] == "sanity" and "NaN/Inf" in info["safety/reason"]
+        np.testing.assert_array_equal(u, q)  # damping backup holds the current position
+    fast.estop("test")
+    u, info = fast.certify(state, q + 0.01)
+    assert info["safety/backup"] and info["safety/reason"] == "e-stop: test" and info["safety/latched"]
