@@ -79,6 +79,8 @@ class PolicyNode(LifecycleNode):
         for group in ("state", "cmd_vel", "command", "estop", "tick"):
             declare_qos(self, group)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10, event_callbacks=quiet_pub())
+        self._latency_pending: float | None = None
+        """JointState stamp -> receipt of the message being handled, added to the stats after the command is out."""
         self._estop_pub = self.create_publisher(Bool, "~/estop_state", qos_param(self, "estop"),
                                                 event_callbacks=quiet_pub())
         self.create_service(Trigger, "~/estop", self._on_estop)
@@ -318,8 +320,8 @@ class PolicyNode(LifecycleNode):
         stamp = msg.header.stamp
         s.timestamp = t = stamp.sec + stamp.nanosec * 1e-9
         self._joint_time = now
-        if t > 0:
-            self.stats.latency.add(time.time() - t)
+        if t > 0:  # recorded after the command is out (the tick's bookkeeping), not on the way to it
+            self._latency_pending = time.time() - t
 
     def _on_joint_state_tick(self, msg: JointState) -> None:
         self._on_joint_state(msg)
@@ -429,6 +431,9 @@ class PolicyNode(LifecycleNode):
         v["targets"][:] = targets
         self._last_tick = t0
         compute = time.monotonic() - t0
+        if self._latency_pending is not None:
+            self.stats.latency.add(self._latency_pending)
+            self._latency_pending = None
         self.stats.tick(t0, compute, status)
         changed = status != self.last_status
         self.last_status, self.last_reason, self.last_info = status, reason, info
