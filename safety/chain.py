@@ -298,7 +298,7 @@ class _LegFastPath:
         rate.prev = u.copy()
         rate._window = (self._lo, self._hi)  # noqa: SLF001
         cbf, level = self.cbf, int(self.level[0])
-        cbf.box_lower, cbf.box_upper = self.box[0].copy(), self.box[1].copy()
+        cbf.box_lower, cbf.box_upper = self.box[0], self.box[1]  # views: the interval of the last call, no copy
         chain = self.chain
         chain._last = u  # noqa: SLF001
         norm = math.sqrt(self.sums[1])
