@@ -10,6 +10,8 @@ It only takes what it can reproduce exactly: observation terms from `FUSED_TERMS
 that is a chain of Gemm (+ Elu / Relu / Tanh) layers, and joint-position actions. `FusedPolicy.build` returns None
 otherwise (the caller keeps the reference path), and it refuses a bundle whose fused output differs from the
 reference path on random inputs, so the fast path can never deploy a different policy than the bundle.
+`FusedObserver` is the observation part alone, batched: the vectorized environments' drop-in for the contract's
+Observer.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from robot_rl.state import RobotState
 
 FUSED_TERMS = {"base_ang_vel": 0, "projected_gravity": 1, "command": 2, "joint_pos_rel": 3, "joint_pos": 4,
                "joint_vel": 5, "last_action": 6}
-"""Observation terms the kernel computes (code = its branch in `_tick`); any other term keeps the reference path."""
+"""Observation terms the kernel computes (code = its branch in `_observe`); any other term keeps the reference
+path."""
 ACTIVATIONS = {"Elu": 1, "Relu": 2, "Tanh": 3}
 TOLERANCE = 1e-4
 """Largest |fused - reference| action difference (float32 network) accepted when the bundle is checked."""

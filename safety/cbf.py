@@ -30,6 +30,8 @@ from robot_rl.state import RobotState
 RELAX_LEVELS = ("dt_cbf", "safe_set", "no_torque", "slack")
 """0: all rows with gamma; 1: gamma = 1 (stay inside the limits); 2: drop torque rows; 3: the interval is still
 empty: the min-max-violation target (midpoint of the crossed bounds), i.e. the large-penalty slack solution."""
+SLACK_LEVEL = len(RELAX_LEVELS) - 1
+"""The last level: an interval still empty after every relaxation."""
 
 _TOL = 1e-9
 _BIG = 1e20
@@ -95,10 +97,15 @@ class CbfFilter:
     # ---- joint intervals -------------------------------------------------------------------------------------
     def interval(self, q: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         """Target interval [L, U] per joint for state (q, v), and the relaxation level that made it non-empty."""
+        w = self._single(q, v)
+        return w.lo[0].copy(), w.hi[0].copy(), int(w.level[0])
+
+    def _single(self, q: np.ndarray, v: np.ndarray) -> _Intervals:
+        """One robot's intervals, in the preallocated single-robot workspace."""
         w = self._one
         w.q[0], w.v[0] = q, v
-        joint_intervals(self._stacked, w.q, w.v, w.lo, w.hi, w.level, len(RELAX_LEVELS) - 1)
-        return w.lo[0].copy(), w.hi[0].copy(), int(w.level[0])
+        joint_intervals(self._stacked, w.q, w.v, w.lo, w.hi, w.level, SLACK_LEVEL)
+        return w
 
     # ---- filter protocol -----------------------------------------------------------------------------------
     def certify(self, state: RobotState, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
@@ -107,9 +114,8 @@ class CbfFilter:
         u_pi = np.asarray(targets, dtype=float)
         if self.coupled is not None:
             return self._certify_coupled(q, v, u_pi)
-        w = self._one
-        w.q[0], w.v[0], w.u_pi[0] = q, v, u_pi
-        joint_intervals(self._stacked, w.q, w.v, w.lo, w.hi, w.level, len(RELAX_LEVELS) - 1)
+        w = self._single(q, v)
+        w.u_pi[0] = u_pi
         clip_to(w.u_pi, w.lo, w.hi, w.u, w.active, w.correction_sq)
         lo, hi, level = w.lo[0].copy(), w.hi[0].copy(), int(w.level[0])
         self.box_lower, self.box_upper = lo, hi
@@ -123,7 +129,7 @@ class CbfFilter:
         u, slack, iters, solver, n_active, ok = self._coupled(q, v, u_pi, u, lo, hi)
         active += n_active
         status = RELAX_LEVELS[level] if ok else "infeasible"
-        if slack > 1e-6 and level < len(RELAX_LEVELS) - 1:
+        if slack > 1e-6 and level < SLACK_LEVEL:
             status = "slack"
         diff = u - u_pi
         return u, {"cbf/active": active, "cbf/correction_norm": float(np.sqrt(diff @ diff)),
@@ -141,7 +147,7 @@ class CbfFilter:
         if w is None:
             w = self._batch[num] = _Intervals(num, self.n)
         joint_intervals(self._stacked, np.ascontiguousarray(q), np.ascontiguousarray(v), w.lo, w.hi, w.level,
-                        len(RELAX_LEVELS) - 1)
+                        SLACK_LEVEL)
         lo, hi, level = w.lo.copy(), w.hi.copy(), w.level.copy()
         self.batch_lower, self.batch_upper = lo, hi
         u = np.empty_like(u_pi)
@@ -192,7 +198,7 @@ class CbfFilter:
         g = h = None
         if self.workspace is not None:
             g, h = self.workspace.rows(q, v, (levels[0].end_q, levels[0].end_u))
-        u, slack, iters, solver, n_act, level = u_box, 0.0, 0, "interval", 0, len(RELAX_LEVELS) - 1
+        u, slack, iters, solver, n_act, level = u_box, 0.0, 0, "interval", 0, SLACK_LEVEL
         ok = False
         for lv, rows in enumerate(levels):
             ax = rows.a @ u_box
@@ -219,7 +225,7 @@ class CbfFilter:
                 u = np.minimum(np.maximum(q, self.lower), self.upper)
                 self._last_qp = None
         status = RELAX_LEVELS[level] if ok else "infeasible"
-        if slack > 1e-6 and level < len(RELAX_LEVELS) - 1:
+        if slack > 1e-6 and level < SLACK_LEVEL:
             status = "slack"
         diff = u - u_pi
         return u, {"cbf/active": n_act + int(np.count_nonzero(u != u_pi)) * (solver == "interval"),

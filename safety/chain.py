@@ -10,7 +10,7 @@ import numpy as np
 from robot_rl.config import from_dict
 from robot_rl.contract import PolicyContract
 from robot_rl.errors import ConfigError
-from robot_rl.safety.cbf import RELAX_LEVELS, CbfFilter
+from robot_rl.safety.cbf import RELAX_LEVELS, SLACK_LEVEL, CbfFilter
 from robot_rl.safety.config import CONFIGS, SanityConfig, StateShieldConfig
 from robot_rl.safety.intervals import leg_chain
 from robot_rl.safety.passivity import PassivityFilter
@@ -292,7 +292,7 @@ class _LegFastPath:
         if window is not None and window[0] is not self._lo:  # a reference tick committed its own window
             self._lo[:], self._hi[:] = window
         if not leg_chain(q, v, raw, self.mid, self.half, self.window, window is not None, self.step, self.cbf._stacked,
-                         len(RELAX_LEVELS) - 1, self.box, self.level, self.u_rate, self.u, self.counts, self.sums):
+                         SLACK_LEVEL, self.box, self.level, self.u_rate, self.u, self.counts, self.sums):
             return None
         u = self.u.copy()
         rate.prev = u.copy()

@@ -98,6 +98,8 @@ class MujocoVecEnv:
         self._time_v, self._prev_time_v = self._state[:, 0], self._prev_state[:, 0]
         self._lin_vel, self._gravity = np.zeros((n, 3)), np.zeros((n, 3))
         self._qvel_cols = (1 + nq, 1 + nq + m.nv)
+        self._dt_min = 0.5 * dec * m.opt.timestep
+        """A row whose time advanced less than this in a policy step was reset inside MuJoCo."""
         self._out = np.zeros((n, dec, self._nstate))
         self._sens = np.zeros((n, dec, m.nsensordata))
         self._ctrl = np.zeros((n, dec, nu))
@@ -258,7 +260,7 @@ class MujocoVecEnv:
         self._rollout.rollout(self._models, self._datas, self._state, self._ctrl, nstep=self.decimation,
                               state=self._out, sensordata=self._sens, skip_checks=True)
         bad = self._unstable(take_last_state(self._out, self._state, self._prev_state, *self._qvel_cols, MAX_QVEL,
-                                             0.5 * self.decimation * self._nominal.opt.timestep))
+                                             self._dt_min))
         self._ep_step += 1
 
         true = self._true_state()
@@ -316,11 +318,9 @@ class MujocoVecEnv:
         `ok` is take_last_state's verdict on the whole batch (the common case: no per-row masks)."""
         if ok:
             return self._no_bad
-        qvel = self._qvel_v
-        dt_min = 0.5 * self.decimation * self._nominal.opt.timestep
         bad = ~np.isfinite(self._state).all(axis=1)
-        bad |= np.abs(qvel).max(axis=1) > MAX_QVEL  # NaN compares False; caught by isfinite above
-        bad |= self._time_v < self._prev_time_v + dt_min
+        bad |= np.abs(self._qvel_v).max(axis=1) > MAX_QVEL  # NaN compares False; caught by isfinite above
+        bad |= self._time_v < self._prev_time_v + self._dt_min
         if bad.any():
             self._state[bad] = self._prev_state[bad]
             self._sens[bad] = 0.0
@@ -342,7 +342,7 @@ class MujocoVecEnv:
         swing_times(feet, self._last_contact, self._air_time, self.policy_dt, air, first)
         return StepView(base_lin_vel=true.base_lin_vel, base_ang_vel=true.base_ang_vel, base_quat=true.base_quat,
                         gravity=self._gravity,
-                        base_height=self._qpos()[:, 2], joint_pos=true.joint_pos, joint_vel=true.joint_vel,
+                        base_height=self._qpos_v[:, 2], joint_pos=true.joint_pos, joint_vel=true.joint_vel,
                         torques=self._sens[:, :, self._s_torque_cols], action=self._applied,
                         last_action=self._last_action, policy_action=self._action, command=self._command,
                         feet_touch=feet, thigh_touch=self._sens[:, -1, self._s_thigh],
