@@ -10,9 +10,10 @@ rosbags writer; --transport ros starts the simulated-robot, policy, cmd_vel and 
 DDS domain) and records with the robot_rl recorder; the simulated robot publishes its ground-truth pose at the
 physics rate (motion capture). Both add --noise exploration to the deployed actions before the safety chain (over
 ROS 2 the policy node's `exploration_std`). System identification uses the logged tick timing and a bootstrap over
-segments; online fine-tuning (--methods online_iql / online_ppo / offline_iql_ppo) runs in simulation pinned to
-the *identified* parameters, evaluation on the hidden ones. --reuse skips recording (and sysid, and the original
-bundle's evaluation) when OUT holds them. Prints one JSON object on its last line.
+segments; online fine-tuning (--methods online_iql / online_ppo / offline_iql_ppo) runs in simulation randomized
+around the *identified* parameters (the ranges robot-rl sysid writes; --train-point: at the fitted point), with
+robot-rl finetune's intervention penalty, evaluation on the hidden ones. --reuse skips recording (and sysid, and the
+original bundle's evaluation) when OUT holds them. Prints one JSON object on its last line.
 """
 
 from __future__ import annotations
@@ -160,7 +161,12 @@ def main() -> None:
     parser.add_argument("--online-steps", type=int, default=10_000)
     parser.add_argument("--num-envs", type=int, default=8, help="simulated robots for online fine-tuning")
     parser.add_argument("--train-set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="extra task overrides for online fine-tuning only, e.g. rewards.safety_intervention=-0.5")
+                        help="extra task overrides for online fine-tuning only, e.g. rewards.safety_intervened=-1.0 "
+                             "(the intervention penalty; robot-rl finetune's default 0.5)")
+    parser.add_argument("--train-point", action="store_true",
+                        help="fine-tune online at the fitted point instead of over the randomization ranges centred "
+                             "on the fit (robot-rl sysid's training config: +-max(2 std, 10%%), added mass "
+                             "+-max(2 std, 0.5 kg))")
     parser.add_argument("--init-std", type=float, default=0.15, help="initial exploration std of the learner")
     parser.add_argument("--eval-episodes", type=int, default=8)
     parser.add_argument("--horizon", type=int, default=4, help="sysid prediction horizon [control ticks]")
@@ -216,9 +222,14 @@ def main() -> None:
         result["total_s"] = round(time.monotonic() - t0, 1)
         print(json.dumps(result))
         return
-    # evaluation: the hidden robot; online fine-tuning: simulation at the identified parameters
+    # evaluation: the hidden robot; online fine-tuning: simulation around the identified parameters
     eval_overrides = pinned_overrides(hidden, args.vx)
-    train_overrides = pinned_overrides(result["sysid"]["values"], args.vx) + list(args.train_set)
+    train_overrides = pinned_overrides(result["sysid"]["values"], args.vx)
+    if not args.train_point:
+        from robot_rl.sysid import randomization_overrides
+
+        train_overrides += randomization_overrides(result["sysid"]["values"], result["sysid"]["std"])
+    train_overrides += list(args.train_set)
     result["train_overrides"] = train_overrides
     base_file = args.out / "original.json"
     if args.reuse and base_file.is_file():

@@ -492,18 +492,18 @@ def _pad3(command: np.ndarray) -> np.ndarray:
     return out
 
 
-def _base_from_pose(times_ns: np.ndarray, poses: list[tuple[int, Any]], quats: np.ndarray,
-                    state_stamps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Base position and base-frame linear velocity at each tick from a pose topic (motion capture or simulator
-    ground truth).
+PoseStream = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""(time on the recorder's clock [ns], position (P, 3), header stamp [ns]) of a pose topic, in order."""
 
-    The velocity is the central difference of the pose stream over the poses' own header stamps (when they
-    increase; else their log times): receive times bunch up and would turn small jitter into large velocities.
-    Position and velocity are interpolated at the time the tick's state was measured (`state_stamps`, when they
-    share the recorder's clock: within 0.25 s of the log times), else at the tick's log time, which is later than
-    the measurement by the state's age, the inference and the transport. Header stamps on another clock (a
-    simulator's time) are moved onto the recorder's by the smallest recent receive delay (a running minimum of
-    log time - stamp, which follows a clock that drifts or jumps)."""
+
+def pose_stream(poses: list[tuple[int, Any]]) -> PoseStream:
+    """A pose topic's messages as arrays, once per log (an hour-long log at 200 Hz has 720k poses: taking them apart
+    again for every episode made the replay quadratic).
+
+    Header stamps are used when they increase (else the log times): receive times bunch up and would turn small
+    jitter into large velocities. Stamps on another clock (a simulator's time) are moved onto the recorder's by the
+    smallest recent receive delay (a running minimum of log time - stamp, which follows a clock that drifts or
+    jumps)."""
     log_p = np.array([t for t, _ in poses], np.float64)
     pos = np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z] for _, m in poses])
     head = np.array([m.header.stamp.sec * 1e9 + m.header.stamp.nanosec for _, m in poses], np.float64)
@@ -520,6 +520,19 @@ def _base_from_pose(times_ns: np.ndarray, poses: list[tuple[int, Any]], quats: n
         window = 21
         padded = np.pad(lag, window // 2, mode="edge")
         t_p = head + np.lib.stride_tricks.sliding_window_view(padded, window).min(axis=1)
+    return t_p, pos, head
+
+
+def _base_from_pose(times_ns: np.ndarray, poses: list[tuple[int, Any]] | PoseStream, quats: np.ndarray,
+                    state_stamps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Base position and base-frame linear velocity at each tick from a pose topic (motion capture or simulator
+    ground truth; `pose_stream`).
+
+    The velocity is the central difference of the pose stream over the poses' own header stamps. Position and
+    velocity are interpolated at the time the tick's state was measured (`state_stamps`, when they share the
+    recorder's clock: within 0.25 s of the log times), else at the tick's log time, which is later than the
+    measurement by the state's age, the inference and the transport."""
+    t_p, pos, head = pose_stream(poses) if isinstance(poses, list) else poses
     at_t = np.asarray(times_ns, np.float64)
     if state_stamps is not None and len(state_stamps) == len(at_t):
         st = np.asarray(state_stamps, np.float64) * 1e9
@@ -543,6 +556,7 @@ def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyCon
                         ) -> tuple[list[Episode], dict[str, int]]:
     """Episodes (Minari layout) from a tick stream; also counts of why episodes ended."""
     episodes: list[Episode] = []
+    stream = pose_stream(poses) if poses else None
     reasons: dict[str, int] = {}
     for seg_t, terminated, reason in split_segments(ticks, contract, gap_s, reward.termination.max_tilt):
         reasons[reason] = reasons.get(reason, 0) + 1
@@ -555,8 +569,8 @@ def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyCon
         applied = applied_action(contract, safe[:-1], _stack_state(seg[:-1]))
         quats = np.stack([r.state.base_quat for r in seg])
         base_pos = base_vel = None
-        if poses:
-            base_pos, base_vel = _base_from_pose(times, poses, quats,
+        if stream is not None:
+            base_pos, base_vel = _base_from_pose(times, stream, quats,
                                                  np.array([r.state.timestamp for r in seg], np.float64))
         rewards, terms, _ = reward(seg, applied, base_pos, base_vel)
         t = len(seg) - 1

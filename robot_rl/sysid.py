@@ -522,12 +522,13 @@ def _gauss_newton_std(pred: Predictor, values: dict[str, float], names: list[str
     return {p: float(math.sqrt(max(cov[i, i], 0.0))) for i, p in enumerate(names)}
 
 
-def randomization_overrides(result: SysIdResult, spread: float = 0.1) -> list[str]:
-    """Task-config overrides whose randomization ranges are centred on the fitted values: +-max(2 std, spread *
-    |value|) (added mass: +-max(2 std, 0.5 kg)), clipped to physical limits."""
+def randomization_overrides(values: dict[str, float], std: dict[str, float], spread: float = 0.1) -> list[str]:
+    """Task-config overrides whose randomization ranges are centred on the fitted `values` (SysIdResult.values, or
+    a sysid JSON's): +-max(2 std, spread * |value|) (added mass: +-max(2 std, 0.5 kg)), clipped to physical
+    limits."""
     out = []
-    for key, value in result.values.items():
-        s = result.std.get(key, 0.0)
+    for key, value in values.items():
+        s = std.get(key, 0.0)
         if key == "latency":
             steps = max(1, int(math.ceil(2 * s)))
             lat_lo, lat_hi = max(0, int(value) - steps), int(value) + steps
@@ -549,7 +550,7 @@ def write_train_config(path: str | Path, result: SysIdResult, task: str, dataset
 
     path = Path(path)
     base = [o for o in TrainConfig().task_overrides if not o.startswith("randomization.")]
-    doc = {"task": task, "task_overrides": base + randomization_overrides(result)}
+    doc = {"task": task, "task_overrides": base + randomization_overrides(result.values, result.std)}
     header = ["# robot-rl sysid: randomization centred on parameters identified from " + dataset]
     for k, v in result.values.items():
         lo_hi = result.interval.get(k)

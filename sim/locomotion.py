@@ -105,6 +105,12 @@ class RewardConfig:
     already stores the applied action; at -1.0 the A1 chain's corrections under exploration (about 0.2 rad on 90%
     of steps) cost three times the tracking reward, `only_positive` zeroed most steps and the robot fell in 58% of
     episodes (docs/benchmarks.md, Time-to-walk)."""
+    safety_intervened: float = 0.0
+    """1 on every policy step on which the safety chain changed the action: the count deployment reports as
+    interventions per tick. The squared term above hardly sees the rate limiter's small clips (a walking bundle's
+    0.07 rad corrections on 17% of its ticks cost it 1e-5 per tick at -0.1), so a policy fine-tuned with it alone
+    intervened more often than before. Off when training from scratch (early exploration is corrected on most
+    steps); fine-tuning a deployed policy to intervene less sets it (docs/replay.md)."""
     tracking_sigma: float = 0.25
     """Width of the tracking kernels [(m/s)^2]."""
     base_height_target: float = 0.28
@@ -332,6 +338,20 @@ def r_safety_intervention(s: StepView, c: RewardConfig) -> np.ndarray:
     return np.square(s.action - s.policy_action).sum(axis=1)
 
 
+INTERVENED_TOL = 1e-6
+"""Action units (0.25 micro-radian at the A1's scale): below any correction, above the float round trip of
+decoding the certified targets back into actions."""
+
+
+def corrected(action: np.ndarray, policy_action: np.ndarray) -> np.ndarray:
+    """(N,) 1.0 where the safety chain changed the policy's (clipped) action, else 0.0."""
+    return (np.abs(action - policy_action).max(axis=1) > INTERVENED_TOL).astype(float)
+
+
+def r_safety_intervened(s: StepView, c: RewardConfig) -> np.ndarray:
+    return corrected(s.action, s.policy_action)
+
+
 REWARD_TERMS: dict[str, Callable[[StepView, RewardConfig], np.ndarray]] = {
     "tracking_lin_vel": r_tracking_lin_vel,
     "tracking_ang_vel": r_tracking_ang_vel,
@@ -344,6 +364,7 @@ REWARD_TERMS: dict[str, Callable[[StepView, RewardConfig], np.ndarray]] = {
     "feet_air_time": r_feet_air_time,
     "collision": r_collision,
     "safety_intervention": r_safety_intervention,
+    "safety_intervened": r_safety_intervened,
 }
 """Every term named in RewardConfig; the joint-limit term needs the robot's limits and lives on the task."""
 

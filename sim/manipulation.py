@@ -24,6 +24,7 @@ from robot_rl.config import to_dict
 from robot_rl.contract import ActionSpec, ObsTerm, PolicyContract
 from robot_rl.controllers.osc import damped_least_squares, orientation_error
 from robot_rl.errors import ConfigError
+from robot_rl.sim.locomotion import corrected
 from robot_rl.sim.randomization import Uniform
 
 TaskKind = Literal["reach", "push", "pick_place"]
@@ -157,6 +158,9 @@ class ArmRewardConfig:
     safety_intervention: float = -0.05
     """Squared correction of the action by the safety chain (the gripper's 0.2 m/s limit corrects fast gripper
     commands often, so this stays small)."""
+    safety_intervened: float = 0.0
+    """1 on every policy step on which the safety chain changed the action (interventions per tick, as deployment
+    counts them); for fine-tuning a deployed policy to intervene less (docs/replay.md)."""
     distance_scale: float = 0.1
     """Width of the reach / push_pose tanh kernels [m]."""
     goal_distance_scale: float = 0.1
@@ -381,6 +385,10 @@ def r_safety_intervention(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
     return np.sum(np.square(s.action - s.policy_action), axis=1)
 
 
+def r_safety_intervened(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
+    return corrected(s.action, s.policy_action)
+
+
 REWARD_TERMS: dict[str, Callable[[ManipView, ArmRewardConfig], np.ndarray]] = {
     "reach": r_reach,
     "push_pose": r_push_pose,
@@ -393,6 +401,7 @@ REWARD_TERMS: dict[str, Callable[[ManipView, ArmRewardConfig], np.ndarray]] = {
     "action_rate": r_action_rate,
     "joint_vel": r_joint_vel,
     "safety_intervention": r_safety_intervention,
+    "safety_intervened": r_safety_intervened,
 }
 """Every weighted term named in ArmRewardConfig."""
 

@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--utd", type=float, default=1.0, help="online critic updates per transition")
     parser.add_argument("--num-envs", type=int, default=8, help="simulated robots for online fine-tuning / eval")
     parser.add_argument("--task", default="", help="simulation task (default: the bundle's)")
+    parser.add_argument("--sim-config", type=Path,
+                        help="a robot-rl train --config YAML whose task overrides the online phase uses, e.g. the "
+                             "randomization centred on the identified parameters that robot-rl sysid --out wrote")
+    parser.add_argument("--intervention-penalty", type=float, default=0.5,
+                        help="online: reward per second taken away on each step the safety chain changes the "
+                             "action (0: off)")
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="task config overrides for the online phase and evaluation")
     parser.add_argument("--eval-episodes", type=int, default=0, help="evaluate before and after (0: skip)")
@@ -44,6 +50,18 @@ def run(args: argparse.Namespace) -> int:
     from robot_rl.errors import ConfigError
     from robot_rl.offline.finetune import FinetuneConfig, finetune
 
+    task, overrides = args.task, list(args.overrides)
+    if args.sim_config is not None:
+        try:
+            doc = yaml.safe_load(args.sim_config.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            detail = " ".join(str(exc).split())  # YAML errors span several lines: the error stays one line
+            raise ConfigError(f"--sim-config {args.sim_config}: cannot read it ({detail})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("task_overrides", []), list):
+            raise ConfigError(f"--sim-config {args.sim_config}: expected a robot-rl train config "
+                              "(task, task_overrides)")
+        task = task or str(doc.get("task") or "")
+        overrides = [str(o) for o in doc.get("task_overrides", [])] + overrides
     learner = {}
     for item in args.learner:
         key, sep, value = item.partition("=")
@@ -56,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
                          online_steps=args.online_steps,
                          online_algo=args.online_algo, utd_ratio=args.utd,
                          critic_warmup_steps=args.critic_warmup, num_envs=args.num_envs,
-                         task=args.task,
-                         task_overrides=list(args.overrides), eval_episodes=args.eval_episodes, seed=args.seed)
+                         task=task, task_overrides=overrides,
+                         intervention_penalty=args.intervention_penalty, eval_episodes=args.eval_episodes,
+                         seed=args.seed)
     metrics = finetune(cfg, log=lambda line: print(f"robot-rl {line}", flush=True))
     print(f"robot-rl finetune: wrote {out}")
     print(json.dumps({"bundle": str(out), **metrics}))

@@ -54,5 +54,6 @@ def run(args: argparse.Namespace) -> int:
         band = f"  (5-95%: {lo_hi[0]:.4g} .. {lo_hi[1]:.4g})" if lo_hi else ""
         print(f"robot-rl sysid: {key:15s} {value:8.4g} +- {result.std.get(key, 0.0):.3g}{band}")
     print(f"robot-rl sysid: prediction cost {result.cost:.4g} (nominal {result.nominal_cost:.4g}); wrote {out}")
-    print(json.dumps({**result.as_dict(), "config": str(out), "overrides": randomization_overrides(result)}))
+    overrides = randomization_overrides(result.values, result.std)
+    print(json.dumps({**result.as_dict(), "config": str(out), "overrides": overrides}))
     return 0

@@ -145,3 +145,39 @@ def test_finetune_online_ppo_in_the_simulated_a1_with_safety_chain(setup: tuple[
     assert 0.0 <= metrics["online/intervention_rate"] <= 1.0
     prov = load_bundle(out).contract.provenance["finetune"]
     assert prov["online_algo"] == "ppo" and prov["online_steps"] == 96 and prov["offline_steps"] == 0
+
+
+def test_finetune_online_reads_sysid_config_and_penalizes_interventions(setup: tuple[Path, Path, np.ndarray],
+                                                                         tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    bundle, ds, _ = setup
+    cfg = tmp_path / "rand.yaml"
+    cfg.write_text("# robot-rl sysid\ntask: a1_walk\ntask_overrides:\n- randomization.friction.low=0.55\n"
+                   "- randomization.friction.high=0.65\n")
+    out = tmp_path / "ppo_cfg"
+    assert main(["finetune", str(bundle), "--data", str(ds), "--steps", "0", "--online", "--online-algo", "ppo",
+                 "--online-steps", "48", "--num-envs", "2", "--sim-config", str(cfg), "--set",
+                 "randomization.friction.high=0.6", "--intervention-penalty", "0.8", "--out", str(out)]) == 0
+    prov = load_bundle(out).contract.provenance["finetune"]
+    # the file's overrides first, --set after them (and so winning)
+    assert prov["task_overrides"] == ["randomization.friction.low=0.55", "randomization.friction.high=0.65",
+                                      "randomization.friction.high=0.6"]
+    assert prov["intervention_penalty"] == 0.8
+    from robot_rl.sim import make_vec_env
+
+    env = make_vec_env("a1_walk", 1, 0, overrides=["rewards.safety_intervened=-0.8", *prov["task_overrides"]])
+    assert env.task.cfg.rewards.safety_intervened == -0.8 and env.cfg.randomization.friction.high == 0.6
+
+
+@pytest.mark.parametrize("text", ["[1, 2", "- just\n- a list\n", "task_overrides: 3\n"])
+def test_finetune_refuses_unreadable_sim_config(setup: tuple[Path, Path, np.ndarray], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str], text: str) -> None:
+    bundle, ds, _ = setup
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    out = tmp_path / "never"
+    assert main(["finetune", str(bundle), "--data", str(ds), "--steps", "0", "--online", "--online-algo", "ppo",
+                 "--sim-config", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--sim-config" in err[0] and str(cfg) in err[0]
+    assert not out.exists()

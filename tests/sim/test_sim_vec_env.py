@@ -111,12 +111,7 @@ def test_contract_carries_rates_gains_and_cbf_inertia() -> None:
     assert type(c).from_dict(c.to_dict()) == c
 
 
-def test_safety_chain_filters_when_available() -> None:
-    pytest.importorskip("robot_rl.safety", reason="safety layer not installed")
-    from robot_rl import safety
-
-    if not hasattr(safety, "build_chain"):
-        pytest.skip("robot_rl.safety.build_chain not available")
+def test_safety_chain_filters() -> None:
     env = make_vec_env("a1_walk", 2, seed=0, safety=True, overrides=QUIET)
     assert env._chain is not None
     env.step(np.zeros((2, 12)))
@@ -133,6 +128,22 @@ def test_safety_chain_filters_when_available() -> None:
     np.testing.assert_allclose(env._targets, np.asarray(env.contract.default_joint_pos) + 0.25 * info["applied_action"])
     penalty = info["reward_terms"]["safety_intervention"]
     assert penalty[0] < -1e-3 and abs(penalty[1]) < 1e-12
+
+
+def test_intervened_term_counts_what_the_chain_reports() -> None:
+    env = make_vec_env("a1_walk", 4, seed=1, safety=True, overrides=[*QUIET, "rewards.safety_intervened=-0.5"])
+    env.reset(seed=1)
+    rng = np.random.default_rng(0)
+    counted = 0
+    for step in range(40):
+        # swings of up to 2 action units (0.5 rad) per tick: beyond the 0.4 rad the rate limiter passes on some
+        # joints and ticks, within it on others
+        _, _, _, _, info = env.step(rng.uniform(0.0, 1.0, (4, 12)) * (1.0 if step % 2 else -1.0))
+        term = info["reward_terms"]["safety_intervened"]
+        np.testing.assert_array_equal(term < 0, info["safety"]["safety/intervened"])
+        assert np.all((term == 0) | np.isclose(term, -0.5 * env.task.cfg.control.policy_dt))
+        counted += int((term < 0).sum())
+    assert 10 < counted < 150
 
 
 def test_bad_config_is_a_config_error() -> None:
