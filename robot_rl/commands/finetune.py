@@ -35,9 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sim-config", type=Path,
                         help="a robot-rl train --config YAML whose task overrides the online phase uses, e.g. the "
                              "randomization centred on the identified parameters that robot-rl sysid --out wrote")
-    parser.add_argument("--intervention-penalty", type=float, default=0.5,
+    parser.add_argument("--intervention-penalty", type=float, default=1.0,
                         help="online: reward per second taken away on each step the safety chain changes the "
                              "action (0: off)")
+    parser.add_argument("--online-episode-s", type=float, default=5.0,
+                        help="online: cap on the episode length [s], so that start-ups are trained often (0: the "
+                             "task's)")
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="task config overrides for the online phase and evaluation")
     parser.add_argument("--eval-episodes", type=int, default=0, help="evaluate before and after (0: skip)")
@@ -75,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
                          online_algo=args.online_algo, utd_ratio=args.utd,
                          critic_warmup_steps=args.critic_warmup, num_envs=args.num_envs,
                          task=task, task_overrides=overrides,
-                         intervention_penalty=args.intervention_penalty, eval_episodes=args.eval_episodes,
+                         intervention_penalty=args.intervention_penalty,
+                         online_episode_s=args.online_episode_s, eval_episodes=args.eval_episodes,
                          seed=args.seed)
     metrics = finetune(cfg, log=lambda line: print(f"robot-rl {line}", flush=True))
     print(f"robot-rl finetune: wrote {out}")

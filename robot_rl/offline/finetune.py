@@ -85,11 +85,17 @@ class FinetuneConfig:
     """Simulation task for online fine-tuning and evaluation; empty: the bundle's provenance task."""
     task_overrides: list[str] = field(default_factory=list)
     """Task config overrides (e.g. pin randomization ranges to identified parameters)."""
-    intervention_penalty: float = 0.5
+    intervention_penalty: float = 1.0
     """Online: reward per second taken away on every policy step on which the safety chain changed the action
     (the task's `rewards.safety_intervened` = -this, unless task_overrides set it). The task's squared-correction
     term hardly sees the rate limiter's small clips: without this a walking bundle fine-tuned by PPO intervened
-    14-17% more often than before on two of three logs; with 0.5, 30% less on all three (docs/benchmarks.md)."""
+    14-17% more often than before on two of three logs; with 1.0, 38-43% less on all three (docs/benchmarks.md;
+    0.5 was not enough on one of them)."""
+    online_episode_s: float = 5.0
+    """Online: episodes at most this long [s] (0: the task's own length). Fine-tuning a walking bundle on 300
+    episodes of 20 s saw only 300 start-ups: the result fell shortly after the start in 1-5% of evaluation
+    episodes, the original never; with 5 s episodes, 0 of 64 on each of three logs. Time limits are truncations:
+    the learners bootstrap there."""
     eval_episodes: int = 0
     """Deterministic evaluation episodes of the start and the result (0: skip)."""
     seed: int = 0
@@ -107,8 +113,23 @@ class FinetuneConfig:
             raise ConfigError(f"{self.algo} has no setting {unknown[0]} (settings: {', '.join(sorted(fields))})")
         if min(self.offline_steps, self.online_steps, self.critic_warmup_steps, self.eval_episodes) < 0:
             raise ConfigError("step counts must be non-negative")
-        if self.intervention_penalty < 0:
-            raise ConfigError("intervention_penalty must be non-negative (it is subtracted)")
+        if self.intervention_penalty < 0 or self.online_episode_s < 0:
+            raise ConfigError("intervention_penalty and online_episode_s must be non-negative")
+
+
+def online_overrides(cfg: FinetuneConfig, task: str) -> list[str]:
+    """Task overrides of the online phase: the intervention penalty and the episode cap first, then the user's
+    (which win)."""
+    if not cfg.online:
+        return list(cfg.task_overrides)
+    from robot_rl.sim import resolve_config
+
+    out = [f"rewards.safety_intervened={-cfg.intervention_penalty}"]
+    termination = getattr(resolve_config(task, None, list(cfg.task_overrides)), "termination", None)
+    length = float(getattr(termination, "episode_length_s", 0.0))
+    if cfg.online_episode_s and length > cfg.online_episode_s:
+        out.append(f"termination.episode_length_s={cfg.online_episode_s}")
+    return out + list(cfg.task_overrides)
 
 
 def dataset_digest(path: Path) -> str:
@@ -138,8 +159,7 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
             raise ConfigError("the bundle's provenance names no task: pass a simulation task (--task)")
         from robot_rl.sim import make_vec_env
 
-        penalty = [f"rewards.safety_intervened={-cfg.intervention_penalty}"] if cfg.online else []
-        env = make_vec_env(task, cfg.num_envs, cfg.seed, overrides=penalty + list(cfg.task_overrides), safety=True)
+        env = make_vec_env(task, cfg.num_envs, cfg.seed, overrides=online_overrides(cfg, task), safety=True)
         if env.obs_dim != contract.obs_dim or env.act_dim != contract.act_dim:
             raise ConfigError(f"task {task} has obs/act dims {env.obs_dim}/{env.act_dim}, the bundle "
                               f"{contract.obs_dim}/{contract.act_dim}")
@@ -218,7 +238,7 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
                                "online_steps": cfg.online_steps if cfg.online else 0,
                                "online_algo": (cfg.online_algo or cfg.algo) if cfg.online else "",
                                "task": task, "task_overrides": list(cfg.task_overrides),
-                               "intervention_penalty": cfg.intervention_penalty if cfg.online else 0.0}}
+                               "online_overrides": online_overrides(cfg, task) if cfg.online else []}}
     clean = {k: float(v) if isinstance(v, (np.floating, float)) else v for k, v in metrics.items()}
     policy.export(cfg.out, contract, provenance, clean)
     return clean

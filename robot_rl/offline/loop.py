@@ -187,7 +187,8 @@ def run_online(sac: OnlineAgent, env: Any, steps: int, seed: int = 0,
 def evaluate_policy(policy: Policy, env: Any, episodes: int, seed: int = 0,
                     max_steps: int = 100_000) -> dict[str, float]:
     """Deterministic evaluation in a VecEnv: one episode per environment until `episodes` are collected; mean
-    return and length, and safety interventions per step (from info["safety"]["safety/intervened"])."""
+    return and length, the share of episodes that ended in a fall (tasks that report `fell`), and safety
+    interventions per step (from info["safety"]["safety/intervened"])."""
     obs = env.reset(seed=seed)
     done_once = np.zeros(env.num_envs, bool)
     active = np.ones(env.num_envs, bool)
@@ -209,4 +210,5 @@ def evaluate_policy(policy: Policy, env: Any, episodes: int, seed: int = 0,
     rets = np.array([float(ep["return"]) for ep in results]) if results else np.array([np.nan])
     return {"episodes": float(len(results)), "return_mean": float(rets.mean()), "return_std": float(rets.std()),
             "length_mean": float(np.mean([ep["length"] for ep in results])) if results else float("nan"),
+            "fell_rate": float(np.mean([bool(ep.get("fell", False)) for ep in results])) if results else float("nan"),
             "intervention_rate": interventions / max(steps, 1)}

@@ -162,11 +162,14 @@ def test_finetune_online_reads_sysid_config_and_penalizes_interventions(setup: t
     # the file's overrides first, --set after them (and so winning)
     assert prov["task_overrides"] == ["randomization.friction.low=0.55", "randomization.friction.high=0.65",
                                       "randomization.friction.high=0.6"]
-    assert prov["intervention_penalty"] == 0.8
+    # the online phase: the penalty and the 5 s episode cap, then the user's overrides
+    assert prov["online_overrides"] == ["rewards.safety_intervened=-0.8", "termination.episode_length_s=5.0",
+                                        *prov["task_overrides"]]
     from robot_rl.sim import make_vec_env
 
-    env = make_vec_env("a1_walk", 1, 0, overrides=["rewards.safety_intervened=-0.8", *prov["task_overrides"]])
+    env = make_vec_env("a1_walk", 1, 0, overrides=prov["online_overrides"])
     assert env.task.cfg.rewards.safety_intervened == -0.8 and env.cfg.randomization.friction.high == 0.6
+    assert env.task.max_episode_steps == 250
 
 
 @pytest.mark.parametrize("text", ["[1, 2", "- just\n- a list\n", "task_overrides: 3\n"])
