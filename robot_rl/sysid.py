@@ -75,6 +75,11 @@ class SysIdConfig:
     refine_latencies: int = 2
     """Latency candidates (the best of the profile) refined with `max_evals` each; the best refit wins. A short
     profile search can rank the true latency second."""
+    refine_restarts: int = 1
+    """Fresh global searches (from the nominal parameters, wide step) per refined latency, beside the one from the
+    profile's optimum; the best wins. Added mass and motor strength trade off along a long, flat valley of the cost:
+    on a 90 s walking log the search from the profile's optimum stopped at 0.59 kg (cost 0.442) for one CMA-ES seed,
+    while fresh searches reached 1.44-1.52 kg (cost 0.429-0.431; hidden 1.5)."""
     seed: int = 0
     """CMA-ES seed."""
     q_scale: float = 0.01
@@ -120,9 +125,9 @@ class SysIdConfig:
         if bad:
             raise ConfigError(f"sysid: unknown parameter {bad[0]} (choose from {', '.join([*BOUNDS, 'latency'])})")
         if (self.horizon < 1 or self.max_segments < 1 or self.max_latency < 0 or self.max_evals < 10
-                or self.refine_latencies < 1):
+                or self.refine_latencies < 1 or self.refine_restarts < 0):
             raise ConfigError("sysid: horizon >= 1, max_segments >= 1, max_latency >= 0, max_evals >= 10, "
-                              "refine_latencies >= 1")
+                              "refine_latencies >= 1, refine_restarts >= 0")
         if not 0.0 <= self.trim < 0.5:
             raise ConfigError(f"sysid: trim must be in [0, 0.5), got {self.trim}")
         if self.bootstrap < 0 or self.bootstrap == 1 or self.bootstrap_evals < 10:
@@ -409,10 +414,10 @@ def identify(ds: Dataset, robot: str, cfg: SysIdConfig | None = None,
     nominal_cost = pred.cost({})
     x0 = (np.array([NOMINAL[p] for p in names]) - lo) / (hi - lo)
 
-    def search(start: np.ndarray, sigma: float, evals: int, latency: int) -> tuple[np.ndarray, float]:
+    def search(start: np.ndarray, sigma: float, evals: int, latency: int, restart: int = 0) -> tuple[np.ndarray, float]:
         if not names:
             return np.zeros(0), pred.cost({"latency": latency})
-        es = cma.CMAEvolutionStrategy(start, sigma, {"bounds": [0, 1], "seed": cfg.seed + 1, "verbose": -9,
+        es = cma.CMAEvolutionStrategy(start, sigma, {"bounds": [0, 1], "seed": cfg.seed + 1 + restart, "verbose": -9,
                                                      "maxfevals": evals, "tolfun": 1e-7, "tolx": 1e-5})
         while not es.stop():
             xs = es.ask()
@@ -431,9 +436,11 @@ def identify(ds: Dataset, robot: str, cfg: SysIdConfig | None = None,
         if progress is not None:
             progress(latency, profile[latency], to_params(starts[latency], latency))
     for cand in sorted(profile, key=profile.__getitem__)[:cfg.refine_latencies]:
-        x, f = search(starts[cand], 0.1, cfg.max_evals, cand)
-        if f < profile[cand]:
-            starts[cand], profile[cand] = x, f
+        tries = [(starts[cand], 0.1)] + [(x0, 0.3)] * cfg.refine_restarts
+        for k, (start, sigma) in enumerate(tries):
+            x, f = search(start, sigma, cfg.max_evals, cand, restart=k)
+            if f < profile[cand]:
+                starts[cand], profile[cand] = x, f
     latency = min(profile, key=profile.__getitem__)
     x, f = starts[latency], profile[latency]
     values = to_params(x, latency)

@@ -117,18 +117,19 @@ class FinetuneConfig:
             raise ConfigError("intervention_penalty and online_episode_s must be non-negative")
 
 
-def online_overrides(cfg: FinetuneConfig, task: str) -> list[str]:
-    """Task overrides of the online phase: the intervention penalty and the episode cap first, then the user's
-    (which win)."""
-    if not cfg.online:
-        return list(cfg.task_overrides)
-    from robot_rl.sim import resolve_config
+def env_overrides(cfg: FinetuneConfig, task: str, trained: list[str]) -> list[str]:
+    """Task overrides of the simulated robot: the ones the bundle was trained with (`trained`, its provenance's: the
+    same commands and reward as in training, not the task's defaults), then online the intervention penalty and
+    the episode cap, then the user's (`task_overrides`; the later wins)."""
+    out = list(trained)
+    if cfg.online:
+        from robot_rl.sim import resolve_config
 
-    out = [f"rewards.safety_intervened={-cfg.intervention_penalty}"]
-    termination = getattr(resolve_config(task, None, list(cfg.task_overrides)), "termination", None)
-    length = float(getattr(termination, "episode_length_s", 0.0))
-    if cfg.online_episode_s and length > cfg.online_episode_s:
-        out.append(f"termination.episode_length_s={cfg.online_episode_s}")
+        out.append(f"rewards.safety_intervened={-cfg.intervention_penalty}")
+        termination = getattr(resolve_config(task, None, out + list(cfg.task_overrides)), "termination", None)
+        length = float(getattr(termination, "episode_length_s", 0.0))
+        if cfg.online_episode_s and length > cfg.online_episode_s:
+            out.append(f"termination.episode_length_s={cfg.online_episode_s}")
     return out + list(cfg.task_overrides)
 
 
@@ -153,13 +154,17 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
     metrics: dict[str, Any] = {"dataset_transitions": len(data), "dataset_episodes": len(ds.episodes)}
     start = time.monotonic()
     env = None
+    overrides: list[str] = []
     task = cfg.task or str(contract.provenance.get("task", ""))
     if cfg.online or cfg.eval_episodes:
         if not task:
             raise ConfigError("the bundle's provenance names no task: pass a simulation task (--task)")
         from robot_rl.sim import make_vec_env
 
-        env = make_vec_env(task, cfg.num_envs, cfg.seed, overrides=online_overrides(cfg, task), safety=True)
+        trained = contract.provenance.get("config", {}).get("task_overrides", []) \
+            if task == contract.provenance.get("task") else []
+        overrides = env_overrides(cfg, task, [str(o) for o in trained])
+        env = make_vec_env(task, cfg.num_envs, cfg.seed, overrides=overrides, safety=True)
         if env.obs_dim != contract.obs_dim or env.act_dim != contract.act_dim:
             raise ConfigError(f"task {task} has obs/act dims {env.obs_dim}/{env.act_dim}, the bundle "
                               f"{contract.obs_dim}/{contract.act_dim}")
@@ -238,7 +243,7 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
                                "online_steps": cfg.online_steps if cfg.online else 0,
                                "online_algo": (cfg.online_algo or cfg.algo) if cfg.online else "",
                                "task": task, "task_overrides": list(cfg.task_overrides),
-                               "online_overrides": online_overrides(cfg, task) if cfg.online else []}}
+                               "env_overrides": overrides}}
     clean = {k: float(v) if isinstance(v, (np.floating, float)) else v for k, v in metrics.items()}
     policy.export(cfg.out, contract, provenance, clean)
     return clean

@@ -23,7 +23,9 @@ torch.set_num_threads(1)
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray]:
     tmp = tmp_path_factory.mktemp("ft")
     contract = a1_contract()
-    contract = contract.replace(provenance={**contract.provenance, "task": "a1_walk"})
+    # trained on one forward command: online fine-tuning must keep it (provenance config.task_overrides)
+    contract = contract.replace(provenance={**contract.provenance, "task": "a1_walk",
+                                            "config": {"task_overrides": ["commands.vx=[0.3, 0.3]"]}})
     policy = Policy(contract.obs_dim, contract.act_dim, (32, 32))
     policy.set_statistics(np.random.default_rng(0).standard_normal((64, contract.obs_dim)))
     bundle = policy.export(tmp / "bundle", contract, {"task": "a1_walk"}, {})
@@ -162,14 +164,14 @@ def test_finetune_online_reads_sysid_config_and_penalizes_interventions(setup: t
     # the file's overrides first, --set after them (and so winning)
     assert prov["task_overrides"] == ["randomization.friction.low=0.55", "randomization.friction.high=0.65",
                                       "randomization.friction.high=0.6"]
-    # the online phase: the penalty and the 5 s episode cap, then the user's overrides
-    assert prov["online_overrides"] == ["rewards.safety_intervened=-0.8", "termination.episode_length_s=5.0",
-                                        *prov["task_overrides"]]
+    # the online phase: the bundle's training overrides, the penalty and the 5 s episode cap, the user's overrides
+    assert prov["env_overrides"] == ["commands.vx=[0.3, 0.3]", "rewards.safety_intervened=-0.8",
+                                     "termination.episode_length_s=5.0", *prov["task_overrides"]]
     from robot_rl.sim import make_vec_env
 
-    env = make_vec_env("a1_walk", 1, 0, overrides=prov["online_overrides"])
+    env = make_vec_env("a1_walk", 1, 0, overrides=prov["env_overrides"])
     assert env.task.cfg.rewards.safety_intervened == -0.8 and env.cfg.randomization.friction.high == 0.6
-    assert env.task.max_episode_steps == 250
+    assert env.task.max_episode_steps == 250 and env.cfg.commands.vx == (0.3, 0.3)
 
 
 @pytest.mark.parametrize("text", ["[1, 2", "- just\n- a list\n", "task_overrides: 3\n"])
