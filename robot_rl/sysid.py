@@ -437,8 +437,8 @@ def identify(ds: Dataset, robot: str, cfg: SysIdConfig | None = None,
             progress(latency, profile[latency], to_params(starts[latency], latency))
     for cand in sorted(profile, key=profile.__getitem__)[:cfg.refine_latencies]:
         tries = [(starts[cand], 0.1)] + [(x0, 0.3)] * cfg.refine_restarts
-        for k, (start, sigma) in enumerate(tries):
-            x, f = search(start, sigma, cfg.max_evals, cand, restart=k)
+        for restart, (start, sigma) in enumerate(tries):
+            x, f = search(start, sigma, cfg.max_evals, cand, restart=restart)
             if f < profile[cand]:
                 starts[cand], profile[cand] = x, f
     latency = min(profile, key=profile.__getitem__)
