@@ -89,7 +89,7 @@ class FinetuneConfig:
     """Online: reward per second taken away on every policy step on which the safety chain changed the action
     (the task's `rewards.safety_intervened` = -this, unless task_overrides set it). The task's squared-correction
     term hardly sees the rate limiter's small clips: without this a walking bundle fine-tuned by PPO intervened
-    14-17% more often than before on two of three logs; with 1.0, 38-43% less on all three (docs/benchmarks.md;
+    14-17% more often than before on two of three logs; with 1.0, 24-37% less on all three (docs/benchmarks.md;
     0.5 was not enough on one of them)."""
     online_episode_s: float = 5.0
     """Online: episodes at most this long [s] (0: the task's own length). Fine-tuning a walking bundle on 300
