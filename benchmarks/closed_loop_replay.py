@@ -169,7 +169,7 @@ def main() -> None:
                              "+-max(2 std, 0.5 kg))")
     parser.add_argument("--init-std", type=float, default=0.15, help="initial exploration std of the learner")
     parser.add_argument("--eval-episodes", type=int, default=8)
-    parser.add_argument("--horizon", type=int, default=4, help="sysid prediction horizon [control ticks]")
+    parser.add_argument("--horizon", type=int, default=8, help="sysid prediction horizon [control ticks]")
     parser.add_argument("--segments", type=int, default=160, help="sysid start states")
     parser.add_argument("--bootstrap", type=int, default=8, help="sysid bootstrap resamples")
     parser.add_argument("--no-finetune", action="store_true", help="stop after system identification")

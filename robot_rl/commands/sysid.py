@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parameters to fit (default: friction motor_strength added_mass latency; also "
                              "kp_scale, kd_scale)")
     parser.add_argument("--segments", type=int, default=160, help="logged start states used")
-    parser.add_argument("--horizon", type=int, default=4, help="control ticks predicted from each start state")
+    parser.add_argument("--horizon", type=int, default=8, help="control ticks predicted from each start state")
     parser.add_argument("--max-latency", type=int, default=6, help="largest latency profiled [physics steps]")
     parser.add_argument("--evals", type=int, default=400, help="CMA-ES evaluations at the best latency")
     parser.add_argument("--bootstrap", type=int, default=8,
