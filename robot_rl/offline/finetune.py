@@ -89,12 +89,12 @@ class FinetuneConfig:
     """Online: reward per second taken away on every policy step on which the safety chain changed the action
     (the task's `rewards.safety_intervened` = -this, unless task_overrides set it). The task's squared-correction
     term hardly sees the rate limiter's small clips: without this a walking bundle fine-tuned by PPO intervened
-    14-17% more often than before on two of three logs; with 1.0, 24-37% less on all three (docs/benchmarks.md;
+    14-17% more often than before on two of three logs; with 1.0, 23-32% less on all four (docs/benchmarks.md;
     0.5 was not enough on one of them)."""
     online_episode_s: float = 5.0
     """Online: episodes at most this long [s] (0: the task's own length). Fine-tuning a walking bundle on 300
     episodes of 20 s saw only 300 start-ups: the result fell shortly after the start in 1-5% of evaluation
-    episodes, the original never; with 5 s episodes, 0 of 64 on each of three logs. Time limits are truncations:
+    episodes, the original never; with 5 s episodes, 0 of 64 on each of four logs. Time limits are truncations:
     the learners bootstrap there."""
     eval_episodes: int = 0
     """Deterministic evaluation episodes of the start and the result (0: skip)."""
