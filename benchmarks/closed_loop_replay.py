@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=8, help="simulated robots for online fine-tuning")
     parser.add_argument("--train-set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="extra task overrides for online fine-tuning only, e.g. rewards.safety_intervened=-1.0 "
-                             "(the intervention penalty; robot-rl finetune's default 0.5)")
+                             "(the intervention penalty; robot-rl finetune's default 1.0)")
     parser.add_argument("--train-point", action="store_true",
                         help="fine-tune online at the fitted point instead of over the randomization ranges centred "
                              "on the fit (robot-rl sysid's training config: +-max(2 std, 10%%), added mass "
@@ -224,7 +224,7 @@ def main() -> None:
         return
     # evaluation: the hidden robot; online fine-tuning: simulation around the identified parameters
     eval_overrides = pinned_overrides(hidden, args.vx)
-    train_overrides = pinned_overrides(result["sysid"]["values"], args.vx)
+    train_overrides = pinned_overrides(result["sysid"]["values"], args.vx)  # the rest of the randomization off
     if not args.train_point:
         from robot_rl.sysid import randomization_overrides
 
