@@ -184,7 +184,13 @@ def run_online(sac: OnlineAgent, env: Any, steps: int, seed: int = 0,
             "intervention_rate": interventions / max(collected, 1), **losses}
 
 
-def evaluate_policy(policy: Policy, env: Any, episodes: int, seed: int = 0,
+class Actor(Protocol):
+    """What evaluation needs: deterministic actions for a batch of raw observations (a Policy, or any controller)."""
+
+    def act(self, obs_raw: np.ndarray) -> np.ndarray: ...
+
+
+def evaluate_policy(policy: Actor, env: Any, episodes: int, seed: int = 0,
                     max_steps: int = 100_000) -> dict[str, float]:
     """Deterministic evaluation in a VecEnv: one episode per environment until `episodes` are collected; mean
     return and length, the share of episodes that ended in a fall (tasks that report `fell`), and safety

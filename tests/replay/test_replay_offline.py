@@ -118,3 +118,25 @@ def test_ppo_finetune_improves_and_warms_up_the_critic_first() -> None:
     assert stats["transitions"] == 40 * 20 * 16 and stats["episodes"] > 0
     after = _return(policy)
     assert after > before + 3.0, (before, after)
+
+
+def test_evaluate_policy_counts_falls_in_the_simulated_a1() -> None:
+    from robot_rl.sim import make_vec_env
+
+    class Constant:
+        def __init__(self, action: np.ndarray) -> None:
+            self.action = action
+
+        def act(self, obs_raw: np.ndarray) -> np.ndarray:
+            return np.broadcast_to(self.action, (obs_raw.shape[0], 12)).copy()
+
+    env = make_vec_env("a1_walk", 4, 0, overrides=["termination.episode_length_s=2.0"], safety=False)
+    try:
+        stand = evaluate_policy(Constant(np.zeros(12)), env, 4, seed=0)
+        # hips out, thighs back and forth, calves stretched on one side: the robot tips over
+        splayed = np.tile([1.0, -1.0, 1.0], 4) * np.array([1, 1, 1, -1, 1, 1, 1, 1, 1, -1, 1, 1])
+        tip = evaluate_policy(Constant(splayed), env, 4, seed=0)
+    finally:
+        env.close()
+    assert stand["fell_rate"] == 0.0 and stand["length_mean"] == 100.0
+    assert tip["fell_rate"] >= 0.5 and tip["length_mean"] < 100.0
