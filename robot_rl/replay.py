@@ -492,8 +492,9 @@ def _pad3(command: np.ndarray) -> np.ndarray:
     return out
 
 
-PoseStream = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""(time on the recorder's clock [ns], position (P, 3), header stamp [ns]) of a pose topic, in order."""
+PoseStream = tuple[np.ndarray, np.ndarray, np.ndarray, float]
+"""(time on the recorder's clock [ns], position (P, 3), header stamp [ns]) of a pose topic, in order, and the
+median spacing of its samples [ns]."""
 
 
 def pose_stream(poses: list[tuple[int, Any]]) -> PoseStream:
@@ -520,10 +521,11 @@ def pose_stream(poses: list[tuple[int, Any]]) -> PoseStream:
         window = 21
         padded = np.pad(lag, window // 2, mode="edge")
         t_p = head + np.lib.stride_tricks.sliding_window_view(padded, window).min(axis=1)
-    return t_p, pos, head
+    spacing = float(np.median(np.diff(t_p))) if len(t_p) > 1 else 0.0
+    return t_p, pos, head, spacing
 
 
-def _base_from_pose(times_ns: np.ndarray, poses: list[tuple[int, Any]] | PoseStream, quats: np.ndarray,
+def _base_from_pose(times_ns: np.ndarray, stream: PoseStream, quats: np.ndarray,
                     state_stamps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Base position and base-frame linear velocity at each tick from a pose topic (motion capture or simulator
     ground truth; `pose_stream`).
@@ -532,14 +534,14 @@ def _base_from_pose(times_ns: np.ndarray, poses: list[tuple[int, Any]] | PoseStr
     velocity are interpolated at the time the tick's state was measured (`state_stamps`, when they share the
     recorder's clock: within 0.25 s of the log times), else at the tick's log time, which is later than the
     measurement by the state's age, the inference and the transport."""
-    t_p, pos, head = pose_stream(poses) if isinstance(poses, list) else poses
+    t_p, pos, head, spacing = stream
     at_t = np.asarray(times_ns, np.float64)
     if state_stamps is not None and len(state_stamps) == len(at_t):
         st = np.asarray(state_stamps, np.float64) * 1e9
         if np.all(np.isfinite(st)) and abs(float(np.median(at_t - st))) < 0.25e9:
             at_t = st
     # this episode's stretch of the stream and the samples just around it (a reset between episodes moves the base)
-    margin = 0.99 * float(np.median(np.diff(t_p))) if len(t_p) > 1 else 0.0
+    margin = 0.99 * spacing
     inside = (t_p >= at_t.min() - margin) & (t_p <= at_t.max() + margin)
     if inside.sum() >= 2:
         t_p, pos, head = t_p[inside], pos[inside], head[inside]

@@ -139,7 +139,7 @@ def test_ground_truth_pose_is_sampled_when_the_state_was_measured() -> None:
     the velocity from the poses' own stamps; sampling at the tick's log time is off by the lag."""
     from types import SimpleNamespace
 
-    from robot_rl.replay import _base_from_pose
+    from robot_rl.replay import _base_from_pose, pose_stream
 
     def pose_at(t: np.ndarray) -> np.ndarray:
         return np.stack([0.5 * t, 0.05 * np.sin(t), 0.3 + 0.01 * np.sin(2 * np.pi * 3 * t)], axis=1)
@@ -161,8 +161,8 @@ def test_ground_truth_pose_is_sampled_when_the_state_was_measured() -> None:
     state_t = 0.1 + np.arange(0, 80) * 0.02 + 0.0025  # states between pose samples
     log_ns = (wall0 + state_t + 0.008) * 1e9
     quats = np.tile([1.0, 0.0, 0.0, 0.0], (len(state_t), 1))
-    pos, vel = _base_from_pose(log_ns, poses, quats, wall0 + state_t)
+    pos, vel = _base_from_pose(log_ns, pose_stream(poses), quats, wall0 + state_t)
     assert np.abs(pos - pose_at(state_t)).max() < 5e-4  # the smallest receive delay (0.3 ms) remains
     assert np.abs(vel - vel_at(state_t)).max() < 0.01
-    late, _ = _base_from_pose(log_ns, poses, quats)  # no state stamps: the tick's log time
+    late, _ = _base_from_pose(log_ns, pose_stream(poses), quats)  # no state stamps: the tick's log time
     assert np.abs(late - pose_at(state_t))[:, 2].max() > 1e-3
