@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a robot-rl train --config YAML whose task overrides the online phase uses, e.g. the "
                              "randomization centred on the identified parameters that robot-rl sysid --out wrote")
     parser.add_argument("--intervention-penalty", type=float, default=1.0,
-                        help="online: reward per second taken away on each step the safety chain changes the "
-                             "action (0: off)")
+                        help="reward per second taken away on each step the safety chain changes the action: "
+                             "online in simulation, offline on the logged steps flagged as intervened (0: off)")
     parser.add_argument("--online-episode-s", type=float, default=5.0,
                         help="online: cap on the episode length [s], so that start-ups are trained often (0: the "
                              "task's)")

@@ -24,7 +24,7 @@ import torch
 
 from robot_rl.dataset import load_dataset
 from robot_rl.errors import ConfigError
-from robot_rl.offline.buffer import ReplayBuffer
+from robot_rl.offline.buffer import ReplayBuffer, Transitions
 from robot_rl.offline.loop import (
     LEARNER_CONFIGS,
     OnlineAgent,
@@ -86,11 +86,12 @@ class FinetuneConfig:
     task_overrides: list[str] = field(default_factory=list)
     """Task config overrides (e.g. pin randomization ranges to identified parameters)."""
     intervention_penalty: float = 1.0
-    """Online: reward per second taken away on every policy step on which the safety chain changed the action
-    (the task's `rewards.safety_intervened` = -this, unless task_overrides set it). The task's squared-correction
-    term hardly sees the rate limiter's small clips: without this a walking bundle fine-tuned by PPO intervened
-    14-17% more often than before on two of three logs; with 1.0, 23-32% less on all four (docs/benchmarks.md;
-    0.5 was not enough on one of them)."""
+    """Reward per second taken away on every policy step on which the safety chain changed the action: online the
+    task's `rewards.safety_intervened` = -this (unless task_overrides set it), offline the same amount on every
+    logged transition flagged `intervened` (logs without safety telemetry have no flags and lose nothing). The
+    task's squared-correction term hardly sees the rate limiter's small clips: without this a walking bundle
+    fine-tuned by PPO intervened 14-17% more often than before on two of three logs; with 1.0, 23-32% less on all
+    four; IQL on exploratory logs went from 4-12% more to about half as many (docs/benchmarks.md)."""
     online_episode_s: float = 5.0
     """Online: episodes at most this long [s] (0: the task's own length). Fine-tuning a walking bundle on 300
     episodes of 20 s saw only 300 start-ups: the result fell shortly after the start in 1-5% of evaluation
@@ -133,6 +134,14 @@ def env_overrides(cfg: FinetuneConfig, task: str, trained: list[str]) -> list[st
     return out + list(cfg.task_overrides)
 
 
+def penalize_interventions(data: Transitions, per_step: float) -> Transitions:
+    """The logged transitions with `per_step` taken from the reward wherever the safety chain changed the action:
+    the offline learners then optimize what online fine-tuning does (the task's `safety_intervened` term)."""
+    if not per_step or not data.intervened.any():
+        return data
+    return dataclasses.replace(data, reward=(data.reward - per_step * data.intervened).astype(np.float32))
+
+
 def dataset_digest(path: Path) -> str:
     """sha256 of the dataset's episode file: the provenance of a fine-tuned bundle names exactly this data."""
     h = hashlib.sha256()
@@ -149,9 +158,10 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
     policy, contract = Policy.from_bundle(cfg.bundle, init_std=cfg.init_std)
     ds = load_dataset(cfg.data)
     ds.check_robot(contract.robot, contract)
-    data = ds.transitions(cfg.actions)
+    data = penalize_interventions(ds.transitions(cfg.actions), cfg.intervention_penalty / contract.policy_rate_hz)
     clip = contract.action.clip
-    metrics: dict[str, Any] = {"dataset_transitions": len(data), "dataset_episodes": len(ds.episodes)}
+    metrics: dict[str, Any] = {"dataset_transitions": len(data), "dataset_episodes": len(ds.episodes),
+                               "dataset_intervention_rate": float(np.mean(data.intervened)) if len(data) else 0.0}
     start = time.monotonic()
     env = None
     overrides: list[str] = []
@@ -180,8 +190,9 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
         # clipped copies of its outputs loses its margin and walks differently)
         raw = cfg.actions == "policy" and cfg.algo == "iql"
         learner_cfg = dataclasses.replace(learner_cfg, action_clip=float("inf") if raw else clip)
-    if cfg.algo == "iql" and "reward_scale" not in cfg.learner:
-        # advantages of order one for the advantage weights (IQLConfig.reward_scale)
+    if cfg.algo in ("iql", "td3bc") and "reward_scale" not in cfg.learner:
+        # advantages of order one for IQL's advantage weights (IQLConfig.reward_scale); critic targets that are
+        # not near zero for TD3+BC's lambda = alpha / mean|Q| (TD3BCConfig.reward_scale)
         scale = 1.0 / max(float(np.std(data.reward)), 1e-3)
         learner_cfg = dataclasses.replace(learner_cfg, reward_scale=scale)
         metrics["offline/reward_scale"] = scale

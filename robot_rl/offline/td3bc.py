@@ -39,12 +39,21 @@ class TD3BCConfig:
     critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
     action_clip: float = 1.0
     """Actions are clipped to [-action_clip, action_clip] (the contract's clip)."""
+    reward_scale: float = 1.0
+    """Multiplies the rewards. With rewards of a few hundredths per step the critic's targets start near zero and
+    grow for tens of thousands of updates, and lambda = alpha / mean|Q| shrinks with them: the actor first follows
+    an unfitted critic, then drifts back to the logged actions (robot_rl.offline.finetune sets 1 / std of the
+    logged per-step rewards unless given)."""
+    critic_warmup: int = 0
+    """Critic-only updates before the actor moves: the actor then follows the gradient of a fitted Q of the start
+    policy, not of a random network."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ConfigError("td3bc: gamma must be in [0, 1] and tau in (0, 1]")
-        if self.policy_delay < 1 or self.alpha < 0:
-            raise ConfigError("td3bc: policy_delay must be >= 1 and alpha >= 0")
+        if self.policy_delay < 1 or self.alpha < 0 or self.reward_scale <= 0 or self.critic_warmup < 0:
+            raise ConfigError("td3bc: policy_delay >= 1, alpha >= 0, reward_scale > 0 and critic_warmup >= 0 are "
+                              "required")
 
 
 class TD3BC:
@@ -66,7 +75,7 @@ class TD3BC:
             noise = (torch.randn_like(batch.action) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
             next_a = (self.policy_target.mean(next_n) + noise).clamp(-c.action_clip, c.action_clip)
             target_q = self.critic_target(next_n, next_a).min(0).values
-            target = batch.reward + c.gamma * (1.0 - batch.terminated) * target_q
+            target = c.reward_scale * batch.reward + c.gamma * (1.0 - batch.terminated) * target_q
         q = self.critic(obs_n, batch.action)
         critic_loss = F.mse_loss(q, target.expand_as(q))
         self.critic_opt.zero_grad(set_to_none=True)
@@ -74,7 +83,7 @@ class TD3BC:
         self.critic_opt.step()
         out = {"loss/critic": float(critic_loss.detach()), "q_mean": float(q.detach().mean())}
         self.updates += 1
-        if self.updates % c.policy_delay == 0:
+        if self.updates > c.critic_warmup and self.updates % c.policy_delay == 0:
             pi = self.policy.mean(obs_n)
             q_pi = self.critic(obs_n, pi.clamp(-c.action_clip, c.action_clip))[0]
             lam = c.alpha / q_pi.abs().mean().detach().clamp_min(1e-6)
@@ -84,6 +93,7 @@ class TD3BC:
             actor_loss.backward()
             self.actor_opt.step()
             soft_update(self.policy_target, self.policy, c.tau)
-            soft_update(self.critic_target, self.critic, c.tau)
             out.update({"loss/actor": float(actor_loss.detach()), "loss/bc": float(bc.detach())})
+        if self.updates % c.policy_delay == 0:
+            soft_update(self.critic_target, self.critic, c.tau)
         return out

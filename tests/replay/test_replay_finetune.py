@@ -186,3 +186,22 @@ def test_finetune_refuses_unreadable_sim_config(setup: tuple[Path, Path, np.ndar
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--sim-config" in err[0] and str(cfg) in err[0]
     assert not out.exists()
+
+
+def test_offline_rewards_lose_the_intervention_penalty_on_flagged_steps() -> None:
+    """Offline fine-tuning optimizes what online fine-tuning does: every logged step on which the safety chain
+    changed the action loses the penalty (per second, times the policy period), the others keep their reward."""
+    from robot_rl.offline.buffer import Transitions
+    from robot_rl.offline.finetune import penalize_interventions
+
+    rng = np.random.default_rng(0)
+    n = 200
+    flags = rng.random(n) < 0.3
+    data = Transitions(obs=rng.standard_normal((n, 3)).astype(np.float32),
+                       action=rng.standard_normal((n, 2)).astype(np.float32),
+                       reward=rng.random(n).astype(np.float32), next_obs=rng.standard_normal((n, 3)).astype(np.float32),
+                       terminated=np.zeros(n, bool), truncated=np.zeros(n, bool), intervened=flags)
+    out = penalize_interventions(data, 1.0 / 50.0)
+    np.testing.assert_allclose(data.reward - out.reward, np.where(flags, 0.02, 0.0), atol=1e-6)
+    assert out.reward.dtype == np.float32 and np.array_equal(out.obs, data.obs)
+    assert penalize_interventions(data, 0.0) is data
