@@ -91,7 +91,7 @@ class FinetuneConfig:
     logged transition flagged `intervened` (logs without safety telemetry have no flags and lose nothing). The
     task's squared-correction term hardly sees the rate limiter's small clips: without this a walking bundle
     fine-tuned by PPO intervened 14-17% more often than before on two of three logs; with 1.0, 23-32% less on all
-    four; IQL on exploratory logs went from 4-12% more to about half as many (docs/benchmarks.md)."""
+    four; IQL on exploratory logs went from 4-12% more than the original to 19-50% fewer (docs/benchmarks.md)."""
     online_episode_s: float = 5.0
     """Online: episodes at most this long [s] (0: the task's own length). Fine-tuning a walking bundle on 300
     episodes of 20 s saw only 300 start-ups: the result fell shortly after the start in 1-5% of evaluation

@@ -22,6 +22,11 @@ def _return(policy: Policy) -> float:
     return evaluate_policy(policy, PointVecEnv(32, seed=123), episodes=32, seed=123)["return_mean"]
 
 
+def _behaviour_return(data: Transitions) -> float:
+    """Mean return of the logged episodes."""
+    return float(data.reward.sum() / max(1, (data.terminated | data.truncated).sum()))
+
+
 @pytest.fixture(scope="module")
 def mixed_data() -> Transitions:
     """Half random, half noisy-expert behaviour: offline RL should beat its average."""
@@ -79,7 +84,7 @@ def bc_return(mixed_data: Transitions) -> float:
                                       ("iql", IQLConfig(critic_hidden=[64, 64], value_loss="huber"))])
 def test_offline_rl_beats_behaviour(mixed_data: Transitions, bc_return: float, algo: str, cfg: object) -> None:
     torch.manual_seed(0)
-    behaviour_return = float(mixed_data.reward.sum() / max(1, (mixed_data.terminated | mixed_data.truncated).sum()))
+    behaviour_return = _behaviour_return(mixed_data)
     policy = Policy(2, 2, (64, 64))
     policy.set_statistics(mixed_data.obs)
     train_offline(make_learner(algo, policy, cfg), mixed_data, steps=1200, batch_size=128)
@@ -100,7 +105,7 @@ def test_td3bc_critic_warmup_keeps_the_actor_then_learns(mixed_data: Transitions
     train_offline(learner, mixed_data, steps=300, batch_size=128)
     assert all(torch.equal(start[k], v) for k, v in policy.state_dict().items())
     train_offline(learner, mixed_data, steps=1200, batch_size=128, seed=1)
-    behaviour_return = float(mixed_data.reward.sum() / max(1, (mixed_data.terminated | mixed_data.truncated).sum()))
+    behaviour_return = _behaviour_return(mixed_data)
     ret = _return(policy)
     assert ret > behaviour_return + 2.0 and ret > bc_return, (ret, behaviour_return, bc_return)
 
