@@ -65,11 +65,14 @@ class RotatingBagWriter:
         return self.path / f".active_{self.index}"
 
     def _open(self, timestamp_ns: int) -> None:
-        self._writer = Writer(self._work_dir(), version=9, storage_plugin=StoragePlugin.MCAP)
+        # the writer becomes active only once open: a stop signal (KeyboardInterrupt) that lands in between must not
+        # leave close() an unopened writer to finalize
+        writer = Writer(self._work_dir(), version=9, storage_plugin=StoragePlugin.MCAP)
         for key, value in self.custom_data.items():
-            self._writer.set_custom_data(key, value)
-        self._writer.open()
-        self._conns = {t: self._writer.add_connection(t, m, typestore=self.store) for t, m in self.topics.items()}
+            writer.set_custom_data(key, value)
+        writer.open()
+        self._conns = {t: writer.add_connection(t, m, typestore=self.store) for t, m in self.topics.items()}
+        self._writer = writer
         self._start_ns = timestamp_ns
         self._bytes = 0
 
