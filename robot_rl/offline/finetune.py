@@ -142,6 +142,25 @@ def penalize_interventions(data: Transitions, per_step: float) -> Transitions:
     return dataclasses.replace(data, reward=(data.reward - per_step * data.intervened).astype(np.float32))
 
 
+def offline_learner_config(algo: str, actions: str, overrides: dict[str, Any], data: Transitions,
+                           clip: float) -> Any:
+    """The offline learner's config as finetune builds it from the logged data: the action clip its likelihood or
+    critic uses, rewards scaled to unit per-step std (IQL, TD3+BC), then the user's `overrides`."""
+    learner_cfg = LEARNER_CONFIGS[algo]()
+    if "action_clip" in {f.name for f in dataclasses.fields(learner_cfg)}:
+        # IQL's likelihood: applied actions lie within the clip by construction; the policy's own (noisy) outputs
+        # are exactly what its Gaussian sampled, beyond the clip too (a saturated actor that regresses onto
+        # clipped copies of its outputs loses its margin and walks differently)
+        raw = actions == "policy" and algo == "iql"
+        learner_cfg = dataclasses.replace(learner_cfg, action_clip=float("inf") if raw else clip)
+    if algo in ("iql", "td3bc") and "reward_scale" not in overrides:
+        # advantages of order one for IQL's advantage weights (IQLConfig.reward_scale); critic targets that are
+        # not near zero for TD3+BC's lambda = alpha / mean|Q| (TD3BCConfig.reward_scale)
+        scale = 1.0 / max(float(np.std(data.reward)), 1e-3)
+        learner_cfg = dataclasses.replace(learner_cfg, reward_scale=scale)
+    return dataclasses.replace(learner_cfg, **overrides)
+
+
 def dataset_digest(path: Path) -> str:
     """sha256 of the dataset's episode file: the provenance of a fine-tuned bundle names exactly this data."""
     h = hashlib.sha256()
@@ -183,20 +202,9 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
         metrics.update({f"before/{k}": v for k, v in before.items()})
         log(f"finetune: start policy return {before['return_mean']:.3f}, interventions/step "
             f"{before['intervention_rate']:.4f}")
-    learner_cfg = LEARNER_CONFIGS[cfg.algo]()
-    if "action_clip" in {f.name for f in dataclasses.fields(learner_cfg)}:
-        # IQL's likelihood: applied actions lie within the clip by construction; the policy's own (noisy) outputs
-        # are exactly what its Gaussian sampled, beyond the clip too (a saturated actor that regresses onto
-        # clipped copies of its outputs loses its margin and walks differently)
-        raw = cfg.actions == "policy" and cfg.algo == "iql"
-        learner_cfg = dataclasses.replace(learner_cfg, action_clip=float("inf") if raw else clip)
+    learner_cfg = offline_learner_config(cfg.algo, cfg.actions, cfg.learner, data, clip)
     if cfg.algo in ("iql", "td3bc") and "reward_scale" not in cfg.learner:
-        # advantages of order one for IQL's advantage weights (IQLConfig.reward_scale); critic targets that are
-        # not near zero for TD3+BC's lambda = alpha / mean|Q| (TD3BCConfig.reward_scale)
-        scale = 1.0 / max(float(np.std(data.reward)), 1e-3)
-        learner_cfg = dataclasses.replace(learner_cfg, reward_scale=scale)
-        metrics["offline/reward_scale"] = scale
-    learner_cfg = dataclasses.replace(learner_cfg, **cfg.learner)
+        metrics["offline/reward_scale"] = learner_cfg.reward_scale
     learner = make_learner(cfg.algo, policy, learner_cfg, seed=cfg.seed)
     if cfg.offline_steps:
         losses = train_offline(learner, data, cfg.offline_steps, cfg.batch_size, cfg.seed,
