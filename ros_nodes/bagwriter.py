@@ -4,17 +4,45 @@ Each split is written by `rosbags` into a hidden work folder (`.active_<i>/`). W
 size it is closed (a complete MCAP with summary and footer), moved to `<bag>/<name>_<i>.mcap`, and the bag's
 `metadata.yaml` is rewritten atomically (temp file + rename) to list every closed split. A SIGKILL therefore loses at
 most the active split (bounded by `split_duration_s` / `split_size_mb`); the files `metadata.yaml` names are always
-complete. `close()` finalizes the active split too. Does not import rclpy.
+complete. `close()` finalizes the active split too. A SIGINT/SIGTERM that arrives while a split is being closed or
+opened is held back until that is done, so a KeyboardInterrupt never leaves a split half-finished. Does not import
+rclpy.
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 from rosbags.rosbag2 import StoragePlugin, Writer
+
+
+@contextmanager
+def _stop_signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back until the block ends, then deliver them as they would have been.
+
+    Swaps the Python-level handlers (a thread's signal mask would not do: the kernel hands a process-directed signal
+    to any thread that does not block it, e.g. a DDS thread, and Python then raises in the main thread anyway). Python
+    runs signal handlers only in the main thread, so elsewhere there is nothing to hold back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in caught:
+            signal.raise_signal(signum)
 
 
 class RotatingBagWriter:
@@ -48,25 +76,27 @@ class RotatingBagWriter:
 
     def write(self, topic: str, timestamp_ns: int, data: bytes | memoryview) -> None:
         if self._writer is None:
-            self._open(timestamp_ns)
+            with _stop_signals_deferred():
+                self._open(timestamp_ns)
         elif timestamp_ns - self._start_ns >= self.split_ns or self._bytes >= self.split_bytes:
-            self._rotate()
-            self._open(timestamp_ns)
+            with _stop_signals_deferred():
+                self._rotate()
+                self._open(timestamp_ns)
         assert self._writer is not None
         self._writer.write(self._conns[topic], timestamp_ns, data)
         self._bytes += len(data)
 
     def close(self) -> None:
         if self._writer is not None:
-            self._rotate()
+            with _stop_signals_deferred():
+                self._rotate()
 
     # ---- internals ---------------------------------------------------------------------------------------------
     def _work_dir(self) -> Path:
         return self.path / f".active_{self.index}"
 
     def _open(self, timestamp_ns: int) -> None:
-        # the writer becomes active only once open: a stop signal (KeyboardInterrupt) that lands in between must not
-        # leave close() an unopened writer to finalize
+        # the writer becomes active only once open, so close() never finalizes a half-opened one
         writer = Writer(self._work_dir(), version=9, storage_plugin=StoragePlugin.MCAP)
         for key, value in self.custom_data.items():
             writer.set_custom_data(key, value)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import rclpy
 from geometry_msgs.msg import Twist
 from rclpy.node import Node
 
 from .qos import declare_qos, qos_param
-from .runtime import spin
+from .runtime import init, spin
 
 
 class CmdVelPublisher(Node):
@@ -29,7 +28,7 @@ class CmdVelPublisher(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    init(args)
     spin(CmdVelPublisher())
 
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 from .qos import declare_qos, qos_param
-from .runtime import declare_realtime, spin
+from .runtime import declare_realtime, init, spin
 
 
 class EchoNode(Node):
@@ -36,7 +35,7 @@ class EchoNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    init(args)
     node = EchoNode()
     node.declare_parameter("executor", "single")
     _pm_qos = declare_realtime(node)  # held until exit

@@ -42,7 +42,7 @@ from robot_rl.errors import ContractError, RobotRLError
 from .convert import JointStateReader, TwistCommand, new_state, read_imu, targets_to_array
 from .loopstats import LoopStats
 from .qos import declare_qos, qos_param, quiet_pub, quiet_sub
-from .runtime import declare_realtime, spin
+from .runtime import declare_realtime, init, spin
 from .tick import STATUS, TickPacker, encode_labels
 
 _NUMBER = re.compile(r"[0-9.]+")
@@ -499,7 +499,7 @@ class PolicyNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> None:
     """Run the node; `-p autostart:=true` configures and activates it right away (what `robot-rl deploy` uses)."""
-    rclpy.init(args=args)
+    init(args)
     node = PolicyNode()
     node.declare_parameter("autostart", False)
     node.declare_parameter("executor", "single")

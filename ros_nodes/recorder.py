@@ -14,13 +14,12 @@ import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray, String
 
 from .bagwriter import RotatingBagWriter
 from .qos import declare_qos, qos_param
-from .runtime import spin
+from .runtime import init, spin
 from .tick import TICK_TYPE, decode_labels, to_bag_message, typestore, unpack
 
 DEFAULT_TOPICS = ["/joint_states", "/imu", "/cmd_vel", "/forward_position_controller/commands",
@@ -123,7 +122,7 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    init(args)
     node = RecorderNode()
     try:
         spin(node)

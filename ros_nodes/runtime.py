@@ -3,10 +3,12 @@ knobs themselves live in robot_rl.realtime, which benchmarks use without rclpy).
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import rclpy
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from robot_rl.realtime import hold_cpu_latency as hold_cpu_latency
 from robot_rl.realtime import set_cpu_affinity as set_cpu_affinity
@@ -22,22 +24,48 @@ def make_executor(kind: str = "single") -> Any:
     raise ValueError(f"executor '{kind}' is not supported (single)")
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_POLL_S = 0.1  # how long a stop request may wait for the executor's wait set to time out
+
+
+def init(args: list[str] | None = None) -> None:
+    """rclpy.init without rclpy's signal handlers: `spin` handles SIGINT/SIGTERM itself (see there)."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+
+
 def spin(node: Node, executor_kind: str = "single") -> None:
-    """Spin until Ctrl-C / SIGTERM (rclpy's signal handlers shut the context down), then destroy the node."""
+    """Spin until SIGINT/SIGTERM, then destroy the node.
+
+    A stop signal only sets a flag; the loop checks it between callbacks. Python's default (KeyboardInterrupt raised
+    wherever the main thread happens to be) aborted callbacks halfway: the recorder lost a whole bag split when the
+    signal landed inside a rotation. A second signal raises KeyboardInterrupt as usual, so a hung callback can still be
+    interrupted from a terminal. Call `init` (not bare rclpy.init) first so rclpy does not install handlers of its own.
+    """
     from rclpy.executors import ExternalShutdownException
 
+    stop_requests: list[int] = []
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if stop_requests:
+            raise KeyboardInterrupt
+        stop_requests.append(signum)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
     executor = make_executor(executor_kind)
     executor.add_node(node)
     try:
-        executor.spin()
+        while not stop_requests and node.context.ok():
+            executor.spin_once(timeout_sec=STOP_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
-        # a callback that was mid-publish when SIGINT/SIGTERM shut the context down fails with "publisher's
-        # context is invalid": that is the shutdown we asked for, not an error; anything else still raises
+        # a callback that was mid-publish when something shut the context down fails with "publisher's context is
+        # invalid": that is a shutdown, not an error; anything else still raises
         if node.context.ok():
             raise
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()

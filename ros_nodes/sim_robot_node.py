@@ -33,7 +33,7 @@ from robot_rl.state import tilt_angle
 
 from .convert import fill_imu, fill_joint_state
 from .qos import declare_qos, qos_param
-from .runtime import spin
+from .runtime import init, spin
 
 MODES = ("hold", "active", "timeout")
 
@@ -254,7 +254,7 @@ class SimRobotNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    init(args)
     try:
         node = SimRobotNode()
     except (RobotRLError, ValueError, OSError) as exc:
