@@ -134,6 +134,17 @@ def env_overrides(cfg: FinetuneConfig, task: str, trained: list[str]) -> list[st
     return out + list(cfg.task_overrides)
 
 
+def _task_env(task: str, cfg: FinetuneConfig, overrides: list[str], contract: Any) -> Any:
+    from robot_rl.sim import make_vec_env
+
+    env = make_vec_env(task, cfg.num_envs, cfg.seed, overrides=overrides, safety=True)
+    if env.obs_dim != contract.obs_dim or env.act_dim != contract.act_dim:
+        env.close()
+        raise ConfigError(f"task {task} has obs/act dims {env.obs_dim}/{env.act_dim}, the bundle "
+                          f"{contract.obs_dim}/{contract.act_dim}")
+    return env
+
+
 def penalize_interventions(data: Transitions, per_step: float) -> Transitions:
     """The logged transitions with `per_step` taken from the reward wherever the safety chain changed the action:
     the offline learners then optimize what online fine-tuning does (the task's `safety_intervened` term)."""
@@ -182,23 +193,24 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
     metrics: dict[str, Any] = {"dataset_transitions": len(data), "dataset_episodes": len(ds.episodes),
                                "dataset_intervention_rate": float(np.mean(data.intervened)) if len(data) else 0.0}
     start = time.monotonic()
-    env = None
+    env = eval_env = None
     overrides: list[str] = []
     task = cfg.task or str(contract.provenance.get("task", ""))
     if cfg.online or cfg.eval_episodes:
         if not task:
             raise ConfigError("the bundle's provenance names no task: pass a simulation task (--task)")
-        from robot_rl.sim import make_vec_env
-
-        trained = contract.provenance.get("config", {}).get("task_overrides", []) \
+        trained = [str(o) for o in contract.provenance.get("config", {}).get("task_overrides", [])] \
             if task == contract.provenance.get("task") else []
-        overrides = env_overrides(cfg, task, [str(o) for o in trained])
-        env = make_vec_env(task, cfg.num_envs, cfg.seed, overrides=overrides, safety=True)
-        if env.obs_dim != contract.obs_dim or env.act_dim != contract.act_dim:
-            raise ConfigError(f"task {task} has obs/act dims {env.obs_dim}/{env.act_dim}, the bundle "
-                              f"{contract.obs_dim}/{contract.act_dim}")
-    if env is not None and cfg.eval_episodes:
-        before = evaluate_policy(policy, env, cfg.eval_episodes, seed=cfg.seed + 1000)
+        overrides = env_overrides(cfg, task, trained)
+        if cfg.online:
+            env = _task_env(task, cfg, overrides, contract)
+        if cfg.eval_episodes:
+            # evaluated on the task as the bundle was trained (plus the user's overrides), not in the online
+            # training environment: its short episodes and intervention penalty are fine-tuning devices, and
+            # returns measured there would not compare with the bundle's own evaluation
+            eval_env = _task_env(task, cfg, trained + list(cfg.task_overrides), contract)
+    if eval_env is not None:
+        before = evaluate_policy(policy, eval_env, cfg.eval_episodes, seed=cfg.seed + 1000)
         metrics.update({f"before/{k}": v for k, v in before.items()})
         log(f"finetune: start policy return {before['return_mean']:.3f}, interventions/step "
             f"{before['intervention_rate']:.4f}")
@@ -245,10 +257,11 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
                            callback=lambda n, s: log(f"finetune: online {n} transitions, return "
                                                      f"{s['return_mean']:.3f}"), log_every=max(1000, cfg.num_envs))
         metrics.update({f"online/{k}": v for k, v in stats.items()})
-    if env is not None and cfg.eval_episodes:
-        after = evaluate_policy(policy, env, cfg.eval_episodes, seed=cfg.seed + 1000)
+    if eval_env is not None:
+        after = evaluate_policy(policy, eval_env, cfg.eval_episodes, seed=cfg.seed + 1000)
         metrics.update({f"after/{k}": v for k, v in after.items()})
         log(f"finetune: result return {after['return_mean']:.3f}, interventions/step {after['intervention_rate']:.4f}")
+        eval_env.close()
     if env is not None:
         env.close()
     metrics["finetune_minutes"] = round((time.monotonic() - start) / 60.0, 3)

@@ -23,9 +23,10 @@ torch.set_num_threads(1)
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray]:
     tmp = tmp_path_factory.mktemp("ft")
     contract = a1_contract()
-    # trained on one forward command: online fine-tuning must keep it (provenance config.task_overrides)
+    # trained on one forward command and 2 s episodes: fine-tuning must keep them (provenance config.task_overrides)
+    trained = ["commands.vx=[0.3, 0.3]", "termination.episode_length_s=2.0"]
     contract = contract.replace(provenance={**contract.provenance, "task": "a1_walk",
-                                            "config": {"task_overrides": ["commands.vx=[0.3, 0.3]"]}})
+                                            "config": {"task_overrides": trained}})
     policy = Policy(contract.obs_dim, contract.act_dim, (32, 32))
     policy.set_statistics(np.random.default_rng(0).standard_normal((64, contract.obs_dim)))
     bundle = policy.export(tmp / "bundle", contract, {"task": "a1_walk"}, {})
@@ -67,6 +68,27 @@ def test_finetune_online_runs_with_safety_chain(setup: tuple[Path, Path, np.ndar
     assert metrics["online/transitions"] == 48
     assert 0.0 <= metrics["online/intervention_rate"] <= 1.0
     assert load_bundle(out).contract.provenance["finetune"]["online_steps"] == 48
+
+
+def test_finetune_evaluates_on_the_task_not_in_the_online_training_env(setup: tuple[Path, Path, np.ndarray],
+                                                                      tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Online episodes are capped (0.2 s here) and penalize interventions; the before/after evaluation runs the task
+    as the bundle was trained (2 s episodes), so its returns compare with the bundle's own evaluation."""
+    bundle, ds, _ = setup
+    assert main(["finetune", str(bundle), "--data", str(ds), "--algo", "iql", "--steps", "20", "--online",
+                 "--online-steps", "40", "--num-envs", "2", "--critic-warmup", "0", "--online-episode-s", "0.2",
+                 "--eval-episodes", "2",
+                 "--out", str(tmp_path / "eval")]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    policy_rate = load_bundle(bundle).contract.policy_rate_hz
+    assert metrics["online/transitions"] == 40
+    for phase in ("before", "after"):
+        assert metrics[f"{phase}/episodes"] == 2
+        # a standing start lasts the task's 2 s unless it falls; a fall ends it early, never at the 0.2 s cap
+        assert metrics[f"{phase}/length_mean"] > 0.2 * policy_rate, metrics
+        if metrics[f"{phase}/fell_rate"] == 0.0:
+            assert metrics[f"{phase}/length_mean"] == 2.0 * policy_rate
 
 
 def test_finetune_from_policy_actions_anchored_to_the_bundle(setup: tuple[Path, Path, np.ndarray], tmp_path: Path,
