@@ -25,7 +25,7 @@ def make_executor(kind: str = "single") -> Any:
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-STOP_POLL_S = 0.1  # how long a stop request may wait for the executor's wait set to time out
+STOP_POLL_S = 0.1  # the longest a stop request waits to be seen
 
 
 def init(args: list[str] | None = None) -> None:
@@ -51,11 +51,15 @@ def spin(node: Node, executor_kind: str = "single") -> None:
         stop_requests.append(signum)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
+    # the handler runs only once the executor's wait returns: this timer bounds that wait. (spin_once(timeout) would
+    # too, but it builds a new rcl timer on every wait, which slowed a 500 Hz policy node under load until its
+    # diagnostics timer went unserved for 10 s)
+    stop_poll = node.create_timer(STOP_POLL_S, lambda: None)
     executor = make_executor(executor_kind)
     executor.add_node(node)
     try:
         while not stop_requests and node.context.ok():
-            executor.spin_once(timeout_sec=STOP_POLL_S)
+            executor.spin_once()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
@@ -66,6 +70,7 @@ def spin(node: Node, executor_kind: str = "single") -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        node.destroy_timer(stop_poll)
         executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()

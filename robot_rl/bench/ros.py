@@ -278,26 +278,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _sustain(driver: Driver, group: Any, policy_params: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     params = {**policy_params, "trigger": "timer", "rate_hz": float(args.sustain_hz), "diagnostics_period_s": 0.5}
+    # the stopped nodes' last commands and diagnostics may still be queued here: taken now, they cannot pass for
+    # the new node's (a stale command once ended the start-up wait at once, and the node then starved of state)
+    driver.spin_for(0.5)
     policy = group.start("policy_sustain", "policy_node", params)
-    deadline = time.perf_counter() + 60.0
-    start_count = driver.received
-    while driver.received == start_count:
-        if not policy.alive() or time.perf_counter() > deadline:
-            raise BundleError(f"policy node did not start (log: {policy.log_path})")
-        driver.publish("policy")
-        driver.spin_for(0.01)
     period = 1.0 / args.sustain_hz
-    driver.spin_for(1.0)  # settle
-    first = _diagnostics_values(driver)
+
+    def feed_until(done: Any, timeout: float, what: str) -> int:
+        """Publish the state at the sustain rate (the node always has a fresh one) until done(); states sent."""
+        deadline = time.perf_counter() + timeout
+        next_t = time.perf_counter()
+        sent = 0
+        while not done():
+            if not policy.alive() or time.perf_counter() > deadline:
+                raise BundleError(f"{what} within {timeout:g} s (log: {policy.log_path})")
+            next_t += period
+            driver.publish("policy")
+            sent += 1
+            driver.spin_for(max(0.0, next_t - time.perf_counter()))
+        return sent
+
+    def feed_until_diagnostics() -> dict[str, str]:
+        count = driver.diag_count
+        feed_until(lambda: driver.diag_count > count, 10.0, "no policy-loop diagnostics")
+        return dict(driver.diag)
+
+    start_count = driver.received
+    feed_until(lambda: driver.received >= start_count + 10, 60.0, "the sustain policy node did not start")
+    settle_end = time.perf_counter() + 1.0
+    feed_until(lambda: time.perf_counter() >= settle_end, 5.0, "settle")
+    first = feed_until_diagnostics()
     t_start = time.perf_counter()
-    next_t = t_start
-    sent = 0
-    while time.perf_counter() - t_start < args.sustain_s:
-        next_t += period
-        driver.publish("policy")
-        sent += 1
-        driver.spin_for(max(0.0, next_t - time.perf_counter()))
-    last = _diagnostics_values(driver)
+    sent = feed_until(lambda: time.perf_counter() - t_start >= args.sustain_s, args.sustain_s + 5.0, "sustain")
+    last = feed_until_diagnostics()
     group.nodes.pop("policy_sustain").stop()
     ticks = int(last["ticks"]) - int(first["ticks"])
     missed = int(last["missed_periods"]) - int(first["missed_periods"])
