@@ -4,6 +4,7 @@ data; online SAC in the simulated A1 with the safety chain in the loop."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,9 @@ torch.set_num_threads(1)
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray]:
     tmp = tmp_path_factory.mktemp("ft")
     contract = a1_contract()
-    # trained on one forward command and 2 s episodes: fine-tuning must keep them (provenance config.task_overrides)
-    trained = ["commands.vx=[0.3, 0.3]", "termination.episode_length_s=2.0"]
+    # trained on one forward command: online fine-tuning must keep it (provenance config.task_overrides)
     contract = contract.replace(provenance={**contract.provenance, "task": "a1_walk",
-                                            "config": {"task_overrides": trained}})
+                                            "config": {"task_overrides": ["commands.vx=[0.3, 0.3]"]}})
     policy = Policy(contract.obs_dim, contract.act_dim, (32, 32))
     policy.set_statistics(np.random.default_rng(0).standard_normal((64, contract.obs_dim)))
     bundle = policy.export(tmp / "bundle", contract, {"task": "a1_walk"}, {})
@@ -75,7 +75,13 @@ def test_finetune_evaluates_on_the_task_not_in_the_online_training_env(setup: tu
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """Online episodes are capped (0.2 s here) and penalize interventions; the before/after evaluation runs the task
     as the bundle was trained (2 s episodes), so its returns compare with the bundle's own evaluation."""
-    bundle, ds, _ = setup
+    source, ds, _ = setup
+    bundle = tmp_path / "bundle_2s"
+    shutil.copytree(source, bundle)
+    contract_file = bundle / "contract.json"
+    contract = json.loads(contract_file.read_text())
+    contract["provenance"]["config"]["task_overrides"].append("termination.episode_length_s=2.0")
+    contract_file.write_text(json.dumps(contract))
     assert main(["finetune", str(bundle), "--data", str(ds), "--algo", "iql", "--steps", "20", "--online",
                  "--online-steps", "40", "--num-envs", "2", "--critic-warmup", "0", "--online-episode-s", "0.2",
                  "--eval-episodes", "2",
