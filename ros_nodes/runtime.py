@@ -51,9 +51,8 @@ def spin(node: Node, executor_kind: str = "single") -> None:
         stop_requests.append(signum)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
-    # the handler runs only once the executor's wait returns: this timer bounds that wait. (spin_once(timeout) would
-    # too, but it builds a new rcl timer on every wait, which slowed a 500 Hz policy node under load until its
-    # diagnostics timer went unserved for 10 s)
+    # the handler runs only once the executor's wait returns: this timer bounds that wait (spin_once(timeout) would
+    # too, but it builds a new rcl timer for every wait, 500+ times a second in a policy node)
     stop_poll = node.create_timer(STOP_POLL_S, lambda: None)
     executor = make_executor(executor_kind)
     executor.add_node(node)

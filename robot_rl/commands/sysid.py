@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=8,
                         help="bootstrap resamples of the segments for the uncertainty (0: Gauss-Newton only)")
     parser.add_argument("--bootstrap-evals", type=int, default=60, help="CMA-ES evaluations per bootstrap refit")
+    parser.add_argument("--subsets", type=int, default=1,
+                        help="fit this many disjoint sets of --segments start states; report their mean and spread "
+                             "(each fit takes the full time)")
     parser.add_argument("--observables", nargs="+", metavar="NAME",
                         help="predicted quantities compared with the log (default: joint_pos joint_vel gyro "
                              "base_height base_vel joint_effort, those the dataset has; also base_pos, "
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = SysIdConfig(params=tuple(args.params or DEFAULT_PARAMS), horizon=args.horizon, max_segments=args.segments,
                       max_latency=args.max_latency, max_evals=args.evals, bootstrap=args.bootstrap,
-                      bootstrap_evals=args.bootstrap_evals, seed=args.seed, trim=args.trim,
+                      bootstrap_evals=args.bootstrap_evals, subsets=args.subsets, seed=args.seed, trim=args.trim,
                       observables=tuple(args.observables or SysIdConfig.observables))
     ds = load_dataset(args.dataset)
     ds.check_robot(args.robot)
@@ -51,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     out = write_train_config(args.out or args.dataset / "sysid.yaml", result, task, str(args.dataset))
     for key, value in result.values.items():
         lo_hi = result.interval.get(key)
-        band = f"  (5-95%: {lo_hi[0]:.4g} .. {lo_hi[1]:.4g})" if lo_hi else ""
+        label = "range over subsets and bootstrap" if result.subset_fits else "5-95%"
+        band = f"  ({label}: {lo_hi[0]:.4g} .. {lo_hi[1]:.4g})" if lo_hi else ""
         print(f"robot-rl sysid: {key:15s} {value:8.4g} +- {result.std.get(key, 0.0):.3g}{band}")
     print(f"robot-rl sysid: prediction cost {result.cost:.4g} (nominal {result.nominal_cost:.4g}); wrote {out}")
     overrides = randomization_overrides(result.values, result.std)

@@ -92,12 +92,39 @@ def test_sysid_bootstrap_uncertainty_grows_with_sensor_noise(tmp_path: Path) -> 
     assert noisy.std["added_mass"] > clean.std["added_mass"]
 
 
+def test_sysid_subsets_fit_disjoint_start_states_and_report_their_spread(tmp_path: Path) -> None:
+    """`subsets=2`: two fits on interleaved, disjoint sets of start states; the result is their mean and its std is
+    at least the spread between them / sqrt(2)."""
+    from robot_rl.sim import make_robot_sim
+    from robot_rl.sysid import SysIdConfig, identify, segments_from_dataset
+
+    ds = _small_dataset(tmp_path, "subsets", 0.5)
+    cfg = SysIdConfig(params=("motor_strength", "added_mass"), horizon=2, max_segments=12, max_evals=60,
+                      profile_evals=20, bootstrap=0, trim=0.0, subsets=2)
+    sim = make_robot_sim("a1", physics_dt=1.0 / ds.contract.physics_rate_hz)  # type: ignore[attr-defined]
+    halves = [segments_from_dataset(ds, cfg, sim.model, sim.joint_names, subset=(k, 2)) for k in range(2)]  # type: ignore[arg-type]
+    starts = [{s.qpos.tobytes() for s in half} for half in halves]
+    assert len(starts[0]) == len(starts[1]) == 12 and not starts[0] & starts[1]
+
+    fit = identify(ds, "a1", cfg)  # type: ignore[arg-type]
+    assert fit.segments == 24
+    for key in ("motor_strength", "added_mass"):
+        xs = fit.subset_fits[key]
+        assert len(xs) == 2 and xs[0] != xs[1]
+        assert fit.values[key] == pytest.approx(np.mean(xs))
+        assert fit.std[key] >= np.std(xs, ddof=1) / np.sqrt(2) - 1e-12
+        assert fit.interval[key][0] <= min(xs) and fit.interval[key][1] >= max(xs)
+    assert abs(fit.values["motor_strength"] - 0.8) < 0.1
+
+
 def test_sysid_bootstrap_config_is_checked() -> None:
     from robot_rl.errors import ConfigError
     from robot_rl.sysid import SysIdConfig
 
     with pytest.raises(ConfigError, match="bootstrap"):
         SysIdConfig(bootstrap=1)
+    with pytest.raises(ConfigError, match="subsets"):
+        SysIdConfig(subsets=0)
     assert SysIdConfig(bootstrap=0).bootstrap == 0
 
 
