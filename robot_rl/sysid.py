@@ -15,9 +15,9 @@ the continuous parameters refitted by a short CMA-ES warm-started at the fit (at
 re-chosen among the profiled candidates (each with its profile fit) by the cost on the resample; the reported
 `std` is then the bootstrap standard deviation (never below the Gauss-Newton one) and `interval` the 5-95%
 percentile interval of the refits. Resamples of a fixed log cannot reveal a model error the whole log shares (timing
-jitter, unmodelled dynamics): a fit can be confidently wrong. Nor does it see how much the fit depends on which start states
-were drawn from a long log: `subsets` > 1 fits disjoint sets of them and reports the mean and the spread. The result becomes a training config centred on the
-fitted values (`robot-rl train --config` reads it).
+jitter, unmodelled dynamics): a fit can be confidently wrong. Nor do they show how much the fit depends on which
+start states were drawn from a long log: `subsets` > 1 fits disjoint sets of them and reports the mean and the
+spread. The result becomes a training config centred on the fitted values (`robot-rl train --config` reads it).
 
 Identifiability: motor strength and the PD gain scale multiply the same torque (strength * kp_scale * error) and
 only separate when torques saturate, so by default strength is fitted with the gains at nominal; fit `kp_scale`
@@ -112,14 +112,14 @@ class SysIdConfig:
     fit. 0 uses every segment."""
     bootstrap: int = 8
     """Bootstrap resamples of the segments (0: Gauss-Newton uncertainty only)."""
+    bootstrap_evals: int = 60
+    """CMA-ES evaluations per bootstrap refit (warm-started at the fit, so few suffice)."""
     subsets: int = 1
     """Fit this many disjoint sets of `max_segments` start states each (interleaved, evenly spread over the log) and
     report their mean, with the spread between the fits (std / sqrt(subsets), when larger than the bootstrap's) as
     the uncertainty; each fit takes the full time. The bootstrap only resamples the start states one fit saw, so it
     misses how much the fit depends on which ones were drawn: on a 20-minute ROS 2 walking log (hidden 1.5 kg) the
     default 160 gave 1.33 kg with a bootstrap interval of 1.32-1.34, the 160 interleaved between them 1.49 kg."""
-    bootstrap_evals: int = 60
-    """CMA-ES evaluations per bootstrap refit (warm-started at the fit, so few suffice)."""
     timing: bool = True
     """Replay each tick with its logged timing when the log has it (robot_rl ticks: state stamps and the command's
     send time on one clock): the physics steps between logged states and the steps before the new command arrived.
