@@ -414,7 +414,8 @@ def _ground_height(model: mujoco.MjModel, data: mujoco.MjData, qpos: np.ndarray)
 def identify(ds: Dataset, robot: str, cfg: SysIdConfig | None = None,
              progress: Any = None) -> SysIdResult:
     """Fit `cfg.params` to the dataset (see the module docstring); with `cfg.subsets` > 1, once per disjoint subset
-    of start states, combined by `combine_subset_fits`."""
+    of start states, combined by `combine_subset_fits`. `progress(latency, cost, params)` is called as each latency
+    is profiled (with `subset=(k, n)` too when there are several)."""
     cfg = cfg or SysIdConfig()
     ds.check_robot(robot)
     fits = [_identify(ds, robot, cfg, (k, cfg.subsets), progress) for k in range(cfg.subsets)]
@@ -493,7 +494,8 @@ def _identify(ds: Dataset, robot: str, cfg: SysIdConfig, subset: tuple[int, int]
         if profile[latency] <= min(profile.values()):
             incumbent = starts[latency]
         if progress is not None:
-            progress(latency, profile[latency], to_params(starts[latency], latency))
+            extra = {"subset": subset} if subset[1] > 1 else {}
+            progress(latency, profile[latency], to_params(starts[latency], latency), **extra)
     for cand in sorted(profile, key=profile.__getitem__)[:cfg.refine_latencies]:
         x, f = best_of([(starts[cand], 0.1)] + fresh, cfg.max_evals, cand)
         if f < profile[cand]:

@@ -46,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     ds = load_dataset(args.dataset)
     ds.check_robot(args.robot)
 
-    def progress(latency: int, cost: float, params: dict) -> None:
-        print(f"robot-rl sysid: latency {latency} physics steps: cost {cost:.4g}", flush=True)
+    def progress(latency: int, cost: float, params: dict, subset: tuple[int, int] | None = None) -> None:
+        where = f"subset {subset[0] + 1}/{subset[1]}, " if subset else ""
+        print(f"robot-rl sysid: {where}latency {latency} physics steps: cost {cost:.4g}", flush=True)
 
     result = identify(ds, args.robot, cfg, progress=progress)
     task = str(ds.contract.provenance.get("task") or f"{args.robot}_walk")

@@ -117,6 +117,22 @@ def test_sysid_subsets_fit_disjoint_start_states_and_report_their_spread(tmp_pat
     assert abs(fit.values["motor_strength"] - 0.8) < 0.1
 
 
+def test_sysid_cli_subsets_show_progress_and_write_each_fit(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    _small_dataset(tmp_path, "cli_subsets", 0.0)
+    assert main(["sysid", str(tmp_path / "cli_subsets"), "--robot", "a1", "--params", "motor_strength", "added_mass",
+                 "--segments", "12", "--horizon", "2", "--evals", "40", "--bootstrap", "0", "--trim", "0",
+                 "--subsets", "2", "--out", str(tmp_path / "rand.yaml")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any("subset 1/2" in line for line in lines) and any("subset 2/2" in line for line in lines)
+    assert any("range over subsets" in line for line in lines)
+    result = json.loads(lines[-1])
+    assert len(result["subset_fits"]["added_mass"]) == 2 and result["segments"] == 24
+    assert result["values"]["added_mass"] == pytest.approx(np.mean(result["subset_fits"]["added_mass"]))
+
+
 def test_sysid_bootstrap_config_is_checked() -> None:
     from robot_rl.errors import ConfigError
     from robot_rl.sysid import SysIdConfig
