@@ -118,8 +118,9 @@ class SysIdConfig:
     """Fit this many disjoint sets of `max_segments` start states each (interleaved, evenly spread over the log) and
     report their mean, with the spread between the fits (std / sqrt(subsets), when larger than the bootstrap's) as
     the uncertainty; each fit takes the full time. The bootstrap only resamples the start states one fit saw, so it
-    misses how much the fit depends on which ones were drawn: on a 20-minute ROS 2 walking log (hidden 1.5 kg) the
-    default 160 gave 1.33 kg with a bootstrap interval of 1.32-1.34, the 160 interleaved between them 1.49 kg."""
+    misses how much the fit depends on which ones were drawn: on two 20-minute ROS 2 walking logs (hidden 1.5 kg)
+    three sets of 160 gave 1.33 / 1.34 / 1.49 kg and 1.53 / 1.30 / 1.40 kg, each bootstrap interval under 0.02 kg
+    wide (docs/benchmarks.md)."""
     timing: bool = True
     """Replay each tick with its logged timing when the log has it (robot_rl ticks: state stamps and the command's
     send time on one clock): the physics steps between logged states and the steps before the new command arrived.
