@@ -16,6 +16,7 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +285,7 @@ def _sustain(driver: Driver, group: Any, policy_params: dict[str, Any], args: ar
     policy = group.start("policy_sustain", "policy_node", params)
     period = 1.0 / args.sustain_hz
 
-    def feed_until(done: Any, timeout: float, what: str) -> int:
+    def feed_until(done: Callable[[], bool], timeout: float, what: str) -> int:
         """Publish the state at the sustain rate (the node always has a fresh one) until done(); states sent."""
         deadline = time.perf_counter() + timeout
         next_t = time.perf_counter()
