@@ -61,13 +61,10 @@ def curve(args: argparse.Namespace) -> None:
 
 
 def probe(args: argparse.Namespace) -> None:
-    import torch
-
     from robot_rl.offline.loop import evaluate_policy
     from robot_rl.offline.policy import Policy
     from robot_rl.sim import make_vec_env
 
-    torch.set_num_threads(1)
     orig, _ = Policy.from_bundle(args.bundle)
     tuned, _ = Policy.from_bundle(args.tuned)
     overrides = pinned_overrides(HIDDEN, args.vx)

@@ -170,11 +170,20 @@ class Driver:
         rclpy.try_shutdown(context=self.context)
 
 
-def _diagnostics_values(driver: Driver, timeout: float = 10.0) -> dict[str, str]:
-    """The next policy-loop diagnostic published after this call."""
+def _diagnostics_values(driver: Driver, wait: Callable[[Callable[[], bool], float, str], Any] | None = None,
+                        timeout: float = 10.0) -> dict[str, str]:
+    """The next policy-loop diagnostic published after this call. `wait(done, timeout, what)` replaces plain
+    spinning while it comes (the sustain run keeps feeding state meanwhile)."""
     count = driver.diag_count
+
+    def arrived() -> bool:
+        return driver.diag_count > count
+
+    if wait is not None:
+        wait(arrived, timeout, "no policy-loop diagnostics")
+        return dict(driver.diag)
     deadline = time.perf_counter() + timeout
-    while driver.diag_count == count:
+    while not arrived():
         if time.perf_counter() > deadline:
             raise BundleError(f"no policy-loop diagnostics within {timeout:g} s")
         driver.executor.spin_once(timeout_sec=0.05)
@@ -299,19 +308,14 @@ def _sustain(driver: Driver, group: Any, policy_params: dict[str, Any], args: ar
             driver.spin_for(max(0.0, next_t - time.perf_counter()))
         return sent
 
-    def feed_until_diagnostics() -> dict[str, str]:
-        count = driver.diag_count
-        feed_until(lambda: driver.diag_count > count, 10.0, "no policy-loop diagnostics")
-        return dict(driver.diag)
-
     start_count = driver.received
     feed_until(lambda: driver.received >= start_count + 10, 60.0, "the sustain policy node did not start")
     settle_end = time.perf_counter() + 1.0
     feed_until(lambda: time.perf_counter() >= settle_end, 5.0, "settle")
-    first = feed_until_diagnostics()
+    first = _diagnostics_values(driver, feed_until)
     t_start = time.perf_counter()
     sent = feed_until(lambda: time.perf_counter() - t_start >= args.sustain_s, args.sustain_s + 5.0, "sustain")
-    last = feed_until_diagnostics()
+    last = _diagnostics_values(driver, feed_until)
     group.nodes.pop("policy_sustain").stop()
     ticks = int(last["ticks"]) - int(first["ticks"])
     missed = int(last["missed_periods"]) - int(first["missed_periods"])

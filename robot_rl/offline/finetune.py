@@ -153,6 +153,10 @@ def penalize_interventions(data: Transitions, per_step: float) -> Transitions:
     return dataclasses.replace(data, reward=(data.reward - per_step * data.intervened).astype(np.float32))
 
 
+REWARD_SCALED = ("iql", "td3bc")
+"""Offline learners whose rewards finetune scales to unit per-step std (see offline_learner_config)."""
+
+
 def offline_learner_config(algo: str, actions: str, overrides: dict[str, Any], data: Transitions,
                            clip: float) -> Any:
     """The offline learner's config as finetune builds it from the logged data: the action clip its likelihood or
@@ -164,7 +168,7 @@ def offline_learner_config(algo: str, actions: str, overrides: dict[str, Any], d
         # clipped copies of its outputs loses its margin and walks differently)
         raw = actions == "policy" and algo == "iql"
         learner_cfg = dataclasses.replace(learner_cfg, action_clip=float("inf") if raw else clip)
-    if algo in ("iql", "td3bc") and "reward_scale" not in overrides:
+    if algo in REWARD_SCALED and "reward_scale" not in overrides:
         # advantages of order one for IQL's advantage weights (IQLConfig.reward_scale); critic targets that are
         # not near zero for TD3+BC's lambda = alpha / mean|Q| (TD3BCConfig.reward_scale)
         scale = 1.0 / max(float(np.std(data.reward)), 1e-3)
@@ -215,7 +219,7 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
         log(f"finetune: start policy return {before['return_mean']:.3f}, interventions/step "
             f"{before['intervention_rate']:.4f}")
     learner_cfg = offline_learner_config(cfg.algo, cfg.actions, cfg.learner, data, clip)
-    if cfg.algo in ("iql", "td3bc") and "reward_scale" not in cfg.learner:
+    if cfg.algo in REWARD_SCALED and "reward_scale" not in cfg.learner:
         metrics["offline/reward_scale"] = learner_cfg.reward_scale
     learner = make_learner(cfg.algo, policy, learner_cfg, seed=cfg.seed)
     if cfg.offline_steps:
