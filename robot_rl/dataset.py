@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl.atomic import replace_dir
 from robot_rl.contract import PolicyContract
 from robot_rl.errors import ContractError, RobotRLError
 
@@ -154,9 +155,7 @@ def write_dataset(path: str | Path, episodes: list[Episode], contract: PolicyCon
             ds = Dataset(path=path, contract=contract, episodes=episodes, metadata=meta)
             write_report(ds, tmp)
         tmp.chmod(0o755)
-        if path.exists():
-            path.rmdir()
-        tmp.rename(path)
+        replace_dir(tmp, path)  # `path` is absent or an empty folder (checked above)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
