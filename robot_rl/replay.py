@@ -19,16 +19,17 @@ truncated or corrupted bag is an error naming the file, and `recover=True` conve
 
 from __future__ import annotations
 
-import io
 import json
-import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from robot_rl.bag_recovery import Keep, read_mcap, recover_bag, split_files
+from robot_rl.bag_recovery import culprit as _culprit
 from robot_rl.contract import PolicyContract
 from robot_rl.dataset import DatasetError, Episode, write_dataset
 from robot_rl.errors import ContractError
@@ -93,7 +94,7 @@ def read_bag(bag: str | Path, topics: set[str] | None = None, recover: bool = Fa
         _read_mcap_stream(bag, wanted, content, recover)
         return content
     if not (bag / "metadata.yaml").is_file():
-        splits = sorted(bag.glob("*.mcap")) + sorted(bag.glob(".active_*/*.mcap"))
+        splits = split_files(bag) + sorted(bag.glob(".active_*/*.mcap"))
         if recover and splits:
             for split in splits:
                 _read_mcap_stream(split, wanted, content, True)
@@ -138,160 +139,19 @@ def _store(content: BagContent, topic: str, msgtype: str, t_ns: int, msg: Any) -
         content.raw.setdefault(topic, []).append((t_ns, msg))
 
 
-def _culprit(bag: Path) -> Path:
-    """The first storage file of a bag that fails its own integrity check (or the bag folder)."""
-    for f in sorted(bag.glob("*.mcap")):
-        try:
-            from mcap.reader import make_reader
-
-            with f.open("rb") as fh:
-                if make_reader(fh).get_summary() is None:
-                    return f
-        except Exception:  # noqa: BLE001 - any failure marks the file
-            return f
-    for f in sorted(bag.glob("*.db3")):
-        try:
-            con = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
-            try:
-                ok = con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-                con.execute("SELECT COUNT(*) FROM messages").fetchone()
-            finally:
-                con.close()
-            if not ok:
-                return f
-        except sqlite3.Error:
-            return f
-    return bag
-
-
-def _recover(bag: Path, wanted: set[str], content: BagContent) -> None:
-    """Readable part of a damaged bag: stream MCAP records up to the damage; SQLite rows that still read."""
-    files = sorted(bag.glob("*.mcap"))
-    for f in files:
-        _read_mcap_stream(f, wanted, content, True)
-    for f in sorted(bag.glob("*.db3")):
-        _read_sqlite_rows(f, wanted, content)
-    content.recovered = content.recovered or f"{_culprit(bag)} is damaged: converted the readable part"
+def _keep(wanted: set[str]) -> Keep:
+    return lambda topic, msgtype: msgtype == TICK_TYPE or topic in wanted
 
 
 def _read_mcap_stream(file: Path, wanted: set[str], content: BagContent, recover: bool) -> None:
-    """Sequential MCAP reader that needs no summary: record by record (inside chunks too), so a truncated file
-    yields every complete message before the damage when recovering."""
-    from mcap.records import Channel, Message, Schema
-    from rosbags.typesys import get_types_from_msg
-
-    store = _typestore()
-    schemas: dict[int, str] = {}
-    channels: dict[int, tuple[str, str]] = {}
-    try:
-        for record in _mcap_records(file.read_bytes()):
-            if isinstance(record, Schema):
-                schemas[record.id] = record.name
-                if record.name not in store.types and record.encoding == "ros2msg":
-                    try:
-                        store.register(_types_from_concatenated(record.data.decode(), record.name,
-                                                                get_types_from_msg))
-                    except Exception:  # noqa: BLE001 - a schema we cannot parse: its messages are skipped
-                        pass
-            elif isinstance(record, Channel):
-                channels[record.id] = (record.topic, schemas.get(record.schema_id, ""))
-            elif isinstance(record, Message):
-                topic, msgtype = channels.get(record.channel_id, ("", ""))
-                if msgtype != TICK_TYPE and topic not in wanted:
-                    continue
-                _store(content, topic, msgtype, record.log_time, store.deserialize_cdr(record.data, msgtype))
-    except Exception as exc:  # noqa: BLE001 - truncation shows up as several exception types
-        if not recover:
-            raise DatasetError(f"{file}: truncated or corrupted MCAP ({type(exc).__name__}); re-run with --recover "
-                               "to convert the readable part") from None
-        content.recovered = f"{file} is damaged: converted the records before the damage"
+    note = read_mcap(file, _keep(wanted), partial(_store, content), _typestore(), recover)
+    content.recovered = "; ".join(n for n in (content.recovered, note) if n)
 
 
-_CHUNK = 0x06
-
-
-def _mcap_records(data: bytes) -> Iterator[Any]:
-    """MCAP records in file order, chunks opened; stops (raising) at the first incomplete record. The framing
-    (opcode, uint64 length) and the chunk header are MCAP's; the records themselves are parsed by `mcap`."""
-    from mcap.stream_reader import breakup_chunk
-
-    pos = 8  # magic
-    while pos + 9 <= len(data):
-        op = data[pos]
-        length = int.from_bytes(data[pos + 1:pos + 9], "little")
-        body = data[pos + 9:pos + 9 + length]
-        complete = len(body) == length
-        if op == _CHUNK:
-            p = 28  # start time, end time, uncompressed size (uint64 each), uncompressed crc (uint32)
-            clen = int.from_bytes(body[p:p + 4], "little")
-            compression = body[p + 4:p + 4 + clen]
-            p += 4 + clen + 8
-            if complete:
-                for chunk in _parse(data[pos:pos + 9 + length], emit_chunks=True):
-                    yield from breakup_chunk(chunk, validate_crc=True)
-            elif not compression:
-                yield from _parse(body[p:])
-        elif complete:
-            yield from _parse(data[pos:pos + 9 + length])
-        if not complete:
-            raise EOFError(f"record at byte {pos} is truncated")
-        pos += 9 + length
-    if pos < len(data):
-        raise EOFError("file ends inside a record header")
-
-
-def _parse(buf: bytes, emit_chunks: bool = False) -> Iterator[Any]:
-    """The complete MCAP records in `buf` (no magic); stops quietly at an incomplete tail."""
-    from mcap.exceptions import EndOfFile
-    from mcap.stream_reader import StreamReader
-
-    try:
-        yield from StreamReader(io.BytesIO(buf), skip_magic=True, emit_chunks=emit_chunks).records
-    except EndOfFile:
-        return
-
-
-def _types_from_concatenated(text: str, name: str, parse: Any) -> dict[str, Any]:
-    """rosbag2's ros2msg schema: the main definition, then `=====` separated `MSG: pkg/msg/Type` dependencies."""
-    types: dict[str, Any] = {}
-    parts = text.split("=" * 80 + "\n")
-    types.update(parse(parts[0], name))
-    for part in parts[1:]:
-        head, _, body = part.partition("\n")
-        dep = head.removeprefix("MSG: ").strip()
-        if "/msg/" not in dep:
-            dep = dep.replace("/", "/msg/", 1)
-        types.update(parse(body, dep))
-    return types
-
-
-def _read_sqlite_rows(file: Path, wanted: set[str], content: BagContent) -> None:
-    store = _typestore()
-    try:
-        con = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return
-    try:
-        topics = {tid: (name, typ) for tid, name, typ in con.execute("SELECT id, name, type FROM topics")}
-        cursor = con.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY id")
-        while True:
-            try:
-                row = cursor.fetchone()
-            except sqlite3.Error:
-                break
-            if row is None:
-                break
-            topic, msgtype = topics.get(row[0], ("", ""))
-            if msgtype != TICK_TYPE and topic not in wanted:
-                continue
-            try:
-                _store(content, topic, msgtype, int(row[1]), store.deserialize_cdr(row[2], msgtype))
-            except Exception:  # noqa: BLE001 - a damaged row is skipped
-                continue
-    except sqlite3.Error:
-        pass
-    finally:
-        con.close()
+def _recover(bag: Path, wanted: set[str], content: BagContent) -> None:
+    content.ticks.clear()  # the reader that failed may have stored part of the bag
+    content.raw.clear()
+    content.recovered = recover_bag(bag, _keep(wanted), partial(_store, content), _typestore())
 
 
 # ---- raw topics -> ticks ---------------------------------------------------------------------------------------
