@@ -233,6 +233,49 @@ def _torchscript_runner(file: Path, contract: PolicyContract) -> Callable[[np.nd
     return run
 
 
+ACTIVATIONS = {"Elu": 1, "Relu": 2, "Tanh": 3}
+"""Activation after a Gemm layer of an MLP graph -> its code in `MlpLayer` (0: none)."""
+MlpLayer = tuple[np.ndarray, np.ndarray, int]
+"""(W^T as (in, out) float32, bias (out,) float32, activation code) of one layer."""
+
+
+def read_mlp(onnx_path: Path) -> list[MlpLayer]:
+    """The layers of an ONNX graph that is a plain chain of Gemm (+ Elu / Relu / Tanh) nodes from its input to its
+    output: the one reader of a bundle's network weights (the compiled tick, learners initialized from a bundle).
+    Any other graph raises BundleError saying what is not an MLP. Reads initializers only: no code runs."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(str(onnx_path))
+    except Exception as exc:  # noqa: BLE001 - protobuf decode errors are untyped
+        raise BundleError(f"{onnx_path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    layers: list[MlpLayer] = []
+    current = model.graph.input[0].name
+    for node in model.graph.node:
+        if node.input[0] != current:
+            raise BundleError(f"{onnx_path}: node {node.name or node.op_type} is not a chain step (not an MLP)")
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Gemm":
+            if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or attrs.get("transA", 0) or \
+                    len(node.input) != 3 or node.input[1] not in init or node.input[2] not in init:
+                raise BundleError(f"{onnx_path}: Gemm {node.name} is not y = W x + b with stored weights")
+            w = init[node.input[1]].astype(np.float32)
+            w_t = np.ascontiguousarray(w.T if attrs.get("transB", 0) else w)
+            layers.append((w_t, init[node.input[2]].astype(np.float32).reshape(-1), 0))
+        elif node.op_type in ACTIVATIONS and layers and layers[-1][2] == 0 and attrs.get("alpha", 1.0) == 1.0:
+            w_t, b, _ = layers[-1]
+            layers[-1] = (w_t, b, ACTIVATIONS[node.op_type])
+        else:
+            raise BundleError(f"{onnx_path}: operator {node.op_type} is not a Gemm or one of "
+                              f"{', '.join(ACTIVATIONS)} after one (not an MLP)")
+        current = node.output[0]
+    if not layers or current != model.graph.output[0].name:
+        raise BundleError(f"{onnx_path}: the graph's output is not its last layer (not an MLP)")
+    return layers
+
+
 def load_bundle(path: str | Path, runtime: Literal["onnx", "torchscript"] = "onnx") -> Bundle:
     """Load a bundle folder; malformed bundles raise BundleError naming the missing or bad file."""
     path = Path(path)

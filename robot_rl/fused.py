@@ -1,10 +1,12 @@
-"""One compiled call from RobotState to joint targets, for the control loop of a deployed MLP policy.
+"""The first half of the control step in one compiled call, for the control loop of a deployed MLP policy.
 
-The reference path of a tick is `Observer` -> `Bundle.act` (normalize + onnxruntime) -> `PolicyContract.act`: about
-fifteen numpy calls, an onnxruntime session call and their Python glue. Each is cheap in a hot loop, but a 500 Hz
-control tick starts with cold caches (it follows 2 ms of idle or of other processes), and cold, those calls cost
-~120 us on our 2-core machine. `FusedPolicy` does the same arithmetic in one numba-compiled function: observation
-terms, scale and clip, normalization, the MLP read from the bundle's ONNX graph, and the decode.
+The reference path of a tick is `Observer` -> `Bundle.act` (normalize + onnxruntime) -> `ControlStep.decode`
+(clip, decode) -> `ControlStep.certify`: about fifteen numpy calls before the chain, an onnxruntime session call and
+their Python glue. Each is cheap in a hot loop, but a 500 Hz control tick starts with cold caches (it follows 2 ms of
+idle or of other processes). `FusedPolicy.decode` does everything before `certify` in one numba-compiled function:
+observation terms, scale and clip, normalization, the MLP read from the bundle's ONNX graph
+(robot_rl.bundle.read_mlp), the action clip and the joint-position codecs' decode. The caller hands its clipped
+action and targets to `ControlStep.certify`, so the chain, `intervened` and the applied action are the step's own.
 
 It only takes what it can reproduce exactly: observation terms from `FUSED_TERMS` without history, an ONNX graph
 that is a chain of Gemm (+ Elu / Relu / Tanh) layers, and joint-position actions. `FusedPolicy.build` returns None
@@ -24,14 +26,16 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from robot_rl.bundle import ONNX_FILE, read_mlp
 from robot_rl.contract import PolicyContract
+from robot_rl.control_step import ControlStep
+from robot_rl.errors import BundleError
 from robot_rl.state import RobotState
 
 FUSED_TERMS = {"base_ang_vel": 0, "projected_gravity": 1, "command": 2, "joint_pos_rel": 3, "joint_pos": 4,
                "joint_vel": 5, "last_action": 6}
 """Observation terms the kernel computes (code = its branch in `_observe`); any other term keeps the reference
 path."""
-ACTIVATIONS = {"Elu": 1, "Relu": 2, "Tanh": 3}
 TOLERANCE = 1e-4
 """Largest |fused - reference| action difference (float32 network) accepted when the bundle is checked."""
 
@@ -87,7 +91,7 @@ def _tick(q: np.ndarray, qd: np.ndarray, quat: np.ndarray, gyro: np.ndarray, cmd
           last_action: np.ndarray, default: np.ndarray, codes: np.ndarray, offsets: np.ndarray,
           scale: np.ndarray, clip: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
           weights: Any, biases: Any, acts: np.ndarray, act_scale: float, act_clip: float, delta: bool,
-          obs: np.ndarray, hidden: np.ndarray, action: np.ndarray, targets: np.ndarray) -> None:
+          obs: np.ndarray, hidden: np.ndarray, action: np.ndarray, clipped: np.ndarray, targets: np.ndarray) -> None:
     _observe(q, qd, quat, gyro, cmd, last_action, default, codes, offsets, scale, clip, obs)
     # normalize into the first hidden buffer
     n_obs = obs.shape[0]
@@ -118,25 +122,29 @@ def _tick(q: np.ndarray, qd: np.ndarray, quat: np.ndarray, gyro: np.ndarray, cmd
             for j in range(n_out):
                 y[j] = np.float32(math.tanh(y[j]))
         x, n_in = y, n_out
-    # decode (PolicyContract.act): clip, scale, around the default pose or the current one
-    n = targets.shape[0]
+    # ControlStep.decode with the joint-position codecs: clip (NaN kept), scale, around the default pose or the
+    # current one
     for j in range(action.shape[0]):
         action[j] = x[j]
-    for j in range(n):
-        a64 = min(max(np.float64(x[j]), -act_clip), act_clip)
-        targets[j] = (q[j] if delta else default[j]) + act_scale * a64
+        a64 = float(x[j])
+        if a64 == a64:
+            a64 = min(max(a64, -act_clip), act_clip)
+        clipped[j] = a64
+        targets[j] = act_scale * a64 + (q[j] if delta else default[j])
 
 
 @dataclass
 class FusedPolicy:
-    """Compiled tick for one bundle: `targets(state, command, last_action)`; the observation and the action of the
-    last call stay readable in `.obs` and `.action` (the node records them)."""
+    """Compiled observation, network and `ControlStep.decode` for one bundle: `decode(state, command, last_action)`
+    returns (clipped action, joint targets) for `ControlStep.certify`; the observation and the raw network action of
+    the last call stay readable in `.obs` and `.action` (the node records them)."""
 
     contract: PolicyContract
     _args: tuple[Any, ...]
     """Everything `_tick` takes after the state: constants, weights, then the output buffers below."""
     obs: np.ndarray
     action: np.ndarray
+    clipped: np.ndarray
     _targets: np.ndarray
 
     @classmethod
@@ -149,7 +157,7 @@ class FusedPolicy:
         layout = obs_layout(c)
         if layout is None:
             return None
-        layers = mlp_layers(Path(bundle.path) / "policy.onnx")
+        layers = mlp_layers(Path(bundle.path) / ONNX_FILE)
         if layers is None or layers[0][0].shape[0] != c.obs_dim or layers[-1][0].shape[1] != c.act_dim:
             return None
         f32 = np.float32
@@ -160,23 +168,25 @@ class FusedPolicy:
                 np.array([a for _, _, a in layers], np.int64), float(c.action.scale), float(c.action.clip),
                 c.action.type == "joint_position_delta")
         obs, hidden = np.zeros(c.obs_dim, f32), np.zeros((2, width), f32)
-        action, targets = np.zeros(c.act_dim, f32), np.zeros(c.num_joints)
-        fused = cls(c, (*args, obs, hidden, action, targets), obs, action, targets)
+        action, clipped, targets = np.zeros(c.act_dim, f32), np.zeros(c.act_dim), np.zeros(c.num_joints)
+        fused = cls(c, (*args, obs, hidden, action, clipped, targets), obs, action, clipped, targets)
         if check:
             fused.verify(bundle)
         return fused
 
-    def targets(self, state: RobotState, command: np.ndarray, last_action: np.ndarray) -> np.ndarray:
-        """Joint targets for this state (the array is reused by the next call: copy it to keep it)."""
+    def decode(self, state: RobotState, command: np.ndarray,
+               last_action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(clipped action, joint targets) for this state, in arrays the next call reuses (copy them to keep them)."""
         _tick(state.joint_pos, state.joint_vel, state.base_quat, state.base_ang_vel, command, last_action, *self._args)
-        return self._targets
+        return self.clipped, self._targets
 
     def verify(self, bundle: Any, samples: int = 64, seed: int = 0) -> float:
-        """Largest action difference from the reference path (Observer -> Bundle.act -> contract.act) over random
+        """Largest difference from the reference path (Observer -> Bundle.act -> ControlStep.decode) over random
         states; raises ValueError above TOLERANCE."""
         c = self.contract
         rng = np.random.default_rng(seed)
         observer = c.make_observer()
+        step = ControlStep(c)
         n = c.num_joints
         worst = 0.0
         for _ in range(samples):
@@ -189,9 +199,10 @@ class FusedPolicy:
             observer.reset()
             obs = observer(state, cmd, last)
             action = bundle.act(obs)
-            ref = c.act(action, state)
-            got = self.targets(state, cmd, last)
-            worst = max(worst, float(np.max(np.abs(self.action - action))), float(np.max(np.abs(self.obs - obs))))
+            ref_clipped, ref = step.decode(action, state)
+            clipped, got = self.decode(state, cmd, last)
+            worst = max(worst, float(np.max(np.abs(self.action - action))), float(np.max(np.abs(self.obs - obs))),
+                        float(np.max(np.abs(clipped - ref_clipped))))
             if not np.allclose(got, ref, rtol=0.0, atol=TOLERANCE * c.action.scale):
                 raise ValueError(f"fused tick differs from the bundle by {np.max(np.abs(got - ref)):.3g}")
         if worst > TOLERANCE:
@@ -239,38 +250,8 @@ class FusedObserver:
 
 
 def mlp_layers(onnx_path: Path) -> list[tuple[np.ndarray, np.ndarray, int]] | None:
-    """(W^T as (in, out) float32, bias, activation code) per layer of an ONNX graph that is a plain chain of Gemm
-    (+ activation) nodes from input to output, else None."""
-    import onnx
-    from onnx import numpy_helper
-
+    """robot_rl.bundle.read_mlp, or None for a graph the kernel does not run (the caller keeps the reference path)."""
     try:
-        model = onnx.load(str(onnx_path))
-    except Exception:  # noqa: BLE001 - any unreadable graph just keeps the reference path
+        return read_mlp(onnx_path)
+    except BundleError:
         return None
-    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    layers: list[tuple[np.ndarray, np.ndarray, int]] = []
-    current = model.graph.input[0].name
-    for node in model.graph.node:
-        if node.input[0] != current:
-            return None
-        if node.op_type == "Gemm":
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or attrs.get("transA", 0) or \
-                    len(node.input) != 3 or node.input[1] not in init or node.input[2] not in init:
-                return None
-            w = init[node.input[1]].astype(np.float32)
-            w_t = np.ascontiguousarray(w.T if attrs.get("transB", 0) else w)
-            layers.append((w_t, init[node.input[2]].astype(np.float32).reshape(-1), 0))
-        elif node.op_type in ACTIVATIONS and layers and layers[-1][2] == 0:
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            if attrs.get("alpha", 1.0) != 1.0:
-                return None
-            w_t, b, _ = layers[-1]
-            layers[-1] = (w_t, b, ACTIVATIONS[node.op_type])
-        else:
-            return None
-        current = node.output[0]
-    if not layers or current != model.graph.output[0].name:
-        return None
-    return layers

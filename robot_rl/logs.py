@@ -1,5 +1,5 @@
 """Logs without a robot: run a policy on the simulated robot (robot_rl.sim.make_robot_sim) through the same
-contract path as the ROS 2 policy node (observer -> policy -> contract.act -> safety chain -> held PD targets) and
+path as the ROS 2 policy node (observer -> policy -> robot_rl.control_step -> held PD targets) and
 record each tick as the recorder does (`robot_rl_msgs/msg/ControlTick`, robot_rl.ros_nodes.tick), optionally with a
 ground-truth base pose. Used by tests and benchmarks to make small bags, and by system identification tests to make
 data with hidden physical parameters.
@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from robot_rl.contract import PolicyContract
+from robot_rl.control_step import ControlStep
 from robot_rl.ros_nodes.tick import STATUS, TICK_TYPE, TickRecord, flatten_info, to_bag_message, typestore
 
 GROUND_TRUTH_TOPIC = "/sim_robot/ground_truth"
@@ -43,11 +44,12 @@ def simulate_ticks(contract: PolicyContract, policy: Callable[[np.ndarray], np.n
 
     sim = make_robot_sim(contract.robot, physics_dt=1.0 / contract.physics_rate_hz, params=params)
     chain = load_safety_chain(contract) if safety else None
+    step = ControlStep(contract, (), certify=chain.certify if chain is not None else None)
     observer = contract.make_observer()
     cmd = np.zeros(len(contract.command_names)) if command is None else np.asarray(command, float)
     period_ns = int(round(1e9 / contract.policy_rate_hz))
     log = SimLog()
-    last = np.zeros(contract.act_dim)
+    last: np.ndarray = np.zeros(contract.act_dim)
     seq = 0
     state = sim.reset(seed=seed)
     for k in range(n_ticks):
@@ -60,11 +62,8 @@ def simulate_ticks(contract: PolicyContract, policy: Callable[[np.ndarray], np.n
             seq = 0
         obs = observer(state, cmd, last)
         action = np.asarray(policy(obs), np.float64).reshape(-1)
-        targets = contract.act(action, state)
-        info: dict[str, Any] = {}
-        safe = targets
-        if chain is not None:
-            safe, info = chain.certify(state, targets)
+        step(action, state)
+        targets, safe, info = step.targets.copy(), step.safe.copy(), step.info
         t_ns = start_ns + k * period_ns
         num, text = flatten_info(info, prefix="")
         tel: dict[str, Any] = {key: v for key, v in num}
@@ -75,7 +74,7 @@ def simulate_ticks(contract: PolicyContract, policy: Callable[[np.ndarray], np.n
                          safe_targets=np.asarray(safe, float), safety=tel)
         log.ticks.append((t_ns, rec))
         log.base_pos.append(np.asarray(state.base_pos, float).copy())
-        last = (np.asarray(safe) - np.asarray(contract.default_joint_pos)) / contract.action.scale
+        last = step.applied.copy()
         state = sim.step(safe, n=contract.decimation)
         seq += 1
     return log

@@ -31,6 +31,7 @@ import numpy as np
 from robot_rl.bag_recovery import Keep, read_mcap, recover_bag, split_files
 from robot_rl.bag_recovery import culprit as _culprit
 from robot_rl.contract import PolicyContract
+from robot_rl.control_step import ControlStep, codec_for, intervened
 from robot_rl.dataset import DatasetError, Episode, write_dataset
 from robot_rl.errors import ContractError
 from robot_rl.ros_nodes.tick import STATUS, TICK_TYPE, TickRecord, from_bag_message
@@ -188,6 +189,7 @@ def ticks_from_raw(content: BagContent, contract: PolicyContract,
     default = np.asarray(contract.default_joint_pos)
     ticks: list[tuple[int, TickRecord]] = []
     observer = contract.make_observer()
+    step = ControlStep(contract)
     last_applied = np.zeros(contract.act_dim)
     prev_t: int | None = None
     for k, t in enumerate(grid):
@@ -224,23 +226,13 @@ def ticks_from_raw(content: BagContent, contract: PolicyContract,
                                f"has {contract.num_joints} joints (set command_joints in the topic mapping)")
         prev_t = int(t)
         obs = observer(state, command, last_applied)
-        applied = applied_action(contract, targets, state)
+        applied = step.encode(targets, state).copy()  # the commanded targets are the certified ones
         last_applied = applied
         ticks.append((int(t), TickRecord(seq=k, stamp=t * 1e-9, status=status, reason="", compute_time=0.0,
                                          state_age=0.0, state=state, command=command, observation=obs,
                                          action=applied.astype(np.float32), targets=targets, safe_targets=targets,
                                          safety={})))
     return ticks
-
-
-def applied_action(contract: PolicyContract, targets: np.ndarray, state: RobotState | None = None) -> np.ndarray:
-    """Invert `contract.act`: the action that produces `targets` (may leave [-clip, clip] after safety changes)."""
-    n = contract.num_joints
-    if contract.action.type == "joint_position":
-        return (np.asarray(targets)[..., :n] - np.asarray(contract.default_joint_pos)) / contract.action.scale
-    if contract.action.type == "joint_position_delta" and state is not None:
-        return (np.asarray(targets)[..., :n] - np.asarray(state.joint_pos)) / contract.action.scale
-    raise ContractError(f"cannot decode targets for action type {contract.action.type}")
 
 
 # ---- ticks -> episodes -----------------------------------------------------------------------------------------
@@ -420,6 +412,7 @@ def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyCon
     episodes: list[Episode] = []
     stream = pose_stream(poses) if poses else None
     reasons: dict[str, int] = {}
+    codec = codec_for(contract)
     for seg_t, terminated, reason in split_segments(ticks, contract, gap_s, reward.termination.max_tilt):
         reasons[reason] = reasons.get(reason, 0) + 1
         seg = [r for _, r in seg_t]
@@ -428,7 +421,7 @@ def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyCon
         if obs.shape[1] != contract.obs_dim:
             raise DatasetError(f"ticks carry {obs.shape[1]} observation values, the contract has {contract.obs_dim}")
         safe = np.stack([np.asarray(r.safe_targets, float) for r in seg])
-        applied = applied_action(contract, safe[:-1], _stack_state(seg[:-1]))
+        applied = codec.encode(safe[:-1], _stack_state(seg[:-1]), np.zeros((len(seg) - 1, contract.act_dim)))
         quats = np.stack([r.state.base_quat for r in seg])
         base_pos = base_vel = None
         if stream is not None:
@@ -440,7 +433,7 @@ def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyCon
         trunc = np.zeros(t, bool)
         term[-1] = terminated
         trunc[-1] = not terminated
-        intervened = np.array([_intervened(r) for r in seg])
+        flags = np.array([_intervened(r) for r in seg])
         infos: dict[str, np.ndarray] = {
             "seq": np.array([r.seq for r in seg], np.int64), "stamp": np.array([r.stamp for r in seg]),
             "log_time_ns": times.astype(np.int64),
@@ -453,7 +446,7 @@ def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyCon
             "command": np.stack([np.asarray(r.command, float) for r in seg]),
             "policy_action": np.stack([np.asarray(r.action, np.float32) for r in seg]),
             "targets": np.stack([np.asarray(r.targets, float) for r in seg]), "safe_targets": safe,
-            "intervened": intervened}
+            "intervened": flags}
         if base_pos is not None and base_vel is not None:
             infos["base_pos"], infos["base_lin_vel"] = base_pos, base_vel
         n = contract.num_joints
@@ -479,7 +472,7 @@ def _stack_state(seg: list[TickRecord]) -> RobotState:
 def _intervened(rec: TickRecord) -> bool:
     value = rec.safety.get("safety/intervened", rec.safety.get("intervened"))
     if value is None:
-        return bool(np.any(np.abs(np.asarray(rec.safe_targets) - np.asarray(rec.targets)) > 1e-9))
+        return bool(intervened(rec.targets, rec.safe_targets))
     return bool(np.any(np.asarray(value, dtype=float) > 0))
 
 
@@ -575,5 +568,5 @@ def contract_of(source: str | Path) -> PolicyContract:
     return PolicyContract.load(file)
 
 
-__all__ = ["TopicMapping", "read_bag", "replay", "ticks_from_raw", "episodes_from_ticks", "applied_action",
+__all__ = ["TopicMapping", "read_bag", "replay", "ticks_from_raw", "episodes_from_ticks",
            "RewardModel", "load_mapping", "contract_of"]

@@ -6,11 +6,12 @@ configure  loads the bundle, builds the safety chain, warms the model up, and wa
 activate   starts the control loop: a timer at the contract's policy rate (`trigger:=timer`), or one tick per
            received JointState (`trigger:=state`, event-driven, lowest latency) with a timer watchdog.
 tick       RobotState from the latest JointState (joints BY NAME) + Imu, command from cmd_vel (Twist), then
-           contract observer -> bundle.act -> contract.act -> chain.certify -> publish Float64MultiArray
-           (forward_command_controller `commands`, contract joint order) or JointTrajectory. For an MLP bundle
-           the first three are one compiled call (`fused_tick`, robot_rl.fused), checked against them at configure.
+           contract observer -> bundle.act -> the control step (robot_rl.control_step: clip, decode, certify,
+           encode the applied action) -> publish Float64MultiArray (forward_command_controller `commands`,
+           contract joint order) or JointTrajectory. For an MLP bundle everything before certify is one compiled
+           call (`fused_tick`, robot_rl.fused), checked against the reference path at configure.
            `exploration_std` > 0 (data collection for offline RL and system identification; default 0) adds
-           Gaussian noise to the action before contract.act: the safety chain still certifies every target, and
+           Gaussian noise to the action before the control step: the safety chain still certifies every target, and
            the recorded action is the noisy one the chain saw.
 watchdog   state older than `stale_periods` policy periods, a non-finite or mis-sized message, or the e-stop:
            that tick publishes the chain's backup action (damping) and the diagnostics say why.
@@ -37,6 +38,7 @@ from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from robot_rl.control_step import ControlStep
 from robot_rl.errors import ContractError, RobotRLError
 
 from .convert import JointStateReader, TwistCommand, new_state, read_imu, targets_to_array
@@ -167,6 +169,7 @@ class PolicyNode(LifecycleNode):
         self.bundle = load_bundle(path, runtime=gp("runtime").value)
         self.contract = c = self.bundle.contract
         self.chain = build_chain(c)
+        self.step = ControlStep(c, (), certify=self.chain.certify)  # a robot is a batch of one
         self.observer = c.make_observer()
         self.cmd = TwistCommand(c)
         self.rate_hz = float(gp("rate_hz").value) or c.policy_rate_hz
@@ -197,9 +200,9 @@ class PolicyNode(LifecycleNode):
             except ValueError as exc:  # the reference path stays correct; say why the fast one is not used
                 self.get_logger().warning(f"fused tick not used: {exc}")
             if self.fused is not None:
-                self.fused.targets(self.state, self.cmd.value, self.last_action)  # compile for these dtypes
+                self.fused.decode(self.state, self.cmd.value, self.last_action)  # compile for these dtypes
         self.get_logger().info("tick: fused (observation, network and decode in one compiled call)" if self.fused
-                               else "tick: observer -> bundle.act -> contract.act")
+                               else "tick: observer -> bundle.act -> control step")
         self._check_topic_types()
         self._wait_first_messages(float(gp("first_state_timeout_s").value))
         self.packer = TickPacker(n, len(c.command_names), c.obs_dim, c.act_dim)
@@ -393,7 +396,7 @@ class PolicyNode(LifecycleNode):
         """One control tick. Only what the command needs runs before it is published; bookkeeping runs after."""
         t0 = time.monotonic()
         wall = time.time()
-        c, s = self.contract, self.state
+        s = self.state
         status, reason = self._watchdog(t0)
         if t0 - self._cmd_stamp > self.cmd_timeout:
             self.cmd.zero()
@@ -402,7 +405,7 @@ class PolicyNode(LifecycleNode):
                 self.observer.reset()
                 self._resume = False
             if self.fused is not None:
-                targets = self.fused.targets(s, self.cmd.value, self.last_action)
+                clipped, targets = self.fused.decode(s, self.cmd.value, self.last_action)
                 obs, action = self.fused.obs, self.fused.action
             else:
                 obs = self.observer(s, self.cmd.value, self.last_action)
@@ -412,8 +415,9 @@ class PolicyNode(LifecycleNode):
                     self._explored *= self.explore_std
                     self._explored += action
                     action = self._explored
-                targets = c.act(action, s)
-            safe, info = self.chain.certify(s, targets)
+                clipped, targets = self.step.decode(action, s)
+            safe = self.step.certify(s, clipped, targets)
+            info = self.step.info
         else:
             safe = targets = self.chain.backup(s)
             info = {}
@@ -422,7 +426,7 @@ class PolicyNode(LifecycleNode):
         v = self._views
         if status == STATUS["policy"]:
             # the last_action term sees the applied action (certified targets), exactly as in training
-            self.last_action[:] = c.applied_action(safe, s)
+            self.last_action[:] = self.step.applied
             v["observation"][:] = obs
             v["action"][:] = action
         else:

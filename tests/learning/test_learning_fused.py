@@ -36,7 +36,7 @@ def _assert_matches_reference(bundle, fused: FusedPolicy, samples: int, seed: in
         observer.reset()
         obs = observer(state, cmd, last)
         action = bundle.act(obs)
-        targets = fused.targets(state, cmd, last)
+        _, targets = fused.decode(state, cmd, last)
         np.testing.assert_array_equal(fused.obs, obs)  # same float32 arithmetic, term by term
         np.testing.assert_allclose(fused.action, action, rtol=0.0, atol=2e-5)
         np.testing.assert_allclose(targets, c.act(action, state), rtol=0.0, atol=1e-5)
