@@ -1,6 +1,6 @@
 """Logs without a robot: run a policy on the simulated robot (robot_rl.sim.make_robot_sim) through the same
 path as the ROS 2 policy node (observer -> policy -> robot_rl.control_step -> held PD targets) and
-record each tick as the recorder does (`robot_rl_msgs/msg/ControlTick`, robot_rl.ros_nodes.tick), optionally with a
+record each tick as the recorder does (`robot_rl_msgs/msg/ControlTick`, robot_rl.tick_record), optionally with a
 ground-truth base pose. Used by tests and benchmarks to make small bags, and by system identification tests to make
 data with hidden physical parameters.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from robot_rl.contract import PolicyContract
 from robot_rl.control_step import ControlStep
-from robot_rl.ros_nodes.tick import STATUS, TICK_TYPE, TickRecord, flatten_info, to_bag_message, typestore
+from robot_rl.tick_record import STATUS, TICK_TYPE, TickRecord, flatten_info, to_bag_message, typestore
 
 GROUND_TRUTH_TOPIC = "/sim_robot/ground_truth"
 TICK_TOPIC = "/robot_rl/ticks"

@@ -34,8 +34,8 @@ from robot_rl.contract import PolicyContract
 from robot_rl.control_step import ControlStep, codec_for, intervened
 from robot_rl.dataset import DatasetError, Episode, write_dataset
 from robot_rl.errors import ContractError
-from robot_rl.ros_nodes.tick import STATUS, TICK_TYPE, TickRecord, from_bag_message
 from robot_rl.state import RobotState, projected_gravity
+from robot_rl.tick_record import STATUS, TICK_TYPE, TickRecord, from_bag_message
 
 CONTRACT_TOPIC = "/policy_node/contract"
 
@@ -77,7 +77,7 @@ class BagContent:
 
 # ---- reading ---------------------------------------------------------------------------------------------------
 def _typestore() -> Any:
-    from robot_rl.ros_nodes.tick import typestore
+    from robot_rl.tick_record import typestore
 
     return typestore()
 

@@ -1,4 +1,5 @@
-"""The per-control-tick record: how the policy node sends it and how the recorder stores it in rosbag2 (MCAP).
+"""The per-control-tick record: how the policy node sends it, how the recorder stores it in rosbag2 (MCAP), and how
+replay and the log tools read it back. Core code: it imports neither rclpy nor robot_rl.ros_nodes.
 
 Over DDS the policy node publishes each tick as a `std_msgs/Float64MultiArray` with ONE layout dimension whose label
 is a JSON list of `[name, size]` sections (`seq`, `joint_pos`, `observation`, ... and `safety.<key>` telemetry; text
@@ -8,8 +9,6 @@ the publish cheap; only standard message types cross DDS, so no message package 
 The recorder converts each record into `robot_rl_msgs/msg/ControlTick` (definitions below), registered in the
 rosbags type store; the MCAP file carries the definitions, so the bag is self-describing: `read_ticks` (and any
 rosbag2 / MCAP tool) decodes it without this module. Transitions are joined on `seq`, never on timestamps.
-
-This module does not import rclpy.
 """
 
 from __future__ import annotations

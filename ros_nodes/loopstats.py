@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .tick import STATUS_NAMES
+from robot_rl.tick_record import STATUS_NAMES
 
 
 class Ring:

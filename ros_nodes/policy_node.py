@@ -40,12 +40,12 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from robot_rl.control_step import ControlStep
 from robot_rl.errors import ContractError, RobotRLError
+from robot_rl.tick_record import STATUS, TickPacker, encode_labels
 
 from .convert import JointStateReader, TwistCommand, new_state, read_imu, targets_to_array
 from .loopstats import LoopStats
 from .qos import declare_qos, qos_param, quiet_pub, quiet_sub
 from .runtime import declare_realtime, init, spin
-from .tick import STATUS, TickPacker, encode_labels
 
 _NUMBER = re.compile(r"[0-9.]+")
 EXPECTED_TYPES = {"joint_states_topic": "sensor_msgs/msg/JointState", "imu_topic": "sensor_msgs/msg/Imu",

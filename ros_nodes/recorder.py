@@ -17,10 +17,11 @@ import numpy as np
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray, String
 
+from robot_rl.tick_record import TICK_TYPE, decode_labels, to_bag_message, typestore, unpack
+
 from .bagwriter import RotatingBagWriter
 from .qos import declare_qos, qos_param
 from .runtime import init, spin
-from .tick import TICK_TYPE, decode_labels, to_bag_message, typestore, unpack
 
 DEFAULT_TOPICS = ["/joint_states", "/imu", "/cmd_vel", "/forward_position_controller/commands",
                   "/joint_trajectory_controller/joint_trajectory", "/diagnostics", "/estop",

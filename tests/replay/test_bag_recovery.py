@@ -13,7 +13,7 @@ from robot_rl.cli import main
 from robot_rl.dataset import load_dataset
 from robot_rl.logs import TICK_TOPIC, SimLog, a1_contract, simulate_ticks
 from robot_rl.ros_nodes.bagwriter import RotatingBagWriter
-from robot_rl.ros_nodes.tick import TICK_TYPE, to_bag_message, typestore
+from robot_rl.tick_record import TICK_TYPE, to_bag_message, typestore
 
 CONTRACT_TOPIC = "/policy_node/contract"
 

@@ -1,5 +1,5 @@
 """rosbag2 -> dataset: round trips through bags these tests record (MCAP and SQLite3), damaged bags, raw-topic bags,
-bad input. Bags are written with the rosbags writer in the recorder's ControlTick format (robot_rl.ros_nodes.tick)."""
+bad input. Bags are written with the rosbags writer in the recorder's ControlTick format (robot_rl.tick_record)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from robot_rl.ros_nodes.tick import STATUS, read_ticks
+from robot_rl.tick_record import STATUS, read_ticks
 
 
 def _cli(*args: str) -> list[str]:

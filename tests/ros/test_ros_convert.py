@@ -12,8 +12,8 @@ from sensor_msgs.msg import Imu, JointState
 
 from robot_rl.ros_nodes.bagwriter import RotatingBagWriter
 from robot_rl.ros_nodes.convert import JointStateReader, TwistCommand, fill_imu, fill_joint_state, new_state, read_imu
-from robot_rl.ros_nodes.tick import TICK_TYPE, TickPacker, read_ticks, to_bag_message, typestore, unpack
 from robot_rl.state import RobotState
+from robot_rl.tick_record import TICK_TYPE, TickPacker, read_ticks, to_bag_message, typestore, unpack
 from tests.conftest import make_contract
 
 

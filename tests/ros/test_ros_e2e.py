@@ -23,7 +23,7 @@ from std_msgs.msg import Float64MultiArray
 
 from robot_rl.bundle import load_bundle
 from robot_rl.ros_nodes.qos import DEFAULTS, make_qos
-from robot_rl.ros_nodes.tick import STATUS, TickRecord, read_ticks
+from robot_rl.tick_record import STATUS, TickRecord, read_ticks
 
 TRAINED = Path(__file__).parent / "data" / "a1_walk"
 VX = 0.5

@@ -14,7 +14,7 @@ from std_srvs.srv import Trigger
 
 from robot_rl.bundle import load_bundle
 from robot_rl.ros_nodes.qos import DEFAULTS, make_qos
-from robot_rl.ros_nodes.tick import STATUS, TickRecord, decode_labels, unpack
+from robot_rl.tick_record import STATUS, TickRecord, decode_labels, unpack
 
 CMD = "/forward_position_controller/commands"
 

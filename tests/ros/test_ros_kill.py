@@ -11,7 +11,7 @@ from std_msgs.msg import Float64MultiArray
 
 from robot_rl.bundle import load_bundle
 from robot_rl.ros_nodes.qos import DEFAULTS, make_qos
-from robot_rl.ros_nodes.tick import TICK_TYPE, read_ticks
+from robot_rl.tick_record import TICK_TYPE, read_ticks
 
 
 def _sim_mode(diags: list[DiagnosticArray]) -> str:

@@ -22,7 +22,7 @@ from std_msgs.msg import Int64
 
 from robot_rl.ros_nodes.bagwriter import RotatingBagWriter
 from robot_rl.ros_nodes.procs import NodeGroup
-from robot_rl.ros_nodes.tick import typestore
+from robot_rl.tick_record import typestore
 
 TOPIC = "/counter"
 
