@@ -1,4 +1,4 @@
-"""How much exploration offline fine-tuning needs (docs/benchmarks.md, "Offline from exploratory logs").
+"""How much exploration offline fine-tuning needs (docs/benchmarks.md, "Offline learning and exploration").
 
     # log the walking bundle on the hidden robot with exploration NOISE, then train an offline learner on it the way
     # robot-rl finetune does and evaluate on the hidden robot every --every updates

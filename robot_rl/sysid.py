@@ -61,13 +61,11 @@ class SysIdConfig:
     params: tuple[str, ...] = DEFAULT_PARAMS
     """Parameters to fit (BOUNDS keys and `latency`); the others stay nominal."""
     horizon: int = 8
-    """Control ticks predicted from each logged start state. Longer horizons separate added mass from motor
-    strength better: on two 90 s ROS 2 walking logs (hidden 1.5 kg) horizon 4 gave 1.82 and 1.32 kg, horizon 8
-    gave 1.66 and 1.53 kg and a sharper latency profile, at twice the time."""
+    """Control ticks predicted from each logged start state. A longer horizon separates added mass from motor
+    strength better and sharpens the latency profile; the time grows in proportion (docs/replay.md)."""
     max_segments: int = 160
-    """Start states used (spread evenly over the dataset). On 90 s ROS 2 logs of one walking gait, 60 segments
-    gave an added mass between 1.19 and 1.47 kg from log to log (hidden 1.5), 160 between 1.37 and 1.46: the
-    errors of neighbouring ticks are correlated, so more, not longer, segments average them out."""
+    """Start states used (spread evenly over the dataset). The errors of neighbouring ticks are correlated, so
+    more, not longer, segments average them out (docs/replay.md)."""
     max_latency: int = 6
     """Latencies 0..max_latency physics steps are profiled."""
     profile_evals: int = 60
@@ -80,10 +78,8 @@ class SysIdConfig:
     fresh_starts: int = 1
     """Extra searches from the nominal parameters (wide step) for every latency, in the profile and in the
     refinement, beside the one from the best parameters found so far; the best wins. Added mass and motor strength
-    trade off along a long, flat valley of the cost, and a search started in the wrong part of it stays there: on
-    one 90 s walking log the profile carried a 0.2 kg fit from latency 2 on, latency 3 (the hidden one) was never
-    refined and the fit came out at latency 2, 0.20 kg, cost 0.88; on another the refinement alone stopped at
-    0.59 kg (cost 0.442) where fresh searches reach 1.44-1.52 kg (0.429-0.431; hidden 1.5)."""
+    trade off along a long, flat valley of the cost, and a search started in the wrong part of it stays there,
+    carrying a wrong fit from one latency to the next (docs/replay.md)."""
     seed: int = 0
     """CMA-ES seed."""
     q_scale: float = 0.01
@@ -118,9 +114,7 @@ class SysIdConfig:
     """Fit this many disjoint sets of `max_segments` start states each (interleaved, evenly spread over the log) and
     report their mean, with the spread between the fits (std / sqrt(subsets), when larger than the bootstrap's) as
     the uncertainty; each fit takes the full time. The bootstrap only resamples the start states one fit saw, so it
-    misses how much the fit depends on which ones were drawn: on two 20-minute ROS 2 walking logs (hidden 1.5 kg)
-    three sets of 160 gave 1.33 / 1.34 / 1.49 kg and 1.53 / 1.30 / 1.40 kg, each bootstrap interval under 0.02 kg
-    wide (docs/benchmarks.md)."""
+    misses how much the fit depends on which ones were drawn (docs/replay.md, Uncertainty)."""
     timing: bool = True
     """Replay each tick with its logged timing when the log has it (robot_rl ticks: state stamps and the command's
     send time on one clock): the physics steps between logged states and the steps before the new command arrived.

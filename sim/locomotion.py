@@ -101,15 +101,13 @@ class RewardConfig:
     collision: float = -1.0
     """Number of thigh/calf geoms touching the ground."""
     safety_intervention: float = -0.1
-    """Squared correction of the action by the safety chain (zero when running unfiltered). Small: the learner
-    already stores the applied action; at -1.0 the A1 chain's corrections under exploration (about 0.2 rad on 90%
-    of steps) cost three times the tracking reward, `only_positive` zeroed most steps and the robot fell in 58% of
-    episodes (docs/benchmarks.md, Time-to-walk)."""
+    """Squared correction of the action by the safety chain (zero when running unfiltered). Small: under
+    exploration the chain corrects most steps, and a heavy weight outweighs the tracking reward, so `only_positive`
+    zeroes most steps and nothing is learned (docs/safety.md, Training cost on the A1)."""
     safety_intervened: float = 0.0
     """1 on every policy step on which the safety chain changed the action: the count deployment reports as
-    interventions per tick. The squared term above hardly sees the rate limiter's small clips (a walking bundle's
-    0.07 rad corrections on 17% of its ticks cost it 1e-5 per tick at -0.1), so a policy fine-tuned with it alone
-    intervened more often than before. Off when training from scratch (early exploration is corrected on most
+    interventions per tick. The squared term above hardly sees the rate limiter's small clips, so fine-tuning with
+    it alone does not bring the count down. Off when training from scratch (early exploration is corrected on most
     steps); fine-tuning a deployed policy to intervene less sets it (docs/replay.md)."""
     tracking_sigma: float = 0.25
     """Width of the tracking kernels [(m/s)^2]."""
@@ -181,10 +179,9 @@ class LocomotionSafetyConfig:
     disturbance_torque: float = 2.0
     """CBF bound [N m] on torque the per-joint model leaves out (gravity, coupling, ground contact). Keep it well
     below what the PD can hold (kp x half the joint range): at 8 N m with kp 20 no target is feasible at rest.
-    Defaults (2 N m, pos_margin 0.1, 3 look-ahead periods) let a trained trot through: a walking bundle kept
-    tracking error 0.20 m/s with 21% of ticks corrected. The strict set STRICT_GROUND_OVERRIDES (4 N m, 0.15 rad,
-    10 periods) also holds the limits against an adversarial policy on the ground, but corrects 99% of a walking
-    policy's ticks and it falls (docs/safety.md)."""
+    Defaults (2 N m, pos_margin 0.1, 3 look-ahead periods) let a trained trot through. The strict set
+    STRICT_GROUND_OVERRIDES (4 N m, 0.15 rad, 10 periods) also holds the limits against an adversarial policy on
+    the ground, but corrects nearly every tick of a walking policy, which then falls (docs/safety.md)."""
     pos_margin: float = 0.1
     """CBF distance [rad] kept from the joint limits (encoder bias and noise, contact pushes)."""
     vel_margin: float = 2.0

@@ -26,8 +26,8 @@ _STRAIGHT = ["commands.vx=[0.5, 0.5]", "commands.vy=[0.0, 0.0]", "commands.yaw_r
 _NO_PUSHES = ["randomization.push_velocity.when=never"]
 TRAIN_DEFAULTS = {"max_minutes": 17.0, "task_overrides": ["num_threads=2", *_STRAIGHT],
                   "eval_overrides": [*_STRAIGHT, *_NO_PUSHES]}
-"""`robot-rl train` defaults: walk straight at 0.5 m/s (the issue's time-to-walk criterion), which is what fits the
-20-minute CPU budget (docs/benchmarks.md, Learning); widen the command ranges, and the budget, for omnidirectional
+"""`robot-rl train` defaults: walk straight at 0.5 m/s (the time-to-walk criterion), which is what fits the
+20-minute CPU budget (docs/benchmarks.md, Training); widen the command ranges, and the budget, for omnidirectional
 policies with --set "task_overrides=[commands.vx=[-1.0, 1.0], ...]". Training pushes the robot; the final
 evaluation measures command tracking under every other randomization but without pushes (push robustness:
 `robot-rl eval RUN --set randomization.push_velocity.when=interval ...`, docs/benchmarks.md)."""
@@ -45,8 +45,8 @@ class A1WalkConfig(LocomotionConfig):
     rewards: RewardConfig = field(default_factory=lambda: RewardConfig(tracking_lin_vel=1.5, tracking_sigma=0.15))
     """legged_gym-style weights, base height target 0.28 m (the A1 sags from 0.30 m at kp 20), with a sharper and
     heavier linear-velocity tracking term (sigma 0.15 instead of 0.25, weight 1.5 instead of 1.0): with legged_gym's
-    kernel a policy walking at 0.35 m/s for a 0.5 m/s command still earned 91% of the tracking reward and settled
-    there; with this one the same run tracks within 0.07 m/s (docs/benchmarks.md, Time to walk)."""
+    wider kernel a policy walking well below the commanded speed still earns most of the tracking reward, and the
+    torque, action-rate and height penalties pay it to stay there (docs/benchmarks.md, Training)."""
     termination: TerminationConfig = field(default_factory=TerminationConfig)
     """Trunk or thigh on the ground, tilt > 1 rad, 20 s time limit."""
     init: InitConfig = field(default_factory=InitConfig)
