@@ -66,10 +66,10 @@ class PPOConfig:
     normalize_advantage: bool = True
     store_applied_action: bool = False
     """Store info["applied_action"] (after the safety chain) instead of the sampled action where they differ. Off
-    by default: with the A1 chain (calf targets capped 0.085 rad beyond the default pose) the stored actions sat
-    several standard deviations from the policy mean, the mean ran away (|mu| 10-25 against a clip of 1) and a
-    17-minute run collapsed to 90% falls; storing the sampled action (the chain is part of the environment; the
-    policy still observes the applied action as last_action) trained stably (docs/benchmarks.md, Time-to-walk)."""
+    by default: where the chain clips hard, the stored actions sit several standard deviations from the policy
+    mean and the mean runs away beyond the action clip. With the sampled action stored, the chain is part of the
+    environment and the policy still observes the applied action as last_action (docs/safety.md, Training cost
+    on the A1)."""
 
     def __post_init__(self) -> None:
         for name in ("num_steps", "num_epochs", "num_minibatches"):

@@ -59,8 +59,8 @@ class TrainConfig:
     """Extra task overrides for evaluation, video and `robot-rl eval` (a1_walk default: straight at 0.5 m/s)."""
     safety: bool = False
     """Run the contract's safety chain in the training environments (see ppo.store_applied_action).
-    Off by default: with it on, the 17-minute a1_walk run tracks 0.101 m/s against 0.063 m/s off (both without
-    falls; docs/benchmarks.md, Time to walk). The chain always runs in evaluation, deployment and fine-tuning."""
+    Off by default because the a1_walk policy trained without it tracks the command better (docs/benchmarks.md,
+    Training). The chain always runs in evaluation, deployment and fine-tuning."""
     eval_episodes: int = 10
     """Deterministic evaluation episodes after training (0: skip evaluation)."""
     video: bool = True

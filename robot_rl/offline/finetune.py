@@ -89,13 +89,11 @@ class FinetuneConfig:
     """Reward per second taken away on every policy step on which the safety chain changed the action: online the
     task's `rewards.safety_intervened` = -this (unless task_overrides set it), offline the same amount on every
     logged transition flagged `intervened` (logs without safety telemetry have no flags and lose nothing). The
-    task's squared-correction term hardly sees the rate limiter's small clips: without this a walking bundle
-    fine-tuned by PPO intervened 14-17% more often than before on two of three logs; with 1.0, 23-32% less on all
-    four; IQL on exploratory logs went from 4-12% more than the original to 19-50% fewer (docs/benchmarks.md)."""
+    task's squared-correction term hardly sees the rate limiter's small clips, so without this count a fine-tuned
+    bundle can intervene more often than the original (docs/replay.md)."""
     online_episode_s: float = 5.0
-    """Online: episodes at most this long [s] (0: the task's own length). Fine-tuning a walking bundle on 300
-    episodes of 20 s saw only 300 start-ups: the result fell shortly after the start in 1-5% of evaluation
-    episodes, the original never; with 5 s episodes, 0 of 64 on each of four logs. Time limits are truncations:
+    """Online: episodes at most this long [s] (0: the task's own length). Short episodes train the start-up
+    often, where a fine-tuned walking bundle is most likely to fall (docs/replay.md). Time limits are truncations:
     the learners bootstrap there."""
     eval_episodes: int = 0
     """Deterministic evaluation episodes of the start and the result (0: skip)."""
