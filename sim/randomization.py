@@ -3,7 +3,7 @@
 
 Timing: `reset` terms are resampled at the start of every episode of that environment; `interval` terms (pushes)
 fire at random intervals inside an episode; `never` disables a term without losing its range.
-Ranges follow the anchors in REFERENCE.md (legged_gym, walk-these-ways, MuJoCo Playground Go1).
+Ranges follow legged_gym, walk-these-ways and MuJoCo Playground's Go1 tasks.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 RLPD-style symmetric sampling (half of every batch from logged data, half from fresh data; Ball et al. 2023).
 
 `terminated` ends the return (no bootstrap); `truncated` only ends the episode (time limit, e-stop, log gap): the
-learners bootstrap from `next_obs` there, as STYLE.md asks.
+learners bootstrap from `next_obs` there, so a time limit does not look like a failure.
 """
 
 from __future__ import annotations

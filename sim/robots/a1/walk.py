@@ -1,8 +1,8 @@
 """Task a1_walk: the A1 tracks a (vx, vy, yaw rate) command on flat ground.
 
 Defaults follow legged_gym's A1 flat-terrain config (gains 20 / 0.5, action scale 0.25, 50 Hz policy, 200 Hz
-physics, reward weights) with the randomization ranges of REFERENCE.md. The observation has no base linear
-velocity, so a trained policy runs on a real A1 without a state estimator.
+physics, reward weights) with randomization ranges from legged_gym and walk-these-ways. The observation has no
+base linear velocity, so a trained policy runs on a real A1 without a state estimator.
 """
 
 from __future__ import annotations
