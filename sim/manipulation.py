@@ -258,8 +258,8 @@ class ManipulationConfig:
     """Observation scale of the joint velocity term."""
     safety: bool = False
     """Put the arm CBF (coupled model on the URDF, joint position/velocity limits) into the contract's safety
-    chain, so training and deployment run it. Off by default: on 2 cores it costs about 5x the environment
-    throughput and corrects a large share of exploratory actions (docs/manipulation.md)."""
+    chain, so training and deployment run it. Off by default: the coupled model's per-tick QP costs several times
+    the environment step and corrects a large share of exploratory actions (docs/manipulation.md)."""
     num_threads: int = 1
     """Physics threads (mujoco.rollout)."""
 
