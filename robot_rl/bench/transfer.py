@@ -15,80 +15,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from robot_rl.errors import ConfigError, ContractError
+from robot_rl.errors import ConfigError
 
 ENGINES = ("mujoco", "pybullet")
 
 
-class InterventionCounter:
-    """VecEnv wrapper counting policy steps whose targets the safety chain changed (info["safety"])."""
-
-    def __init__(self, env: Any) -> None:
-        self.env = env
-        self.num_envs = env.num_envs
-        self.steps = 0
-        self.interventions = 0.0
-
-    def reset(self, seed: int | None = None) -> np.ndarray:
-        return self.env.reset(seed=seed)
-
-    def step(self, actions: np.ndarray) -> tuple[Any, ...]:
-        out = self.env.step(actions)
-        flag = out[4].get("safety", {}).get("safety/intervened")
-        if flag is not None:
-            self.interventions += float(np.sum(np.asarray(flag, float)))
-        self.steps += self.num_envs
-        return out
-
-    @property
-    def intervention_rate(self) -> float:
-        return self.interventions / max(self.steps, 1)
-
-
-def check_bundle_env(contract: Any, env_contract: Any) -> None:
-    """Refuse an environment whose robot, joints, rates, action or observation layout differ from the bundle's."""
-    contract.check_robot(env_contract.robot, env_contract.joint_names, env_contract.physics_rate_hz)
-    if env_contract.action != contract.action:
-        raise ContractError(f"bundle action {contract.action.type} (scale {contract.action.scale}) differs from the "
-                            f"environment's {env_contract.action.type} (scale {env_contract.action.scale})")
-    if env_contract.obs_terms != contract.obs_terms:
-        raise ContractError("the environment's observation terms differ from the bundle contract's")
-
-
-def use_bundle_safety(env: Any, contract: Any) -> None:
-    """Run the bundle's own safety chain (contract.safety) instead of the one the current task config writes: a
-    deployment runs what the bundle says. The robot_rl environments keep their chain in `_chain`."""
-    if hasattr(env, "_chain"):
-        from robot_rl.sim.vec_env import load_safety_chain
-
-        env._chain = load_safety_chain(contract) if contract.safety else None
-
-
 def evaluate_bundle(bundle_dir: str | Path, backend: str, episodes: int, seed: int,
                     extra_overrides: list[str] | None = None) -> dict[str, Any]:
-    """Deterministic evaluation of a bundle in `backend` through its contract; summary of the episodes."""
+    """robot_rl.evaluation.evaluate_bundle of the bundle folder."""
     from robot_rl.bundle import load_bundle
-    from robot_rl.runner import evaluate, make_env
+    from robot_rl.evaluation import evaluate_bundle as evaluate_loaded
 
-    bundle = load_bundle(bundle_dir)
-    prov = bundle.metadata
-    task = prov.get("task")
-    if not task:
-        raise ConfigError(f"bundle {bundle_dir} does not record its task in contract.json provenance")
-    train_cfg = prov.get("config") or {}
-    overrides = [*train_cfg.get("task_overrides", []), *train_cfg.get("eval_overrides", []),
-                 *(extra_overrides or [])]
-    env = make_env(task, episodes, seed, backend, overrides)
-    try:
-        check_bundle_env(bundle.contract, env.contract)
-        use_bundle_safety(env, bundle.contract)
-        counter = InterventionCounter(env)
-        summary = evaluate(bundle.act, counter, episodes, seed)
-    finally:
-        env.close()
-    return {"task": task, "backend": backend, **summary, "safety_intervention_rate": counter.intervention_rate}
+    return evaluate_loaded(load_bundle(bundle_dir), bundle_dir, backend, episodes, seed, extra_overrides)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

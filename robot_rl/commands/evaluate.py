@@ -1,7 +1,7 @@
 """`robot-rl eval RUN_OR_BUNDLE [--episodes N] [--backend mujoco|pybullet]`: deterministic evaluation, JSON output.
 
 A bundle (or a run folder's bundle/) is evaluated through `load_bundle` and its contract only; a run without a
-bundle, or a checkpoint file, through the learner stored in the checkpoint.
+bundle, or a checkpoint file, through the learner stored in the checkpoint. Both through robot_rl.evaluation.
 """
 
 from __future__ import annotations
@@ -29,58 +29,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from robot_rl.bench.transfer import InterventionCounter, check_bundle_env, use_bundle_safety
     from robot_rl.errors import ConfigError
-    from robot_rl.runner import evaluate, make_env
+    from robot_rl.evaluation import evaluate, evaluate_bundle
+    from robot_rl.runner import make_env
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     source = Path(args.source)
     bundle_dir = source if (source / "contract.json").is_file() else source / "bundle"
+    result: dict[str, Any]
     if (bundle_dir / "contract.json").is_file():
         from robot_rl.bundle import load_bundle
 
         bundle = load_bundle(bundle_dir, runtime=args.runtime)
-        prov = bundle.metadata
-        task = prov.get("task")
-        if not task:
-            raise ConfigError(f"bundle {bundle_dir} does not record its task in contract.json provenance")
-        train_cfg = prov.get("config") or {}
-        backend = args.backend or str(prov.get("backend", "mujoco")).split()[0]
-        overrides = [*train_cfg.get("task_overrides", []), *train_cfg.get("eval_overrides", []), *args.overrides]
-        env = make_env(task, args.episodes, args.seed, backend, overrides)
-        try:  # robot, joints, rates, action and observation layout must match the engine's robot
-            check_bundle_env(bundle.contract, env.contract)
-            use_bundle_safety(env, bundle.contract)
-        except Exception:
-            env.close()
-            raise
-        policy: Callable[[np.ndarray], np.ndarray] = bundle.act
-        what = f"bundle {bundle_dir} ({args.runtime})"
+        backend = args.backend or str(bundle.metadata.get("backend", "mujoco")).split()[0]
+        result = {"source": f"bundle {bundle_dir} ({args.runtime})",
+                  **evaluate_bundle(bundle, bundle_dir, backend, args.episodes, args.seed, args.overrides)}
     else:
-        import torch
-
         from robot_rl.runner import find_checkpoint, learner_from_checkpoint, load_checkpoint
 
         ckpt = find_checkpoint(source)
-        cfg, _, ppo = learner_from_checkpoint(load_checkpoint(ckpt))
+        cfg, _, learner = learner_from_checkpoint(load_checkpoint(ckpt))
         task, backend = cfg.task, args.backend or cfg.backend
         env = make_env(task, args.episodes, args.seed, backend,
                        [*cfg.task_overrides, *cfg.eval_overrides, *args.overrides])
-
-        def act(obs: np.ndarray) -> np.ndarray:
-            return ppo.act_deterministic(torch.from_numpy(np.asarray(obs, np.float32))).numpy()
-
-        policy = act
-
-        what = f"checkpoint {ckpt}"
-    counter = InterventionCounter(env)
-    try:
-        summary = evaluate(policy, counter, args.episodes, args.seed)
-    finally:
-        env.close()
-    result: dict[str, Any] = {"source": what, "task": task, "backend": backend, **summary,
-              "safety_intervention_rate": counter.intervention_rate}
+        policy: Callable[[np.ndarray], np.ndarray] = learner.policy.act
+        try:
+            summary = evaluate(policy, env, args.episodes, args.seed)
+        finally:
+            env.close()
+        result = {"source": f"checkpoint {ckpt}", "task": task, "backend": backend, **summary}
     text = json.dumps(result)
     if args.out:
         args.out.write_text(text + "\n")
