@@ -6,7 +6,9 @@ Configs are never mutated in place: overrides build a new object with `dataclass
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import types
 import typing
 from pathlib import Path
@@ -116,16 +118,29 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def _set_path(tree: dict[str, Any], dotted: str, value: Any, cls: Any) -> None:
+    """Set `a.b.c` in the plain tree of dataclass `cls`: sections are dataclasses (only their fields) or dict-typed
+    fields (any key, e.g. `learner.temperature`)."""
     keys = dotted.split(".")
-    node = tree
-    for k in keys[:-1]:
+    node, tp = tree, cls
+    for i, k in enumerate(keys):
+        if dataclasses.is_dataclass(tp):
+            hints = typing.get_type_hints(tp)
+            if k not in {f.name for f in dataclasses.fields(tp)}:
+                raise ConfigError(f"unknown key {dotted}")
+            sub = hints[k]
+        elif get_origin(tp) is dict:
+            sub = get_args(tp)[1] if get_args(tp) else Any
+        elif k in node:
+            sub = Any
+        else:
+            raise ConfigError(f"unknown key {dotted}")
+        if i == len(keys) - 1:
+            node[k] = value
+            return
         if not isinstance(node.get(k), dict):
             raise ConfigError(f"{dotted}: '{k}' is not a config section")
-        node = node[k]
-    if keys[-1] not in node:
-        raise ConfigError(f"unknown key {dotted}")
-    node[keys[-1]] = value
+        node, tp = node[k], sub
 
 
 def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: list[str] | None = None,
@@ -142,12 +157,12 @@ def load_config(cls: type[T], yaml_path: str | Path | None = None, overrides: li
             raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
-        _merge(tree, loaded, "")
+        _merge(tree, loaded, "", cls)
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key.sub=value")
         key, raw = item.split("=", 1)
-        _set_path(tree, key.strip(), _parse_value(raw))
+        _set_path(tree, key.strip(), _parse_value(raw), cls)
     return from_dict(cls, tree)
 
 
@@ -165,16 +180,74 @@ def _parse_value(raw: str) -> Any:
     return value
 
 
-def _merge(tree: dict[str, Any], update: dict[str, Any], path: str) -> None:
+def _merge(tree: dict[str, Any], update: dict[str, Any], path: str, cls: Any) -> None:
+    """Merge a YAML mapping into the plain tree of dataclass `cls`: sections merge key by key, a dict-typed field
+    (a free mapping such as `joint_names`) is replaced whole."""
+    hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
     for k, v in update.items():
         where = f"{path}.{k}" if path else k
         if k not in tree:
             raise ConfigError(f"unknown key {where}")
-        if isinstance(tree[k], dict) and isinstance(v, dict):
-            _merge(tree[k], v, where)
+        sub = hints.get(k, Any)
+        if isinstance(tree[k], dict) and isinstance(v, dict) and get_origin(sub) is not dict:
+            _merge(tree[k], v, where, sub)
         else:
             tree[k] = v
 
 
 def save_yaml(obj: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+
+
+# ---- the command line: one path for every command ---------------------------------------------------------------
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, example: str,
+                         config_flags: tuple[str, ...] = ("--config",)) -> None:
+    """`--config FILE.yaml` and `--set key=value ...` for the fields of dataclass `cls`, under their own names (dotted
+    for nested sections and dict fields). `example` shows one override in the help."""
+    parser.add_argument(*config_flags, dest="config", type=Path, metavar="FILE.yaml",
+                        help=f"YAML file of {cls.__name__} fields")
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help=f"override {cls.__name__} fields by name, e.g. --set {example}")
+
+
+class _SetField(argparse.Action):
+    """`--flag VALUE` as `--set field=VALUE`, in command-line order with --set (the later wins); a field ending in
+    "." takes KEY=VALUE items into that dict field."""
+
+    def __init__(self, option_strings: list[str], dest: str, field: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.field = field
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        items = list(getattr(namespace, self.dest, None) or [])
+        if self.field.endswith("."):
+            for item in values:
+                if "=" not in item:
+                    parser.error(f"{option_string} {item}: expected KEY=VALUE")
+                items.append(self.field + item)
+        elif self.nargs == 0:
+            items.append(f"{self.field}=true")
+        else:
+            items.append(f"{self.field}={values if isinstance(values, str) else json.dumps(values)}")
+        setattr(namespace, self.dest, items)
+
+
+def add_field_flag(parser: argparse.ArgumentParser, flag: str, field: str, help: str, **kwargs: Any) -> None:
+    """A short flag for one config field (`--steps 300` is `--set offline_steps=300`); `nargs=0` makes a switch,
+    a field ending in "." a dict field taking KEY=VALUE items."""
+    if field.endswith("."):
+        kwargs.setdefault("metavar", "KEY=VALUE")
+        shown = f"{field}KEY=VALUE"
+    elif kwargs.get("nargs") == 0:
+        shown = f"{field}=true"
+    else:
+        kwargs.setdefault("metavar", field.upper())
+        shown = f"{field}=..."
+    parser.add_argument(flag, dest="overrides", action=_SetField, field=field, default=[],
+                        help=f"{help} (= --set {shown})", **kwargs)
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace, base: T | None = None) -> T:
+    """The config `add_config_arguments` describes: defaults (or `base`) <- --config <- --set and field flags."""
+    return load_config(cls, args.config, args.overrides, base=base)

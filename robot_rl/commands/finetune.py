@@ -1,87 +1,88 @@
-"""`robot-rl finetune BUNDLE --data DATASET [--algo iql|td3bc|bc|sac] [--online] --out NEW_BUNDLE`.
+"""`robot-rl finetune BUNDLE --data DATASET [--out NEW_BUNDLE] [--sim-config rand.yaml] [--config FILE.yaml]
+[--set key=value ...]`.
 
-Offline fine-tuning on a replayed dataset, optionally followed by online SAC in simulation with the logged data in
-the replay buffer (RLPD) and the safety chain in the loop. The new bundle's contract provenance names the dataset
+Offline fine-tuning on a replayed dataset, optionally followed by online fine-tuning in simulation (the logged data
+in the replay buffer, RLPD, or PPO) with the safety chain in the loop. Every setting is a
+`robot_rl.offline.finetune.FinetuneConfig` field under its own name (`--set algo=td3bc offline_steps=300
+learner.temperature=3 task_overrides=[commands.vx=0.5]`); the flags below are the same fields, as the docs use them.
+The resolved config is saved in the new bundle (`finetune_config.yaml`); its contract provenance names the dataset
 (path, Minari id, sha256) and the bundle it started from.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
+
+from robot_rl.config import add_config_arguments, add_field_flag, config_from_args, save_yaml
+
+# (flag, FinetuneConfig field, help, argparse extras): the short spellings the docs use
+FIELD_FLAGS: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("--data", "data", "dataset folder written by robot-rl replay", {}),
+    ("--out", "out", "bundle to write (default: BUNDLE-<algo>[-online])", {}),
+    ("--algo", "algo", "offline algorithm: iql, td3bc, bc or sac", {}),
+    ("--steps", "offline_steps", "offline gradient steps", {}),
+    ("--actions", "actions", "logged actions to learn from: policy or applied", {}),
+    ("--learner", "learner.", "offline learner settings, e.g. temperature=10 anchor=1 (IQL)", {"nargs": "+"}),
+    ("--online", "online", "then fine-tune online in simulation", {"nargs": 0}),
+    ("--online-steps", "online_steps", "online environment transitions", {}),
+    ("--online-algo", "online_algo", "online learner: ppo (default: continue the offline one)", {}),
+    ("--utd", "utd_ratio", "online critic updates per transition", {}),
+    ("--critic-warmup", "critic_warmup_steps", "critic updates on the logged data before online SAC", {}),
+    ("--num-envs", "num_envs", "simulated robots for online fine-tuning and evaluation", {}),
+    ("--intervention-penalty", "intervention_penalty", "reward per second taken away per intervention", {}),
+    ("--online-episode-s", "online_episode_s", "cap on online episodes [s] (0: the task's)", {}),
+    ("--eval-episodes", "eval_episodes", "evaluate before and after (0: skip)", {}),
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from robot_rl.offline.finetune import FinetuneConfig
+
     parser.add_argument("bundle", type=Path, help="bundle to start from")
-    parser.add_argument("--data", type=Path, required=True, help="dataset folder written by robot-rl replay")
-    parser.add_argument("--out", type=Path, help="bundle to write (default: BUNDLE-<algo>)")
-    parser.add_argument("--algo", choices=["iql", "td3bc", "bc", "sac"], default="iql", help="offline algorithm")
-    parser.add_argument("--steps", type=int, default=5000, help="offline gradient steps")
-    parser.add_argument("--actions", choices=["applied", "policy"], default="policy",
-                        help="logged actions to learn from: the policy's output as the safety chain received it "
-                             "(default) or the executed (certified) ones")
-    parser.add_argument("--learner", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="offline learner settings, e.g. temperature=10 anchor=1 (IQL)")
-    parser.add_argument("--online", action="store_true", help="then fine-tune online (SAC) in simulation")
-    parser.add_argument("--online-steps", type=int, default=20_000, help="online environment transitions")
-    parser.add_argument("--online-algo", choices=["ppo"], default="",
-                        help="online learner (default: continue the offline one with the logs in an RLPD buffer)")
-    parser.add_argument("--critic-warmup", type=int, default=2000,
-                        help="critic updates on the logged data before online SAC (actor frozen)")
-    parser.add_argument("--utd", type=float, default=1.0, help="online critic updates per transition")
-    parser.add_argument("--num-envs", type=int, default=8, help="simulated robots for online fine-tuning / eval")
-    parser.add_argument("--task", default="", help="simulation task (default: the bundle's)")
     parser.add_argument("--sim-config", type=Path,
-                        help="a robot-rl train --config YAML whose task overrides the online phase uses, e.g. the "
-                             "randomization centred on the identified parameters that robot-rl sysid --out wrote")
-    parser.add_argument("--intervention-penalty", type=float, default=1.0,
-                        help="reward per second taken away on each step the safety chain changes the action: "
-                             "online in simulation, offline on the logged steps flagged as intervened (0: off)")
-    parser.add_argument("--online-episode-s", type=float, default=5.0,
-                        help="online: cap on the episode length [s], so that start-ups are trained often (0: the "
-                             "task's)")
-    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="task config overrides for the online phase and evaluation")
-    parser.add_argument("--eval-episodes", type=int, default=0, help="evaluate before and after (0: skip)")
-    parser.add_argument("--seed", type=int, default=0)
+                        help="a robot-rl train --config YAML whose task and task overrides the online phase and the "
+                             "evaluation use first, e.g. the randomization centred on the identified parameters that "
+                             "robot-rl sysid --out wrote (task_overrides from --set come after them)")
+    add_config_arguments(parser, FinetuneConfig, "algo=bc offline_steps=300")
+    for flag, name, text, extra in FIELD_FLAGS:
+        add_field_flag(parser, flag, name, text, **extra)
 
 
-def run(args: argparse.Namespace) -> int:
+def _sim_config(path: Path) -> tuple[str, list[str]]:
+    """(task, task_overrides) of a robot-rl train config file."""
     import yaml
 
     from robot_rl.errors import ConfigError
+
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        detail = " ".join(str(exc).split())  # YAML errors span several lines: the error stays one line
+        raise ConfigError(f"--sim-config {path}: cannot read it ({detail})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("task_overrides", []), list):
+        raise ConfigError(f"--sim-config {path}: expected a robot-rl train config (task, task_overrides)")
+    return str(doc.get("task") or ""), [str(o) for o in doc.get("task_overrides", [])]
+
+
+def run(args: argparse.Namespace) -> int:
+    from robot_rl.errors import ConfigError
     from robot_rl.offline.finetune import FinetuneConfig, finetune
 
-    task, overrides = args.task, list(args.overrides)
+    cfg = config_from_args(FinetuneConfig, args, base=FinetuneConfig(bundle=str(args.bundle), data="", out=""))
+    if not cfg.data:
+        raise ConfigError("data: no dataset given (--data DATASET or --set data=DATASET)")
+    if not cfg.out:
+        cfg = dataclasses.replace(cfg, out=str(args.bundle.with_name(
+            f"{args.bundle.name}-{cfg.algo}{'-online' if cfg.online else ''}")))
     if args.sim_config is not None:
-        try:
-            doc = yaml.safe_load(args.sim_config.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            detail = " ".join(str(exc).split())  # YAML errors span several lines: the error stays one line
-            raise ConfigError(f"--sim-config {args.sim_config}: cannot read it ({detail})") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("task_overrides", []), list):
-            raise ConfigError(f"--sim-config {args.sim_config}: expected a robot-rl train config "
-                              "(task, task_overrides)")
-        task = task or str(doc.get("task") or "")
-        overrides = [str(o) for o in doc.get("task_overrides", [])] + overrides
-    learner = {}
-    for item in args.learner:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--learner {item}: expected KEY=VALUE")
-        learner[key] = yaml.safe_load(value)
-    out = args.out or args.bundle.with_name(f"{args.bundle.name}-{args.algo}{'-online' if args.online else ''}")
-    cfg = FinetuneConfig(bundle=str(args.bundle), data=str(args.data), out=str(out), algo=args.algo,
-                         offline_steps=args.steps, actions=args.actions, learner=learner, online=args.online,
-                         online_steps=args.online_steps,
-                         online_algo=args.online_algo, utd_ratio=args.utd,
-                         critic_warmup_steps=args.critic_warmup, num_envs=args.num_envs,
-                         task=task, task_overrides=overrides,
-                         intervention_penalty=args.intervention_penalty,
-                         online_episode_s=args.online_episode_s, eval_episodes=args.eval_episodes,
-                         seed=args.seed)
+        task, overrides = _sim_config(args.sim_config)
+        cfg = dataclasses.replace(cfg, task=cfg.task or task, task_overrides=overrides + list(cfg.task_overrides))
     metrics = finetune(cfg, log=lambda line: print(f"robot-rl {line}", flush=True))
-    print(f"robot-rl finetune: wrote {out}")
-    print(json.dumps({"bundle": str(out), **metrics}))
+    save_yaml(cfg, Path(cfg.out) / "finetune_config.yaml")
+    print(f"robot-rl finetune: wrote {cfg.out}")
+    print(json.dumps({"bundle": cfg.out, **metrics}))
     return 0

@@ -1,15 +1,38 @@
-"""`robot-rl replay BAG_OR_FOLDER... --out DATASET`: rosbag2 logs (MCAP or SQLite3) -> offline-RL dataset + report.
+"""`robot-rl replay BAG_OR_FOLDER... --out DATASET [--bundle B] [--config FILE.yaml] [--set key=value ...]`: rosbag2
+logs (MCAP or SQLite3) -> offline-RL dataset + report.
 
-robot_rl bags (recorded by the robot_rl recorder) carry their contract; raw-topic bags need `--bundle` (or
-`--contract`) and a topic mapping (`--topics FILE.yaml` and/or `--set joint_states=/my/joint_states ...`).
+robot_rl bags (recorded by the robot_rl recorder) carry their contract; raw-topic bags need `--bundle` (or a
+contract.json) and the topic mapping (`ReplayConfig`: TopicMapping's fields at the top level, e.g. `--set
+joint_states=/my/joint_states imu=/imu/data`). The resolved config is saved in the dataset (`replay_config.yaml`).
 Nothing is written to --out on error; bags are opened read-only.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
+
+from robot_rl.config import add_config_arguments, add_field_flag, config_from_args, save_yaml
+from robot_rl.replay import TopicMapping
+
+
+@dataclass(frozen=True)
+class ReplayConfig(TopicMapping):
+    """What `robot-rl replay` reads and how: where a raw-topic bag keeps what the contract needs (the TopicMapping
+    fields), and how logs are checked and cut into episodes."""
+
+    recover: bool = False
+    """Convert the readable part of damaged bags (the note names the damaged files) instead of refusing them."""
+    gap_s: float = 0.2
+    """Episodes split at time gaps longer than this [s]."""
+    robot: str = ""
+    """Refuse bags recorded on another robot (empty: any robot)."""
+
+    def mapping(self) -> TopicMapping:
+        return TopicMapping(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TopicMapping)})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,12 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rosbag2 folders (or .mcap files); a folder of bags is searched for them")
     parser.add_argument("--out", type=Path, required=True, help="dataset folder to write (must not exist)")
     parser.add_argument("--bundle", type=Path, help="bundle (or contract.json) whose contract the log follows")
-    parser.add_argument("--topics", type=Path, help="YAML topic mapping for raw-topic bags (TopicMapping fields)")
-    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override topic-mapping fields, e.g. --set imu=/imu/data ground_truth=/mocap/pose")
-    parser.add_argument("--recover", action="store_true", help="convert the readable part of truncated bags")
-    parser.add_argument("--gap", type=float, default=0.2, help="split episodes at time gaps longer than this [s]")
-    parser.add_argument("--robot", help="refuse bags recorded on another robot")
+    add_config_arguments(parser, ReplayConfig, "imu=/imu/data ground_truth=/mocap/pose",
+                         config_flags=("--config", "--topics"))
+    add_field_flag(parser, "--recover", "recover", "convert the readable part of damaged bags", nargs=0)
+    add_field_flag(parser, "--gap", "gap_s", "split episodes at time gaps longer than this [s]")
+    add_field_flag(parser, "--robot", "robot", "refuse bags recorded on another robot")
 
 
 def expand_bags(paths: list[str]) -> list[Path]:
@@ -45,12 +67,13 @@ def expand_bags(paths: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robot_rl.replay import contract_of, load_mapping, replay
+    from robot_rl.replay import contract_of, replay
 
+    cfg = config_from_args(ReplayConfig, args)
     contract = contract_of(args.bundle) if args.bundle else None
-    mapping = load_mapping(args.topics, args.overrides)
-    out, summary = replay(expand_bags(args.bags), args.out, contract=contract, mapping=mapping,
-                          recover=args.recover, gap_s=args.gap, robot=args.robot)
+    out, summary = replay(expand_bags(args.bags), args.out, contract=contract, mapping=cfg.mapping(),
+                          recover=cfg.recover, gap_s=cfg.gap_s, robot=cfg.robot or None)
+    save_yaml(cfg, out / "replay_config.yaml")
     report = json.loads((out / "report.json").read_text())
     print(f"robot-rl replay: wrote {out}: {summary['episodes']} episodes, {summary['transitions']} transitions "
           f"from {summary['ticks']} ticks; report {out / 'report.md'}")

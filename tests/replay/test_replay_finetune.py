@@ -187,7 +187,8 @@ def test_finetune_online_reads_sysid_config_and_penalizes_interventions(setup: t
     out = tmp_path / "ppo_cfg"
     assert main(["finetune", str(bundle), "--data", str(ds), "--steps", "0", "--online", "--online-algo", "ppo",
                  "--online-steps", "48", "--num-envs", "2", "--sim-config", str(cfg), "--set",
-                 "randomization.friction.high=0.6", "--intervention-penalty", "0.8", "--out", str(out)]) == 0
+                 "task_overrides=[randomization.friction.high=0.6]", "--intervention-penalty", "0.8",
+                 "--out", str(out)]) == 0
     prov = load_bundle(out).contract.provenance["finetune"]
     # the file's overrides first, --set after them (and so winning)
     assert prov["task_overrides"] == ["randomization.friction.low=0.55", "randomization.friction.high=0.65",

@@ -25,8 +25,8 @@ def test_sysid_recovers_hidden_parameters(tmp_path: Path, capsys: pytest.Capture
     ds = tmp_path / "ds"
     assert main(["replay", str(bag), "--out", str(ds), "--set", "ground_truth=/sim_robot/ground_truth"]) == 0
     out = tmp_path / "rand.yaml"
-    assert main(["sysid", str(ds), "--robot", "a1", "--out", str(out), "--segments", "40", "--max-latency", "5",
-                 "--horizon", "2", "--bootstrap", "2", "--bootstrap-evals", "10"]) == 0
+    assert main(["sysid", str(ds), "--robot", "a1", "--out", str(out), "--set", "max_segments=40", "max_latency=5",
+                 "horizon=2", "bootstrap=2", "bootstrap_evals=10"]) == 0
     import json
 
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -122,15 +122,18 @@ def test_sysid_cli_subsets_show_progress_and_write_each_fit(tmp_path: Path,
     import json
 
     _small_dataset(tmp_path, "cli_subsets", 0.0)
-    assert main(["sysid", str(tmp_path / "cli_subsets"), "--robot", "a1", "--params", "motor_strength", "added_mass",
-                 "--segments", "12", "--horizon", "2", "--evals", "40", "--bootstrap", "0", "--trim", "0",
-                 "--subsets", "2", "--out", str(tmp_path / "rand.yaml")]) == 0
+    settings = tmp_path / "fit.yaml"
+    settings.write_text("params: [motor_strength, added_mass]\nmax_segments: 12\nhorizon: 2\nmax_evals: 40\n")
+    assert main(["sysid", str(tmp_path / "cli_subsets"), "--robot", "a1", "--config", str(settings), "--set",
+                 "bootstrap=0", "trim=0", "subsets=2", "--out", str(tmp_path / "rand.yaml")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert any("subset 1/2" in line for line in lines) and any("subset 2/2" in line for line in lines)
     assert any("range over subsets" in line for line in lines)
     result = json.loads(lines[-1])
     assert len(result["subset_fits"]["added_mass"]) == 2 and result["segments"] == 24
     assert result["values"]["added_mass"] == pytest.approx(np.mean(result["subset_fits"]["added_mass"]))
+    saved = yaml.safe_load((tmp_path / "rand.sysid_config.yaml").read_text())  # the resolved settings, beside
+    assert saved["params"] == ["motor_strength", "added_mass"] and saved["subsets"] == 2 and saved["horizon"] == 2
 
 
 def test_sysid_bootstrap_config_is_checked() -> None:

@@ -1,0 +1,78 @@
+"""One config path for every command: `--config FILE.yaml` and `--set key=value` on the command's config dataclass,
+under the fields' own names; an unknown key is one line naming it, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from robot_rl.cli import main
+from robot_rl.config import add_config_arguments, add_field_flag, config_from_args
+from robot_rl.replay import TopicMapping
+from robot_rl.sysid import SysIdConfig
+
+
+def _refused(argv: list[str], key: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"unknown key {key}" in err[0], err
+
+
+@pytest.mark.parametrize("argv", [
+    ["sysid", "{tmp}/ds", "--robot", "a1", "--out", "{tmp}/out/rand.yaml"],
+    ["replay", "{tmp}/bag", "--out", "{tmp}/out"],
+    ["finetune", "{tmp}/bundle", "--data", "{tmp}/ds", "--out", "{tmp}/out"],
+    ["train", "--run-dir", "{tmp}/out"],
+])
+def test_every_command_refuses_an_unknown_key_the_same_way(tmp_path: Path, argv: list[str],
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    _refused([*argv, "--set", "horizon_typo=3"], "horizon_typo", capsys)
+    config = tmp_path / "c.yaml"
+    config.write_text("no_such_field: 1\n")
+    _refused([*argv, "--config", str(config)], "no_such_field", capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_set_reaches_fields_argparse_never_had(tmp_path: Path) -> None:
+    """Every SysIdConfig field is settable (before: profile_evals, fresh_starts, the residual scales and timing had
+    no flag), from a file and from --set, the later winning."""
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, SysIdConfig, "horizon=4")
+    config = tmp_path / "fit.yaml"
+    config.write_text("profile_evals: 30\nfresh_starts: 2\ntiming: false\nhorizon: 4\n")
+    args = parser.parse_args(["--config", str(config), "--set", "horizon=6", "gyro_scale=0.2",
+                              "observables=[joint_pos, gyro]"])
+    cfg = config_from_args(SysIdConfig, args)
+    assert (cfg.profile_evals, cfg.fresh_starts, cfg.timing, cfg.horizon, cfg.gyro_scale) == (30, 2, False, 6, 0.2)
+    assert cfg.observables == ("joint_pos", "gyro")
+
+
+def test_field_flags_are_set_in_command_line_order() -> None:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, SysIdConfig, "horizon=4")
+    add_field_flag(parser, "--horizon", "horizon", "ticks predicted")
+    args = parser.parse_args(["--set", "horizon=3", "--horizon", "5"])
+    assert config_from_args(SysIdConfig, args).horizon == 5
+    args = parser.parse_args(["--horizon", "5", "--set", "horizon=3"])
+    assert config_from_args(SysIdConfig, args).horizon == 3
+
+
+def test_dict_fields_take_keys_from_set_and_whole_mappings_from_yaml(tmp_path: Path) -> None:
+    from robot_rl.commands.replay import ReplayConfig
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, ReplayConfig, "imu=/imu/data", config_flags=("--config", "--topics"))
+    add_field_flag(parser, "--gap", "gap_s", "gap")
+    add_field_flag(parser, "--recover", "recover", "recover", nargs=0)
+    topics = tmp_path / "topics.yaml"
+    topics.write_text(yaml.safe_dump({"imu": "/imu/data", "joint_names": {"FR_hip_joint": "fr_hip"}}))
+    args = parser.parse_args(["--topics", str(topics), "--set", "joint_names.FL_hip_joint=fl_hip", "--gap", "0.5",
+                              "--recover"])
+    cfg = config_from_args(ReplayConfig, args)
+    assert cfg.joint_names == {"FR_hip_joint": "fr_hip", "FL_hip_joint": "fl_hip"}
+    assert (cfg.imu, cfg.gap_s, cfg.recover) == ("/imu/data", 0.5, True)
+    assert cfg.mapping() == TopicMapping(imu="/imu/data", joint_names=cfg.joint_names)
