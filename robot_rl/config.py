@@ -248,6 +248,49 @@ def add_field_flag(parser: argparse.ArgumentParser, flag: str, field: str, help:
                         help=f"{help} (= --set {shown})", **kwargs)
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of dataclass `cls` (its first sentence), read from the source as tyro does;
+    empty where the source is not available."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for stmt, nxt in zip(body, body[1:]):
+        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+            docs[stmt.target.id] = " ".join(nxt.value.value.split()).split(". ")[0].rstrip(".")
+    return docs
+
+
+def add_field_flags(parser: argparse.ArgumentParser, cls: type, example: str) -> None:
+    """`--config`, `--set` and one flag per top-level field of dataclass `cls`, spelled as the field
+    (`num_envs` -> `--num-envs`): a bool field is a switch that sets it true, a list field takes several values, a
+    dict field takes KEY=VALUE items; nested sections are reached with --set."""
+    add_config_arguments(parser, cls, example)
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            continue
+        flag, text = "--" + f.name.replace("_", "-"), docs.get(f.name, f.name)
+        origin = get_origin(tp)
+        if tp is bool:
+            add_field_flag(parser, flag, f.name, text, nargs=0)
+        elif origin is dict:
+            add_field_flag(parser, flag, f.name + ".", text, nargs="+")
+        elif origin in (list, tuple):
+            add_field_flag(parser, flag, f.name, text, nargs="+")
+        else:
+            add_field_flag(parser, flag, f.name, text)
+
+
 def config_from_args(cls: type[T], args: argparse.Namespace, base: T | None = None) -> T:
     """The config `add_config_arguments` describes: defaults (or `base`) <- --config <- --set and field flags."""
     return load_config(cls, args.config, args.overrides, base=base)

@@ -26,6 +26,7 @@ def _refused(argv: list[str], key: str, capsys: pytest.CaptureFixture[str]) -> N
     ["replay", "{tmp}/bag", "--out", "{tmp}/out"],
     ["finetune", "{tmp}/bundle", "--data", "{tmp}/ds", "--out", "{tmp}/out"],
     ["train", "--run-dir", "{tmp}/out"],
+    ["bench", "sim"],
 ])
 def test_every_command_refuses_an_unknown_key_the_same_way(tmp_path: Path, argv: list[str],
                                                            capsys: pytest.CaptureFixture[str]) -> None:
@@ -76,3 +77,13 @@ def test_dict_fields_take_keys_from_set_and_whole_mappings_from_yaml(tmp_path: P
     assert cfg.joint_names == {"FR_hip_joint": "fr_hip", "FL_hip_joint": "fl_hip"}
     assert (cfg.imu, cfg.gap_s, cfg.recover) == ("/imu/data", 0.5, True)
     assert cfg.mapping() == TopicMapping(imu="/imu/data", joint_names=cfg.joint_names)
+
+
+def test_bench_flags_are_the_config_fields() -> None:
+    """A benchmark's flags are spelled from its config's fields (--num-envs is num_envs), one mechanism."""
+    from robot_rl.bench.sim import SimBenchConfig, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--num-envs", "8", "--safety", "--set", "threads=2", "seconds=0.5"])
+    assert config_from_args(SimBenchConfig, args) == SimBenchConfig(num_envs=8, safety=True, threads=2, seconds=0.5)

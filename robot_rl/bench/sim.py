@@ -13,27 +13,41 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import mujoco
 import numpy as np
 
+from robot_rl.config import add_field_flags, config_from_args
 from robot_rl.errors import ConfigError
 from robot_rl.realtime import hold_cpu_latency, set_realtime_priority
 
 
+@dataclass(frozen=True)
+class SimBenchConfig:
+    """`robot-rl bench sim` settings (`--set num_envs=32 threads=2`, or the flags --num-envs 32 --threads 2)."""
+
+    threads: int = 1
+    """Physics threads."""
+    num_envs: int = 64
+    """Environments."""
+    seconds: float = 3.0
+    """Measuring time per phase [s]."""
+    backend: Literal["mujoco", "pybullet"] = "mujoco"
+    """Simulator backend (pybullet: the raw rate is bare stepSimulation, one thread)."""
+    task: str = "a1_walk"
+    """Registered task."""
+    safety: bool = False
+    """Include the safety chain in the env step."""
+    realtime_priority: int = 0
+    """SCHED_FIFO priority for the whole benchmark, physics threads included (0: the default scheduler)."""
+    cpu_latency_us: int = -1
+    """PM QoS CPU wake-up latency bound held while measuring (-1: leave alone; needs root)."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=1, help="physics threads (default 1)")
-    parser.add_argument("--num-envs", type=int, default=64, help="environments (default 64)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per phase (default 3)")
-    parser.add_argument("--backend", default="mujoco", choices=["mujoco", "pybullet"],
-                        help="simulator backend (pybullet: raw rate = bare stepSimulation, one thread)")
-    parser.add_argument("--task", default="a1_walk", help="registered task (default a1_walk)")
-    parser.add_argument("--safety", action="store_true", help="include the safety chain in the env step")
-    parser.add_argument("--realtime-priority", type=int, default=0,
-                        help="SCHED_FIFO priority for the whole benchmark, physics threads included (0: default)")
-    parser.add_argument("--cpu-latency-us", type=int, default=-1,
-                        help="PM QoS CPU wake-up latency bound held while measuring (-1: leave alone; needs root)")
+    add_field_flags(parser, SimBenchConfig, "num_envs=32 threads=2")
 
 
 def _make_env(task: str, num_envs: int, threads: int, safety: bool, backend: str = "mujoco") -> Any:
@@ -107,37 +121,38 @@ def _scheduler() -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    if args.threads < 1 or args.num_envs < 1 or args.seconds <= 0:
+    cfg = config_from_args(SimBenchConfig, args)
+    if cfg.threads < 1 or cfg.num_envs < 1 or cfg.seconds <= 0:
         raise ConfigError("--threads and --num-envs must be >= 1, --seconds > 0")
     # before the environments exist: their physics threads inherit the policy
     log = logging.getLogger("robot_rl.bench")
-    set_realtime_priority(args.realtime_priority, log)
-    pm_qos = hold_cpu_latency(args.cpu_latency_us, log)
-    env = _make_env(args.task, args.num_envs, args.threads, args.safety, args.backend)
-    env1 = _make_env(args.task, args.num_envs, 1, args.safety, args.backend) if args.threads > 1 else None
+    set_realtime_priority(cfg.realtime_priority, log)
+    pm_qos = hold_cpu_latency(cfg.cpu_latency_us, log)
+    env = _make_env(cfg.task, cfg.num_envs, cfg.threads, cfg.safety, cfg.backend)
+    env1 = _make_env(cfg.task, cfg.num_envs, 1, cfg.safety, cfg.backend) if cfg.threads > 1 else None
     dec = env.decimation
     # Short interleaved phases, medians over rounds: a shared machine's load drifts between phases.
     rounds = 5
-    phase = args.seconds / rounds
+    phase = cfg.seconds / rounds
     env_rates, raw_rates, one_rates = [], [], []
     for _ in range(rounds):
         env_rates.append(_env_rate(env, phase))
-        if args.backend == "pybullet":
+        if cfg.backend == "pybullet":
             from robot_rl.sim.pybullet_backend import raw_physics_rate
 
             raw_rates.append(raw_physics_rate(env, phase))
         else:
-            raw_rates.append(_raw_rate(env, args.threads, phase))
+            raw_rates.append(_raw_rate(env, cfg.threads, phase))
         if env1 is not None:
             one_rates.append(_env_rate(env1, phase))
     ratios = [e * dec / r for e, r in zip(env_rates, raw_rates)]
     result: dict[str, Any] = {
-        "benchmark": "sim", "backend": args.backend, "task": args.task, "threads": args.threads,
-        "num_envs": args.num_envs, "safety": bool(args.safety), "decimation": dec,
+        "benchmark": "sim", "backend": cfg.backend, "task": cfg.task, "threads": cfg.threads,
+        "num_envs": cfg.num_envs, "safety": bool(cfg.safety), "decimation": dec,
         "env_steps_per_s": round(float(np.median(env_rates)), 1),
         "raw_physics_steps_per_s": round(float(np.median(raw_rates)), 1),
         "overhead_ratio": round(float(np.median(ratios)), 3), "mujoco": mujoco.__version__,
-        "scheduler": _scheduler(), "cpu_latency_us": args.cpu_latency_us if pm_qos is not None else -1,
+        "scheduler": _scheduler(), "cpu_latency_us": cfg.cpu_latency_us if pm_qos is not None else -1,
         "load_avg_1min": round(os.getloadavg()[0], 2),
     }
     if pm_qos is not None:
@@ -147,6 +162,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env1.close()
         result["env_steps_per_s_1_thread"] = round(float(np.median(one_rates)), 1)
         result["thread_speedup"] = round(float(np.median([a / b for a, b in zip(env_rates, one_rates)])), 3)
-    print(f"sim bench: {result['env_steps_per_s']:.0f} env steps/s ({args.num_envs} envs, {args.threads} thread(s)), "
+    print(f"sim bench: {result['env_steps_per_s']:.0f} env steps/s ({cfg.num_envs} envs, {cfg.threads} thread(s)), "
           f"raw {result['raw_physics_steps_per_s']:.0f} physics steps/s, overhead ratio {result['overhead_ratio']}")
     return result
