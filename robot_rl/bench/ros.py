@@ -17,34 +17,52 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from robot_rl.config import add_field_flags, config_from_args
 from robot_rl.errors import BundleError, ConfigError
 
 
+@dataclass(frozen=True)
+class RosBenchConfig:
+    """`robot-rl bench ros` settings (`--set sustain_s=10 samples=500`, or the flags --sustain-s 10 --samples 500)."""
+
+    bundle: str = ""
+    """Policy bundle folder (empty: the newest bundle under runs/, else an untrained A1 bundle)."""
+    samples: int = 2000
+    """Round trips per node."""
+    blocks: int = 4
+    """Alternating policy/echo blocks."""
+    pace_hz: float = 200.0
+    """State publishing rate in the round-trip run [Hz]."""
+    sustain_hz: float = 500.0
+    """Policy timer rate in the sustain run [Hz]."""
+    sustain_s: float = 60.0
+    """Length of the sustain run [s] (0 skips it)."""
+    executor: Literal["single"] = "single"
+    """rclpy executor of the nodes."""
+    realtime_priority: int = 0
+    """SCHED_FIFO priority for the policy and echo nodes and the driver (0: the default scheduler)."""
+    cpu_latency_us: int = -1
+    """PM QoS CPU wake-up latency bound held by the nodes and the driver (-1: leave alone)."""
+    pin: bool = False
+    """Pin the policy and echo nodes to the last CPU and the driver to the others."""
+    no_ticks: bool = False
+    """The policy node does not publish its tick records."""
+    reference_tick: bool = False
+    """The policy node runs observer -> bundle.act -> contract.act instead of the fused tick."""
+    domain_id: int | None = None
+    """ROS_DOMAIN_ID (empty: random)."""
+    log_dir: str = ""
+    """Node logs (empty: a temporary folder)."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", type=Path, default=None,
-                        help="policy bundle (default: newest bundle under runs/, else an untrained A1 bundle)")
-    parser.add_argument("--samples", type=int, default=2000, help="round trips per node")
-    parser.add_argument("--blocks", type=int, default=4, help="alternating policy/echo blocks")
-    parser.add_argument("--pace-hz", type=float, default=200.0, help="state publishing rate in the round-trip run")
-    parser.add_argument("--sustain-hz", type=float, default=500.0)
-    parser.add_argument("--sustain-s", type=float, default=60.0, help="0 skips the sustain run")
-    parser.add_argument("--executor", choices=["single"], default="single")
-    parser.add_argument("--realtime-priority", type=int, default=0,
-                        help="SCHED_FIFO priority for the policy and echo nodes (0: default scheduler)")
-    parser.add_argument("--cpu-latency-us", type=int, default=-1,
-                        help="PM QoS CPU wake-up latency bound held by the nodes and the driver (-1: leave alone)")
-    parser.add_argument("--pin", action="store_true",
-                        help="pin the policy and echo nodes to the last CPU and the driver to the others")
-    parser.add_argument("--no-ticks", action="store_true", help="policy node does not publish its tick records")
-    parser.add_argument("--reference-tick", action="store_true",
-                        help="policy node runs observer -> bundle.act -> contract.act instead of the fused tick")
-    parser.add_argument("--domain-id", type=int, default=None)
-    parser.add_argument("--log-dir", type=Path, default=None, help="node logs (default: a temporary folder)")
+    add_field_flags(parser, RosBenchConfig, "sustain_s=10 samples=500")
 
 
 def find_bundle(root: Path = Path("runs")) -> Path | None:
@@ -191,46 +209,47 @@ def _diagnostics_values(driver: Driver, wait: Callable[[Callable[[], bool], floa
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = config_from_args(RosBenchConfig, args)
     from robot_rl.bundle import load_bundle
     from robot_rl.ros_nodes.procs import NodeGroup
 
     tmp = Path(tempfile.mkdtemp(prefix="robot_rl_bench_ros_"))
-    bundle_path = args.bundle or find_bundle()
+    bundle_path = Path(cfg.bundle) if cfg.bundle else find_bundle()
     if bundle_path is None:
         bundle_path = untrained_bundle(tmp / "bundle")
     if not Path(bundle_path).is_dir():
         raise BundleError(f"bundle not found: {bundle_path}")
     contract = load_bundle(bundle_path).contract
-    if args.samples < args.blocks or args.blocks < 1:
-        raise ConfigError("--samples must be >= --blocks >= 1")
-    log_dir = args.log_dir or tmp
+    if cfg.samples < cfg.blocks or cfg.blocks < 1:
+        raise ConfigError("samples must be >= blocks >= 1")
+    log_dir = Path(cfg.log_dir) if cfg.log_dir else tmp
     log_dir.mkdir(parents=True, exist_ok=True)
-    group = NodeGroup(args.domain_id, log_dir)
-    common = {"executor": args.executor, "qos.state.depth": 5, "realtime_priority": args.realtime_priority,
-              "cpu_latency_us": args.cpu_latency_us}
+    group = NodeGroup(cfg.domain_id, log_dir)
+    common = {"executor": cfg.executor, "qos.state.depth": 5, "realtime_priority": cfg.realtime_priority,
+              "cpu_latency_us": cfg.cpu_latency_us}
     ncpu = os.cpu_count() or 1
-    if args.pin and ncpu > 1:
+    if cfg.pin and ncpu > 1:
         common["cpu_affinity"] = [ncpu - 1]
     policy_params = {**common, "bundle": str(bundle_path), "autostart": True, "trigger": "state",
                      "joint_states_topic": "/policy/joint_states", "imu_topic": "/policy/imu",
-                     "command_topic": "/policy/commands", "publish_ticks": not args.no_ticks,
-                     "fused_tick": not args.reference_tick}
+                     "command_topic": "/policy/commands", "publish_ticks": not cfg.no_ticks,
+                     "fused_tick": not cfg.reference_tick}
     driver = Driver(contract, group.domain_id)
-    if args.realtime_priority > 0:  # the driver is the robot's hardware loop: real-time too, as in ros2_control
+    if cfg.realtime_priority > 0:  # the driver is the robot's hardware loop: real-time too, as in ros2_control
         from robot_rl.realtime import set_realtime_priority
 
-        set_realtime_priority(args.realtime_priority, driver.node.get_logger())
+        set_realtime_priority(cfg.realtime_priority, driver.node.get_logger())
     from robot_rl.realtime import hold_cpu_latency
 
-    pm_qos = hold_cpu_latency(args.cpu_latency_us, driver.node.get_logger())
-    if args.pin and ncpu > 1:
+    pm_qos = hold_cpu_latency(cfg.cpu_latency_us, driver.node.get_logger())
+    if cfg.pin and ncpu > 1:
         from robot_rl.realtime import set_cpu_affinity
 
         set_cpu_affinity(list(range(ncpu - 1)), driver.node.get_logger())
-    result: dict[str, Any] = {"bundle": str(bundle_path), "executor": args.executor, "domain_id": group.domain_id,
-                              "pace_hz": args.pace_hz, "ticks_published": not args.no_ticks,
-                              "realtime_priority": args.realtime_priority, "cpu_latency_us": args.cpu_latency_us,
-                              "pinned": bool(args.pin and ncpu > 1), "load_avg_1min": os.getloadavg()[0]}
+    result: dict[str, Any] = {"bundle": str(bundle_path), "executor": cfg.executor, "domain_id": group.domain_id,
+                              "pace_hz": cfg.pace_hz, "ticks_published": not cfg.no_ticks,
+                              "realtime_priority": cfg.realtime_priority, "cpu_latency_us": cfg.cpu_latency_us,
+                              "pinned": bool(cfg.pin and ncpu > 1), "load_avg_1min": os.getloadavg()[0]}
     try:
         group.start("echo", "echo_node", {**common, "joint_states_topic": "/echo/joint_states",
                                           "command_topic": "/echo/commands"})
@@ -250,13 +269,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if time.perf_counter() > deadline:
                 raise BundleError("echo node did not answer")
         del count
-        pace = 1.0 / args.pace_hz
-        per_block = args.samples // args.blocks
+        pace = 1.0 / cfg.pace_hz
+        per_block = cfg.samples // cfg.blocks
         driver.roundtrips("policy", 100, pace)  # warm-up both paths
         driver.roundtrips("echo", 100, pace)
         rtts: dict[str, list[np.ndarray]] = {"policy": [], "echo": []}
         lost = {"policy": 0, "echo": 0}
-        for _ in range(args.blocks):
+        for _ in range(cfg.blocks):
             for target in ("policy", "echo"):
                 r, n_lost = driver.roundtrips(target, per_block, pace)
                 rtts[target].append(r)
@@ -276,8 +295,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["policy_state_latency_p50_us"] = round(float(diag["state_latency_p50_ms"]) * 1e3, 1)
         group.nodes.pop("policy").stop()
         group.nodes.pop("echo").stop()
-        if args.sustain_s > 0:
-            result.update(_sustain(driver, group, policy_params, args))
+        if cfg.sustain_s > 0:
+            result.update(_sustain(driver, group, policy_params, cfg))
     finally:
         group.stop_all()
         driver.close()
@@ -286,13 +305,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _sustain(driver: Driver, group: Any, policy_params: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    params = {**policy_params, "trigger": "timer", "rate_hz": float(args.sustain_hz), "diagnostics_period_s": 0.5}
+def _sustain(driver: Driver, group: Any, policy_params: dict[str, Any], cfg: RosBenchConfig) -> dict[str, Any]:
+    params = {**policy_params, "trigger": "timer", "rate_hz": float(cfg.sustain_hz), "diagnostics_period_s": 0.5}
     # the stopped nodes' last commands and diagnostics may still be queued here: taken now, they cannot pass for
     # the new node's (a stale command once ended the start-up wait at once, and the node then starved of state)
     driver.spin_for(0.5)
     policy = group.start("policy_sustain", "policy_node", params)
-    period = 1.0 / args.sustain_hz
+    period = 1.0 / cfg.sustain_hz
 
     def feed_until(done: Callable[[], bool], timeout: float, what: str) -> int:
         """Publish the state at the sustain rate (the node always has a fresh one) until done(); states sent."""
@@ -314,13 +333,13 @@ def _sustain(driver: Driver, group: Any, policy_params: dict[str, Any], args: ar
     feed_until(lambda: time.perf_counter() >= settle_end, 5.0, "settle")
     first = _diagnostics_values(driver, feed_until)
     t_start = time.perf_counter()
-    sent = feed_until(lambda: time.perf_counter() - t_start >= args.sustain_s, args.sustain_s + 5.0, "sustain")
+    sent = feed_until(lambda: time.perf_counter() - t_start >= cfg.sustain_s, cfg.sustain_s + 5.0, "sustain")
     last = _diagnostics_values(driver, feed_until)
     group.nodes.pop("policy_sustain").stop()
     ticks = int(last["ticks"]) - int(first["ticks"])
     missed = int(last["missed_periods"]) - int(first["missed_periods"])
     backup = sum(int(last[k]) - int(first[k]) for k in last if k.startswith("ticks_") and k != "ticks_policy")
-    return {"sustain_hz": args.sustain_hz, "sustain_s": args.sustain_s, "sustain_ticks": ticks,
+    return {"sustain_hz": cfg.sustain_hz, "sustain_s": cfg.sustain_s, "sustain_ticks": ticks,
             "sustain_missed_periods": missed, "sustain_missed_fraction": round(missed / max(1, ticks + missed), 6),
             "sustain_backup_ticks": backup, "sustain_states_sent": sent,
             "sustain_tick_period_p99_ms": float(last.get("period_p99_ms", "nan")),
