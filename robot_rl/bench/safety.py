@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from robot_rl.config import add_field_flags, config_from_args
 from robot_rl.contract import PolicyContract
 from robot_rl.safety import build_chain
 from robot_rl.state import RobotState
@@ -29,11 +31,22 @@ def a1_contract(safety: list[dict[str, Any]]) -> PolicyContract:
                           kp=[20.0] * n, kd=[0.5] * n, safety=safety)
 
 
+@dataclass(frozen=True)
+class SafetyBenchConfig:
+    """`robot-rl bench safety` settings (`--set iters=1000`, or the flag --iters 1000)."""
+
+    iters: int = 3000
+    """Timed certify calls per figure."""
+    cvxpy_iters: int = 100
+    """Timed cvxpy solves (the reference QP)."""
+    envs: int = 64
+    """Environments for the batched figure."""
+    seed: int = 0
+    """Seed of the sampled states and targets."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--iters", type=int, default=3000, help="timed certify calls per figure")
-    parser.add_argument("--cvxpy-iters", type=int, default=100, help="timed cvxpy solves")
-    parser.add_argument("--envs", type=int, default=64, help="environments for the batched figure")
-    parser.add_argument("--seed", type=int, default=0)
+    add_field_flags(parser, SafetyBenchConfig, "iters=1000 envs=16")
 
 
 def _states(rng: np.random.Generator, c: PolicyContract, k: int) -> list[tuple[RobotState, np.ndarray]]:
@@ -59,7 +72,8 @@ def _time(fn: Any, samples: list[Any], iters: int) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    rng = np.random.default_rng(args.seed)
+    cfg = config_from_args(SafetyBenchConfig, args)
+    rng = np.random.default_rng(cfg.seed)
     cbf_cfg = {"type": "cbf", "joint_inertia": [0.025, 0.029, 0.017] * 4, "gamma": 0.5}
     cbf_chain = build_chain(a1_contract([cbf_cfg]))
     daqp_chain = build_chain(a1_contract([{**cbf_cfg, "solver": "daqp"}]))
@@ -69,19 +83,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cbf = cbf_chain.cbf
     assert cbf is not None and daqp_chain.cbf is not None
     _time(cbf.certify, samples, 200)
-    t_cbf = _time(cbf.certify, samples, args.iters)
-    t_daqp = _time(daqp_chain.cbf.certify, samples, args.iters)
+    t_cbf = _time(cbf.certify, samples, cfg.iters)
+    t_daqp = _time(daqp_chain.cbf.certify, samples, cfg.iters)
 
-    t_chain = _time(full.certify, samples, args.iters)
+    t_chain = _time(full.certify, samples, cfg.iters)
     from robot_rl.sim.locomotion import LocomotionSafetyConfig  # the chain a1_walk writes (robust CBF, 3 scales)
 
     task_chain = build_chain(a1_contract(LocomotionSafetyConfig().entries([0.035, 0.033, 0.017] * 4)))
-    t_task = _time(task_chain.certify, samples, args.iters)
+    t_task = _time(task_chain.certify, samples, cfg.iters)
     # most random bench states violate the robust margins (every relaxation level is evaluated); a walking robot
     # lives in level 0, so time that case too
     assert task_chain.cbf is not None
     feasible = [x for x in samples if task_chain.cbf.certify(*x)[1]["cbf/level"] == 0] or samples
-    t_task_ok = _time(task_chain.certify, feasible, args.iters)
+    t_task_ok = _time(task_chain.certify, feasible, cfg.iters)
 
     import cvxpy as cp
 
@@ -90,9 +104,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     x = cp.Variable(n)
     g_par, h_par, u_par = cp.Parameter(g0.shape), cp.Parameter(h0.shape), cp.Parameter(n)
     prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x - u_par)), [g_par @ x <= h_par])
-    t_cvx = np.empty(args.cvxpy_iters)
+    t_cvx = np.empty(cfg.cvxpy_iters)
     max_diff = 0.0
-    for i in range(args.cvxpy_iters):
+    for i in range(cfg.cvxpy_iters):
         st, u = samples[i % len(samples)]
         t0 = time.perf_counter()
         g, h = cbf.rows[0].explicit(st.joint_pos, st.joint_vel)
@@ -106,13 +120,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             max_diff = max(max_diff, float(np.abs(ref - x.value).max()))
     t_cvx *= 1e6
 
-    num = args.envs
+    num = cfg.envs
     bst = [s for s, _ in samples[:num]]
     batched = RobotState(joint_pos=np.stack([s.joint_pos for s in bst]), joint_vel=np.stack([s.joint_vel for s in bst]),
                          base_quat=np.tile([1.0, 0, 0, 0], (num, 1)), base_ang_vel=np.zeros((num, 3)),
                          base_lin_acc=np.zeros((num, 3)))
     targets = np.stack([u for _, u in samples[:num]])
-    reps = max(args.iters // 20, 20)
+    reps = max(cfg.iters // 20, 20)
     t_batch = _time(lambda s, u: cbf.certify_batch(batched, targets), [(None, None)], reps)
     t_chain_batch = _time(lambda s, u: full.certify_batch(batched, targets), [(None, None)], reps)
     cbf_p50 = float(np.percentile(t_cbf, 50))
