@@ -88,8 +88,8 @@ def record_ros(bundle_dir: Path, bag: Path, seconds: float, vx: float, hidden: d
 
 
 def evaluate(bundle_dir: Path, overrides: list[str], episodes: int, seed: int) -> dict[str, float]:
+    from robot_rl.networks import Policy
     from robot_rl.offline.loop import evaluate_policy
-    from robot_rl.offline.policy import Policy
     from robot_rl.sim import make_vec_env
 
     policy, contract = Policy.from_bundle(bundle_dir)

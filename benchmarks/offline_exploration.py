@@ -30,9 +30,11 @@ def curve(args: argparse.Namespace) -> None:
     import torch
 
     from robot_rl.dataset import load_dataset
+    from robot_rl.learner import LearnerSetup, make_learner
+    from robot_rl.networks import Policy
+    from robot_rl.offline.buffer import ReplayBuffer
     from robot_rl.offline.finetune import offline_learner_config, penalize_interventions
-    from robot_rl.offline.loop import evaluate_policy, make_learner, train_offline
-    from robot_rl.offline.policy import Policy
+    from robot_rl.offline.loop import evaluate_policy, train_offline
     from robot_rl.replay import TopicMapping, replay
     from robot_rl.sim import make_vec_env
 
@@ -44,8 +46,10 @@ def curve(args: argparse.Namespace) -> None:
     policy, contract = Policy.from_bundle(args.bundle, init_std=0.15)
     data = penalize_interventions(load_dataset(ds_path).transitions("policy"),
                                   args.penalty / contract.policy_rate_hz)
-    cfg = offline_learner_config(args.algo, "policy", json.loads(args.learner), data, contract.action.clip)
-    learner = make_learner(args.algo, policy, cfg, seed=args.learner_seed)
+    cfg = offline_learner_config(args.algo, "policy", json.loads(args.learner), data)
+    setup = LearnerSetup(action_clip=contract.action.clip, seed=args.learner_seed,
+                         offline=ReplayBuffer.from_transitions(data))
+    learner = make_learner(args.algo, policy, cfg, setup)
     env = make_vec_env("a1_walk", args.episodes, args.eval_seed, overrides=pinned_overrides(HIDDEN, args.vx),
                        safety=True)
     base = evaluate_policy(Policy.from_bundle(args.bundle)[0], env, args.episodes, seed=args.eval_seed)
@@ -56,13 +60,14 @@ def curve(args: argparse.Namespace) -> None:
         ev["return_gain"] = ev["return_mean"] / base["return_mean"] - 1.0
         print(json.dumps({"updates": step, **ev, **losses}), flush=True)
 
-    train_offline(learner, data, args.steps, 256, args.learner_seed, callback=report, log_every=args.every)
+    torch.manual_seed(args.learner_seed)
+    train_offline(learner, args.steps, callback=report, log_every=args.every)
     env.close()
 
 
 def probe(args: argparse.Namespace) -> None:
+    from robot_rl.networks import Policy
     from robot_rl.offline.loop import evaluate_policy
-    from robot_rl.offline.policy import Policy
     from robot_rl.sim import make_vec_env
 
     orig, _ = Policy.from_bundle(args.bundle)

@@ -1,11 +1,10 @@
-"""Proximal Policy Optimization for CPU training, in the rsl_rl shape:
+"""Proximal Policy Optimization for CPU training, in the rsl_rl shape (the learner protocol, robot_rl.learner):
 
     actions = ppo.act(obs)                       # samples, records obs/value/log-prob
     obs, rew, terminated, truncated, info = env.step(actions)
-    ppo.process_env_step(rew, terminated, truncated, info)
-    ...                                          # num_steps times
-    ppo.compute_returns(obs)                     # GAE
-    losses = ppo.update()                        # dict of losses and statistics
+    ppo.process_env_step(obs, rew, terminated, truncated, info)
+    ...                                          # num_steps (= ppo.rollout_steps) times
+    losses = ppo.update()                        # GAE from the last observation, then the PPO epochs
 
 Running observation normalization, clipped surrogate with optional value clipping, entropy bonus, adaptive learning
 rate on the KL divergence, and value bootstrapping on time-limit truncation from `info["final_obs"]`. When the
@@ -22,7 +21,8 @@ import numpy as np
 import torch
 
 from robot_rl.errors import ConfigError
-from robot_rl.networks import ActorCritic
+from robot_rl.learner import LearnerSetup
+from robot_rl.networks import Policy, mlp
 from robot_rl.normalizer import RunningNormalizer
 
 
@@ -62,7 +62,11 @@ class PPOConfig:
     actor_hidden: list[int] = field(default_factory=lambda: [256, 128, 64])
     critic_hidden: list[int] = field(default_factory=lambda: [256, 128, 64])
     normalize_obs: bool = True
-    """Running mean/std observation normalization (its statistics go into the bundle contract)."""
+    """Running mean/std observation normalization (its statistics go into the bundle contract); off: the actor's
+    own fixed statistics (a bundle's, when fine-tuning it)."""
+    critic_warmup: int = 0
+    """Iterations at the start that fit only the value function (actor and log std frozen): when starting from a
+    trained actor, its first steps then follow a fitted advantage rather than a random critic."""
     normalize_advantage: bool = True
     store_applied_action: bool = False
     """Store info["applied_action"] (after the safety chain) instead of the sampled action where they differ. Off
@@ -72,6 +76,8 @@ class PPOConfig:
     on the A1)."""
 
     def __post_init__(self) -> None:
+        if self.critic_warmup < 0:
+            raise ConfigError(f"ppo.critic_warmup must be >= 0, got {self.critic_warmup}")
         for name in ("num_steps", "num_epochs", "num_minibatches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ppo.{name} must be >= 1, got {getattr(self, name)}")
@@ -81,6 +87,9 @@ class PPOConfig:
         for name in ("clip_param", "learning_rate", "desired_kl", "init_noise_std", "max_grad_norm"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"ppo.{name} must be positive, got {getattr(self, name)}")
+
+    def new_policy(self, obs_dim: int, act_dim: int) -> Policy:
+        return Policy(obs_dim, act_dim, self.actor_hidden, init_std=self.init_noise_std)
 
 
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_value: torch.Tensor,
@@ -100,17 +109,23 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
 
 
 class PPO:
-    """PPO learner with its rollout storage, actor-critic, observation normalizer and optimizer."""
+    """PPO learner with its rollout storage, the actor, a value MLP, the observation normalizer and the optimizer."""
 
-    def __init__(self, obs_dim: int, act_dim: int, num_envs: int, cfg: PPOConfig,
-                 action_clip: float | None = None) -> None:
+    def __init__(self, policy: Policy, cfg: PPOConfig, setup: LearnerSetup) -> None:
+        if setup.offline is not None:
+            raise ConfigError("ppo learns on-policy: it takes no logged data")
+        obs_dim, act_dim, num_envs = policy.obs_dim, policy.act_dim, setup.num_envs
         self.cfg = cfg
         self.num_envs = num_envs
-        self.action_clip = action_clip
-        self.model = ActorCritic(obs_dim, act_dim, cfg.actor_hidden, cfg.critic_hidden, cfg.init_noise_std)
+        self.action_clip = setup.action_clip
+        self.policy = policy
+        self.critic = mlp(obs_dim, cfg.critic_hidden, 1, out_gain=1.0)
         self.normalizer = RunningNormalizer(obs_dim)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate)
+        self.optimizer = torch.optim.Adam([*policy.parameters(), *self.critic.parameters()], lr=cfg.learning_rate)
         self.learning_rate = cfg.learning_rate
+        self.iterations = 0
+        """Updates done (the critic warm-up counts them)."""
+        self._next_obs: torch.Tensor | None = None
         shape = (cfg.num_steps, num_envs)
         self.obs = torch.zeros(*shape, obs_dim)
         self.actions = torch.zeros(*shape, act_dim)
@@ -129,22 +144,38 @@ class PPO:
         """Fraction of stored actions replaced by info["applied_action"] in the last rollout."""
         self._replaced = 0
 
+    @property
+    def rollout_steps(self) -> int:
+        return self.cfg.num_steps
+
+    def value(self, obs_n: torch.Tensor) -> torch.Tensor:
+        """State value (N,) for normalized observations."""
+        return self.critic(obs_n).squeeze(-1)
+
     # ---- acting --------------------------------------------------------------------------------------------
     def normalize(self, obs: torch.Tensor, update: bool = False) -> torch.Tensor:
         if not self.cfg.normalize_obs:
-            return obs
+            return self.policy.normalize(obs)
         if update:
             self.normalizer.update(obs)
+            self._sync_statistics()
         return self.normalizer(obs)
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor) -> torch.Tensor:
+    def _sync_statistics(self) -> None:
+        """The running statistics become the actor's, so that `policy` acts and exports as trained."""
+        if self.cfg.normalize_obs:
+            self.policy.obs_mean.copy_(self.normalizer.mean.float())
+            self.policy.obs_std.copy_(self.normalizer.std.float())
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
         """Sample actions for raw observations (N, obs_dim) and record the transition's first half."""
         if self.step >= self.cfg.num_steps:
-            raise RuntimeError("rollout storage is full: call compute_returns() and update()")
-        obs = torch.nan_to_num(obs, nan=0.0, posinf=1e6, neginf=-1e6)
-        obs_n = self.normalize(obs, update=True)
-        dist = self.model.distribution(obs_n)
+            raise RuntimeError("rollout storage is full: call update()")
+        obs_t = torch.nan_to_num(torch.from_numpy(np.asarray(obs, np.float32)), nan=0.0, posinf=1e6, neginf=-1e6)
+        obs_n = self.normalize(obs_t, update=True)
+        dist = self.policy.distribution(obs_n)
         actions = dist.sample()
         t = self.step
         self.obs[t] = obs_n
@@ -152,26 +183,22 @@ class PPO:
         self.mu[t] = dist.mean
         self.sigma[t] = dist.stddev
         self.log_probs[t] = dist.log_prob(actions).sum(-1)
-        self.values[t] = self.model.value(obs_n)
-        return actions
+        self.values[t] = self.value(obs_n)
+        return actions.numpy()
 
     @torch.no_grad()
-    def act_deterministic(self, obs: torch.Tensor) -> torch.Tensor:
-        """Mean action for raw observations, without touching storage or statistics."""
-        return self.model.act_deterministic(self.normalize(obs))
-
-    @torch.no_grad()
-    def process_env_step(self, rewards: np.ndarray | torch.Tensor, terminated: np.ndarray | torch.Tensor,
-                         truncated: np.ndarray | torch.Tensor, info: dict[str, Any]) -> None:
+    def process_env_step(self, next_obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                         truncated: np.ndarray, info: dict[str, Any]) -> None:
         """Record the transition's second half; bootstrap the value of time-limit truncations."""
         t = self.step
+        self._next_obs = torch.from_numpy(np.array(next_obs, np.float32))
         rew = torch.nan_to_num(torch.as_tensor(np.asarray(rewards), dtype=torch.float32).clone(), nan=0.0)
         term = torch.as_tensor(np.asarray(terminated), dtype=torch.bool)
         trunc = torch.as_tensor(np.asarray(truncated), dtype=torch.bool) & ~term
         if bool(trunc.any()):
             final = torch.as_tensor(np.asarray(info["final_obs"]), dtype=torch.float32)[trunc]
             final = torch.nan_to_num(final, nan=0.0, posinf=1e6, neginf=-1e6)
-            rew[trunc] += self.cfg.gamma * self.model.value(self.normalize(final))
+            rew[trunc] += self.cfg.gamma * self.value(self.normalize(final))
         applied = info.get("applied_action")
         if self.cfg.store_applied_action and applied is not None:
             self._store_applied(t, torch.as_tensor(np.asarray(applied), dtype=torch.float32))
@@ -194,17 +221,27 @@ class PPO:
 
     # ---- learning ------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def compute_returns(self, last_obs: torch.Tensor) -> None:
+    def compute_returns(self, last_obs: np.ndarray | torch.Tensor) -> None:
         """GAE over the full rollout, bootstrapping from the value of the observation after the last step."""
         if self.step != self.cfg.num_steps:
             raise RuntimeError(f"rollout has {self.step} of {self.cfg.num_steps} steps")
-        last_value = self.model.value(self.normalize(last_obs))
+        last_value = self.value(self.normalize(torch.as_tensor(np.asarray(last_obs), dtype=torch.float32)))
         self.advantages, self.returns = compute_gae(self.rewards, self.values, self.dones, last_value,
                                                     self.cfg.gamma, self.cfg.lam)
 
     def update(self) -> dict[str, float]:
-        """PPO epochs over the rollout; returns mean losses and statistics, and empties the storage."""
+        """GAE from the last observation seen, then PPO epochs over the rollout; returns mean losses and
+        statistics, and empties the storage."""
         cfg = self.cfg
+        if self._next_obs is None:
+            raise RuntimeError("update() before a full rollout")
+        self.compute_returns(self._next_obs)
+        warming = self.iterations < cfg.critic_warmup
+        for p in self.policy.parameters():
+            p.requires_grad_(not warming)
+        if cfg.critic_warmup and self.iterations == cfg.critic_warmup:
+            # the adaptive schedule raised the rate while the actor was frozen (KL 0): start the actor gently
+            self.learning_rate = cfg.learning_rate
         n = cfg.num_steps * self.num_envs
         obs = self.obs.reshape(n, -1)
         actions = self.actions.reshape(n, -1)
@@ -220,10 +257,10 @@ class PPO:
             perm = torch.randperm(n)
             for start in range(0, n - batch + 1, batch):
                 idx = perm[start:start + batch]
-                dist = self.model.distribution(obs[idx])
+                dist = self.policy.distribution(obs[idx])
                 log_prob = dist.log_prob(actions[idx]).sum(-1)
                 entropy = dist.entropy().sum(-1).mean()
-                value = self.model.value(obs[idx])
+                value = self.value(obs[idx])
                 with torch.no_grad():
                     mu, sigma = dist.mean, dist.stddev
                     kl = (torch.log(sigma / old_sigma[idx])
@@ -254,9 +291,10 @@ class PPO:
                     continue
                 loss.backward()
                 # actor and critic clipped separately: a large value gradient must not shrink the policy step
-                torch.nn.utils.clip_grad_norm_([*self.model.actor.parameters(), self.model.log_std], cfg.max_grad_norm)
-                torch.nn.utils.clip_grad_norm_(self.model.critic.parameters(), cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_([*self.policy.net.parameters(), self.policy.log_std], cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
+                self.policy.clamp_log_std_()
                 sums["surrogate"] += float(surrogate.detach())
                 sums["value"] += float(value_loss.detach())
                 sums["entropy"] += float(entropy.detach())
@@ -266,12 +304,13 @@ class PPO:
         self.applied_action_replaced = self._replaced / n
         self._replaced = 0
         self.step = 0
+        self.iterations += 1
         count = max(count, 1)
         out = {f"loss/{k}": v / count for k, v in sums.items() if k in ("surrogate", "value", "entropy")}
         out["policy/kl"] = sums["kl"] / count
         out["policy/clip_fraction"] = sums["clip_fraction"] / count
         out["policy/learning_rate"] = self.learning_rate
-        out["policy/action_std"] = float(self.model.action_std.detach().mean())
+        out["policy/action_std"] = float(self.policy.std.detach().mean())
         out["policy/applied_action_replaced"] = self.applied_action_replaced
         out["policy/skipped_steps"] = float(self.skipped_steps)
         return out
@@ -279,12 +318,15 @@ class PPO:
     # ---- checkpoints ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors and numbers only, loadable with torch.load(weights_only=True)."""
-        return {"model": self.model.state_dict(), "normalizer": self.normalizer.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "learning_rate": self.learning_rate}
+        return {"policy": self.policy.state_dict(), "critic": self.critic.state_dict(),
+                "normalizer": self.normalizer.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "learning_rate": self.learning_rate, "iterations": self.iterations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        self.policy.load_state_dict(state["policy"])
+        self.critic.load_state_dict(state["critic"])
         self.normalizer.load_state_dict(state["normalizer"])
+        self.iterations = int(state["iterations"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.learning_rate = float(state["learning_rate"])
         for group in self.optimizer.param_groups:

@@ -1,5 +1,7 @@
-"""Training loop: a typed config, a run folder, PPO iterations within a step and/or wall-clock budget, checkpoints
-(atomic, weights only), TensorBoard logs, evaluation, a learning-curve PNG, a video and the exported bundle.
+"""Training loop: a typed config, a run folder, iterations of any registered learner (`algo`: PPO by default, SAC,
+...; robot_rl.learner) within a step and/or wall-clock budget, checkpoints (atomic, weights only), TensorBoard logs,
+evaluation, a learning-curve PNG, a video and the exported bundle. An iteration is `learner.rollout_steps`
+environment steps followed by one `learner.update()`.
 
 run folder `runs/<task>-<timestamp>/`: config.yaml, tb/, checkpoints/model_<iteration>.pt, learning_curve.png,
 video.mp4, eval.json, bundle/.
@@ -28,7 +30,12 @@ from robot_rl.config import from_dict, save_yaml, to_dict
 from robot_rl.contract import PolicyContract
 from robot_rl.errors import ConfigError, RobotRLError
 from robot_rl.gym_adapter import GYM_PREFIX, GymVecEnv
-from robot_rl.ppo import PPO, PPOConfig
+from robot_rl.learner import Learner, LearnerSetup, get_algorithm
+from robot_rl.offline.bc import BCConfig
+from robot_rl.offline.iql import IQLConfig
+from robot_rl.offline.sac import SACConfig
+from robot_rl.offline.td3bc import TD3BCConfig
+from robot_rl.ppo import PPOConfig
 
 CHECKPOINT_FORMAT = "robot_rl.checkpoint/1"
 
@@ -51,7 +58,19 @@ class TrainConfig:
     """Stop after this many environment steps (0: no step limit)."""
     max_minutes: float = 17.0
     """Stop after this much training wall-clock (0: no time limit); evaluation, video and export come after."""
+    algo: str = "ppo"
+    """Learning algorithm (robot_rl.learner.algorithms(): ppo, sac, iql, td3bc, bc); its section below configures
+    it, the other sections are not used."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    """PPO (algo=ppo)."""
+    sac: SACConfig = field(default_factory=SACConfig)
+    """SAC (algo=sac)."""
+    iql: IQLConfig = field(default_factory=IQLConfig)
+    """IQL collecting its own data (algo=iql)."""
+    td3bc: TD3BCConfig = field(default_factory=TD3BCConfig)
+    """TD3+BC collecting its own data (algo=td3bc)."""
+    bc: BCConfig = field(default_factory=BCConfig)
+    """Behaviour cloning of its own collected actions (algo=bc; a smoke test of the protocol more than a method)."""
     task_overrides: list[str] = field(default_factory=list)
     """`key.sub=value` overrides of the task config (passed to make_vec_env); gym: tasks take none. `robot-rl train`
     starts from the task's registered train_defaults (a1_walk: walk straight at 0.5 m/s, two physics threads)."""
@@ -74,6 +93,7 @@ class TrainConfig:
     """Parent folder of run folders."""
 
     def __post_init__(self) -> None:
+        get_algorithm(self.algo)
         if self.num_envs < 1:
             raise ConfigError(f"num_envs must be >= 1, got {self.num_envs}")
         if self.max_env_steps < 0 or self.max_minutes < 0:
@@ -85,6 +105,19 @@ class TrainConfig:
                               "eval_overrides=[])")
         if self.eval_episodes < 0 or self.checkpoint_every < 1 or self.keep_checkpoints < 1:
             raise ConfigError("eval_episodes must be >= 0, checkpoint_every and keep_checkpoints >= 1")
+
+    def learner_config(self) -> Any:
+        """The section of the chosen algorithm."""
+        sections = {"ppo": self.ppo, "sac": self.sac, "iql": self.iql, "td3bc": self.td3bc, "bc": self.bc}
+        return sections[self.algo]
+
+
+def build_learner(cfg: TrainConfig, obs_dim: int, act_dim: int, action_clip: float) -> Learner:
+    """A fresh learner of `cfg.algo` for an environment of these dimensions."""
+    section = cfg.learner_config()
+    policy = section.new_policy(obs_dim, act_dim)
+    return get_algorithm(cfg.algo).learner(policy, section, LearnerSetup(num_envs=cfg.num_envs,
+                                                                          action_clip=action_clip, seed=cfg.seed))
 
 
 def task_defaults(task: str) -> TrainConfig:
@@ -188,41 +221,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def learner_from_checkpoint(data: dict[str, Any]) -> tuple[TrainConfig, PolicyContract, PPO]:
+def learner_from_checkpoint(data: dict[str, Any]) -> tuple[TrainConfig, PolicyContract, Learner]:
     """Rebuild the config, the contract and the learner stored in a checkpoint."""
     try:
         cfg = from_dict(TrainConfig, data["config"])
         contract = PolicyContract.from_dict(data["contract"])
-        ppo = PPO(contract.obs_dim, contract.act_dim, cfg.num_envs, cfg.ppo, action_clip=contract.action.clip)
-        ppo.load_state_dict(data["ppo"])
+        learner = build_learner(cfg, contract.obs_dim, contract.act_dim, contract.action.clip)
+        learner.load_state_dict(data["learner"])
     except (KeyError, RuntimeError, ValueError, RobotRLError) as exc:
         raise CheckpointError(f"checkpoint does not match its config: {str(exc).splitlines()[0][:160]}") from None
-    return cfg, contract, ppo
+    return cfg, contract, learner
 
 
 # ---- export ------------------------------------------------------------------------------------------------------
-class _NormalizedActor(torch.nn.Module):
-    """The deterministic actor on normalized observations (what the bundle holds)."""
-
-    def __init__(self, ppo: PPO) -> None:
-        super().__init__()
-        self.net = ppo.model.actor
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs)
-
-
-def export_learner(out: str | Path, ppo: PPO, contract: PolicyContract, provenance: dict[str, Any],
+def export_learner(out: str | Path, learner: Learner, contract: PolicyContract, provenance: dict[str, Any],
                    metrics: dict[str, Any]) -> Path:
-    """Export a bundle: contract with the normalizer statistics and provenance, plus the deterministic actor."""
-    from robot_rl.bundle import export_bundle
-
-    if ppo.cfg.normalize_obs:
-        mean, std = ppo.normalizer.stats()
-    else:
-        mean, std = [0.0] * contract.obs_dim, [1.0] * contract.obs_dim
-    contract = contract.replace(obs_mean=mean, obs_std=std, provenance={**contract.provenance, **provenance})
-    return export_bundle(out, contract, _NormalizedActor(ppo), metrics)
+    """Export a bundle: the learner's actor, the contract with its observation statistics and the provenance."""
+    return learner.policy.export(out, contract, provenance, metrics)
 
 
 # ---- runner ------------------------------------------------------------------------------------------------------
@@ -248,8 +263,7 @@ class Runner:
         self.progress = progress
         self.env = make_env(cfg.task, cfg.num_envs, cfg.seed, cfg.backend, cfg.task_overrides, safety=cfg.safety)
         self.contract: PolicyContract = self.env.contract
-        self.ppo = PPO(self.env.obs_dim, self.env.act_dim, cfg.num_envs, cfg.ppo,
-                       action_clip=self.contract.action.clip)
+        self.learner = build_learner(cfg, self.env.obs_dim, self.env.act_dim, self.contract.action.clip)
         self.iteration = 0
         self.env_steps = 0
         self.wall_s = 0.0
@@ -260,7 +274,7 @@ class Runner:
                 raise CheckpointError(f"checkpoint has obs/act dims {stored.obs_dim}/{stored.act_dim}, the task "
                                       f"{self.contract.obs_dim}/{self.contract.act_dim}")
             try:
-                self.ppo.load_state_dict(checkpoint["ppo"])
+                self.learner.load_state_dict(checkpoint["learner"])
             except (KeyError, RuntimeError, ValueError) as exc:
                 raise CheckpointError(f"checkpoint does not fit the learner: {str(exc).splitlines()[0]}") from None
             self.iteration = int(checkpoint["iteration"])
@@ -282,7 +296,7 @@ class Runner:
 
     def checkpoint_payload(self) -> dict[str, Any]:
         return {"format": CHECKPOINT_FORMAT, "iteration": self.iteration, "env_steps": self.env_steps,
-                "wall_s": self.wall_s, "ppo": self.ppo.state_dict(), "config": to_dict(self.cfg),
+                "wall_s": self.wall_s, "learner": self.learner.state_dict(), "config": to_dict(self.cfg),
                 "contract": self.contract.to_dict(), "history": self.history, "torch_rng": torch.get_rng_state()}
 
     def save(self) -> Path:
@@ -293,22 +307,21 @@ class Runner:
         return path
 
     def policy(self) -> Callable[[np.ndarray], np.ndarray]:
-        def act(obs: np.ndarray) -> np.ndarray:
-            return self.ppo.act_deterministic(torch.from_numpy(np.asarray(obs, np.float32))).numpy()
-
-        return act
+        """Deterministic actions of the learner's actor (evaluation, video)."""
+        return self.learner.policy.act
 
     # ---- training --------------------------------------------------------------------------------------------
     def train(self, callback: Callable[[Runner, list[dict[str, Any]]], bool] | None = None) -> dict[str, Any]:
-        """PPO iterations until the budget is spent (or `callback(runner, episodes_this_iteration)` returns False);
+        """Iterations until the budget is spent (or `callback(runner, episodes_this_iteration)` returns False);
         returns the last logged scalars."""
         from torch.utils.tensorboard import SummaryWriter
 
-        cfg, env, ppo = self.cfg, self.env, self.ppo
+        cfg, env, learner = self.cfg, self.env, self.learner
         writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.env_steps + 1 if self.env_steps else None)
         recent: deque[float] = deque(maxlen=100)
-        obs = torch.from_numpy(np.array(env.reset(seed=cfg.seed + self.iteration), np.float32))
-        batch = cfg.ppo.num_steps * cfg.num_envs
+        obs = np.array(env.reset(seed=cfg.seed + self.iteration), np.float32)
+        rollout_steps = learner.rollout_steps
+        batch = rollout_steps * cfg.num_envs
         scalars: dict[str, float] = {}
         bar = _Progress(self.progress, self._fraction_done())
         last_print = time.monotonic()
@@ -317,11 +330,11 @@ class Runner:
                 start = time.perf_counter()
                 sums: dict[str, float] = {}
                 episodes: list[dict[str, Any]] = []
-                for _ in range(cfg.ppo.num_steps):
-                    actions = ppo.act(obs)
-                    raw, rewards, terminated, truncated, info = env.step(actions.numpy())
-                    ppo.process_env_step(rewards, terminated, truncated, info)
-                    obs = torch.from_numpy(np.array(raw, np.float32))
+                for _ in range(rollout_steps):
+                    actions = learner.act(obs)
+                    raw, rewards, terminated, truncated, info = env.step(actions)
+                    obs = np.array(raw, np.float32)
+                    learner.process_env_step(obs, rewards, terminated, truncated, info)
                     _accumulate(sums, "reward/total", rewards)
                     for name, value in info.get("reward_terms", {}).items():
                         _accumulate(sums, f"reward/{name}", value)
@@ -330,14 +343,13 @@ class Runner:
                     sums["env/nan_resets"] = sums.get("env/nan_resets", 0.0) + float(info.get("nan_resets", 0))
                     episodes.extend(info.get("episodes", []))
                 rollout_s = time.perf_counter() - start
-                ppo.compute_returns(obs)
-                losses = ppo.update()
+                losses = learner.update()
                 elapsed = time.perf_counter() - start
                 self.iteration += 1
                 self.env_steps += batch
                 self.wall_s += elapsed
                 recent.extend(float(ep["return"]) for ep in episodes if "return" in ep)
-                scalars = {k: v / cfg.ppo.num_steps for k, v in sums.items() if k != "env/nan_resets"}
+                scalars = {k: v / rollout_steps for k, v in sums.items() if k != "env/nan_resets"}
                 scalars["env/nan_resets"] = sums.get("env/nan_resets", 0.0)
                 scalars.update(losses)
                 scalars.update(_episode_means(episodes))
@@ -394,7 +406,7 @@ class Runner:
             finally:
                 eval_env.close()
             (self.run_dir / "eval.json").write_text(json.dumps(metrics, indent=2))
-        export_learner(self.run_dir / "bundle", self.ppo, self.contract, self.provenance(), metrics)
+        export_learner(self.run_dir / "bundle", self.learner, self.contract, self.provenance(), metrics)
         if self.history["return"]:
             plot_learning_curve(self.history["wall_s"], self.history["env_steps"], self.history["return"],
                                 self.run_dir / "learning_curve.png", title=cfg.task)

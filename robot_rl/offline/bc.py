@@ -1,48 +1,85 @@
 """Behaviour cloning: regress the policy mean on the logged (applied) actions.
 
-    bc = BC(policy, BCConfig())
-    losses = bc.update(batch)   # batch: robot_rl.offline.buffer.Batch of raw observations and actions
+    bc = BC(policy, BCConfig(), LearnerSetup(offline=ReplayBuffer.from_transitions(data)))
+    losses = bc.update()   # one step on a batch of raw observations and actions
+
+It follows the learner protocol (robot_rl.learner); collecting online, it clones whatever it collected (its own
+actions after the safety chain) next to the logged data.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 
 from robot_rl.errors import ConfigError
-from robot_rl.offline.buffer import Batch
-from robot_rl.offline.policy import Policy
+from robot_rl.learner import LearnerSetup
+from robot_rl.networks import Policy
+from robot_rl.offline.offpolicy import ActorConfig, ReplayConfig, ReplayFeed
 
 
 @dataclass(frozen=True)
 class BCConfig:
-    learning_rate: float = 1e-3
-    """Adam learning rate."""
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    """Batches (and collection when run online)."""
+    actor: ActorConfig = field(default_factory=lambda: ActorConfig(learning_rate=1e-3))
+    """Fresh actor and its (AdamW) learning rate."""
     weight_decay: float = 0.0
     """L2 penalty on the policy weights (AdamW)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip."""
 
     def __post_init__(self) -> None:
-        if self.learning_rate <= 0 or self.max_grad_norm <= 0 or self.weight_decay < 0:
-            raise ConfigError("bc: learning_rate and max_grad_norm must be positive, weight_decay >= 0")
+        if self.max_grad_norm <= 0 or self.weight_decay < 0:
+            raise ConfigError("bc: max_grad_norm must be positive, weight_decay >= 0")
+
+    def new_policy(self, obs_dim: int, act_dim: int) -> Policy:
+        return self.actor.new_policy(obs_dim, act_dim)
 
 
 class BC:
     """Mean-squared error between the policy mean and the logged action."""
 
-    def __init__(self, policy: Policy, cfg: BCConfig | None = None) -> None:
-        self.cfg = cfg or BCConfig()
+    def __init__(self, policy: Policy, cfg: BCConfig, setup: LearnerSetup) -> None:
+        self.cfg = cfg
         self.policy = policy
-        self.optimizer = torch.optim.AdamW(policy.net.parameters(), lr=self.cfg.learning_rate,
-                                           weight_decay=self.cfg.weight_decay)
+        self.feed = ReplayFeed(policy, cfg.replay, setup)
+        self.optimizer = torch.optim.AdamW(policy.net.parameters(), lr=cfg.actor.learning_rate,
+                                           weight_decay=cfg.weight_decay)
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        pred = self.policy.mean(self.policy.normalize(batch.obs))
-        loss = torch.nn.functional.mse_loss(pred, batch.action)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.policy.net.parameters(), self.cfg.max_grad_norm)
-        self.optimizer.step()
+    @property
+    def rollout_steps(self) -> int:
+        return self.cfg.replay.update_every
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.feed.act(obs)
+
+    def process_env_step(self, next_obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                         truncated: np.ndarray, info: dict[str, Any]) -> None:
+        self.feed.process_env_step(next_obs, rewards, terminated, truncated, info)
+
+    def update(self) -> dict[str, float]:
+        """One regression step per batch the feed owes (offline: one)."""
+        if self.feed.warming_up:
+            return {}
+        loss = torch.zeros(())
+        for _ in range(self.feed.take_steps()):
+            batch = self.feed.sample()
+            loss = torch.nn.functional.mse_loss(self.policy.mean(self.policy.normalize(batch.obs)), batch.action)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.policy.net.parameters(), self.cfg.max_grad_norm)
+            self.optimizer.step()
         return {"loss/bc": float(loss.detach())}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "feed": self.feed.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.feed.load_state_dict(state["feed"])

@@ -22,20 +22,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from robot_rl.config import from_dict, to_dict
 from robot_rl.dataset import load_dataset
 from robot_rl.errors import ConfigError
+from robot_rl.learner import Learner, LearnerSetup, algorithms, get_algorithm, make_learner
+from robot_rl.networks import Policy
 from robot_rl.offline.buffer import ReplayBuffer, Transitions
-from robot_rl.offline.loop import (
-    LEARNER_CONFIGS,
-    OnlineAgent,
-    OnlineLearner,
-    evaluate_policy,
-    make_learner,
-    run_online,
-    train_offline,
-)
-from robot_rl.offline.policy import Policy
+from robot_rl.offline.loop import evaluate_policy, run_online, train_offline
+from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig
 from robot_rl.offline.sac import SAC, SACConfig
+from robot_rl.ppo import PPO, PPOConfig
 
 
 @dataclass(frozen=True)
@@ -56,15 +52,16 @@ class FinetuneConfig:
     output goes through the chain again) or the executed (certified) ones (Dataset.transitions). Raw-topic logs
     have no policy output: there both are the executed actions."""
     learner: dict[str, Any] = field(default_factory=dict)
-    """Overrides of the offline learner's config (e.g. {"temperature": 10.0, "anchor": 1.0} for IQL)."""
+    """Overrides of the offline learner's config (e.g. {"temperature": 10.0, "anchor": 1.0} for IQL; sections as
+    mappings, e.g. {"critic": {"reward_scale": 2.0}})."""
     online: bool = False
     """Continue with SAC online in simulation (the safety chain in the loop)."""
     online_steps: int = 20_000
     """Environment transitions collected online."""
     online_algo: Literal["", "ppo"] = ""
     """Online learner: "" continues the offline one (IQL / TD3+BC with their critics and the logged data in an RLPD
-    buffer; SAC after BC or SAC); "ppo" runs on-policy PPO from the (offline-trained) actor
-    (robot_rl.offline.ppo_finetune; no replay of the logs)."""
+    buffer; SAC after BC or SAC); "ppo" runs on-policy PPO from the (offline-trained) actor (FINETUNE_PPO; no
+    replay of the logs)."""
     ppo_steps: int = 24
     """PPO rollout length per environment (online_algo="ppo"): iterations = online_steps // (num_envs * ppo_steps)."""
     critic_warmup_steps: int = 2000
@@ -100,16 +97,13 @@ class FinetuneConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.algo not in LEARNER_CONFIGS:
-            raise ConfigError(f"unknown algorithm '{self.algo}' (choose from {', '.join(LEARNER_CONFIGS)})")
+        if self.algo not in OFFLINE_ALGOS:
+            raise ConfigError(f"algo: unknown algorithm '{self.algo}' (choose from {', '.join(OFFLINE_ALGOS)})")
         if self.online_algo not in ("", "ppo"):
             raise ConfigError(f"unknown online algorithm '{self.online_algo}' (choose from ppo, or empty)")
         if self.actions not in ("applied", "policy"):
             raise ConfigError(f"actions must be applied or policy, not '{self.actions}'")
-        fields = {f.name for f in dataclasses.fields(LEARNER_CONFIGS[self.algo])}
-        unknown = sorted(set(self.learner) - fields)
-        if unknown:
-            raise ConfigError(f"{self.algo} has no setting {unknown[0]} (settings: {', '.join(sorted(fields))})")
+        with_overrides(self.algo, get_algorithm(self.algo).config(), self.learner)
         if min(self.offline_steps, self.online_steps, self.critic_warmup_steps, self.eval_episodes) < 0:
             raise ConfigError("step counts must be non-negative")
         if self.intervention_penalty < 0 or self.online_episode_s < 0:
@@ -151,27 +145,51 @@ def penalize_interventions(data: Transitions, per_step: float) -> Transitions:
     return dataclasses.replace(data, reward=(data.reward - per_step * data.intervened).astype(np.float32))
 
 
+OFFLINE_ALGOS = tuple(name for name in algorithms() if name != "ppo")
+"""Algorithms that learn from the logged data (PPO learns on-policy only: it is an online choice)."""
 REWARD_SCALED = ("iql", "td3bc")
 """Offline learners whose rewards finetune scales to unit per-step std (see offline_learner_config)."""
+CONTINUED_ONLINE = ("iql", "td3bc")
+"""Offline learners that go on online with their own critics; SAC takes over after the others."""
+
+FINETUNE_PPO = dataclasses.replace(PPOConfig(), learning_rate=3e-4, desired_kl=0.005, entropy_coef=0.0,
+                                   normalize_obs=False, critic_warmup=10)
+"""PPO as fine-tuning runs it (online_algo="ppo"): the bundle's fixed observation statistics (its weights assume
+them), half the training KL target and a slower start so the policy stays near the bundle's, and a critic fitted
+for 10 iterations before the actor moves."""
+
+
+def with_overrides(algo: str, base: Any, overrides: dict[str, Any]) -> Any:
+    """`base` (an algorithm config) with the user's `overrides`; sections merge key by key. An unknown setting is
+    a one-line ConfigError naming it."""
+    tree = to_dict(base)
+    unknown = sorted(set(overrides) - set(tree))
+    if unknown:
+        raise ConfigError(f"{algo} has no setting {unknown[0]} (settings: {', '.join(sorted(tree))})")
+    for key, value in overrides.items():
+        tree[key] = {**tree[key], **value} if isinstance(tree[key], dict) and isinstance(value, dict) else value
+    return from_dict(type(base), tree, algo)
 
 
 def offline_learner_config(algo: str, actions: str, overrides: dict[str, Any], data: Transitions,
-                           clip: float) -> Any:
-    """The offline learner's config as finetune builds it from the logged data: the action clip its likelihood or
-    critic uses, rewards scaled to unit per-step std (IQL, TD3+BC), then the user's `overrides`."""
-    learner_cfg = LEARNER_CONFIGS[algo]()
-    if "action_clip" in {f.name for f in dataclasses.fields(learner_cfg)}:
+                           batch_size: int = 256) -> Any:
+    """The offline learner's config as finetune builds it from the logged data: its batch size, IQL's likelihood
+    on the raw policy outputs, rewards scaled to unit per-step std (IQL, TD3+BC), then the user's `overrides`."""
+    learner_cfg = get_algorithm(algo).config()
+    learner_cfg = dataclasses.replace(learner_cfg, replay=dataclasses.replace(learner_cfg.replay,
+                                                                              batch_size=batch_size))
+    if algo == "iql" and actions == "policy":
         # IQL's likelihood: applied actions lie within the clip by construction; the policy's own (noisy) outputs
         # are exactly what its Gaussian sampled, beyond the clip too (a saturated actor that regresses onto
         # clipped copies of its outputs loses its margin and walks differently)
-        raw = actions == "policy" and algo == "iql"
-        learner_cfg = dataclasses.replace(learner_cfg, action_clip=float("inf") if raw else clip)
-    if algo in REWARD_SCALED and "reward_scale" not in overrides:
-        # advantages of order one for IQL's advantage weights (IQLConfig.reward_scale); critic targets that are
-        # not near zero for TD3+BC's lambda = alpha / mean|Q| (TD3BCConfig.reward_scale)
+        learner_cfg = dataclasses.replace(learner_cfg, clip_logged_actions=False)
+    if algo in REWARD_SCALED and "reward_scale" not in overrides.get("critic", {}):
+        # advantages of order one for IQL's advantage weights; critic targets that are not near zero for TD3+BC's
+        # lambda = alpha / mean|Q| (CriticConfig.reward_scale)
         scale = 1.0 / max(float(np.std(data.reward)), 1e-3)
-        learner_cfg = dataclasses.replace(learner_cfg, reward_scale=scale)
-    return dataclasses.replace(learner_cfg, **overrides)
+        learner_cfg = dataclasses.replace(learner_cfg, critic=dataclasses.replace(learner_cfg.critic,
+                                                                                  reward_scale=scale))
+    return with_overrides(algo, learner_cfg, overrides)
 
 
 def dataset_digest(path: Path) -> str:
@@ -216,46 +234,45 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
         metrics.update({f"before/{k}": v for k, v in before.items()})
         log(f"finetune: start policy return {before['return_mean']:.3f}, interventions/step "
             f"{before['intervention_rate']:.4f}")
-    learner_cfg = offline_learner_config(cfg.algo, cfg.actions, cfg.learner, data, clip)
-    if cfg.algo in REWARD_SCALED and "reward_scale" not in cfg.learner:
-        metrics["offline/reward_scale"] = learner_cfg.reward_scale
-    learner = make_learner(cfg.algo, policy, learner_cfg, seed=cfg.seed)
+    if cfg.offline_steps and not len(data):
+        raise ConfigError("the dataset has no transitions to learn from")
+    learner_cfg = offline_learner_config(cfg.algo, cfg.actions, cfg.learner, data, cfg.batch_size)
+    if cfg.algo in REWARD_SCALED and "reward_scale" not in cfg.learner.get("critic", {}):
+        metrics["offline/reward_scale"] = learner_cfg.critic.reward_scale
+    offline = ReplayBuffer.from_transitions(data)
+    # the online phase continues this learner: its batches mix the logged data with fresh data (RLPD)
+    learner_cfg = dataclasses.replace(learner_cfg, replay=dataclasses.replace(learner_cfg.replay,
+                                                                              utd_ratio=cfg.utd_ratio))
+    setup = LearnerSetup(num_envs=cfg.num_envs, action_clip=clip, seed=cfg.seed, offline=offline)
+    learner = make_learner(cfg.algo, policy, learner_cfg, setup)
+    torch.manual_seed(cfg.seed)
     if cfg.offline_steps:
-        losses = train_offline(learner, data, cfg.offline_steps, cfg.batch_size, cfg.seed,
+        losses = train_offline(learner, cfg.offline_steps,
                                callback=lambda step, ls: log(f"finetune: {cfg.algo} step {step}: "
                                                              + ", ".join(f"{k} {v:.4g}" for k, v in ls.items())))
         metrics.update({f"offline/{k}": v for k, v in losses.items()})
-    if cfg.online and cfg.online_algo == "ppo":
+    if cfg.online:
         assert env is not None
-        from robot_rl.offline.ppo_finetune import PPOFinetuneConfig, ppo_finetune
-
-        iterations = max(1, cfg.online_steps // (cfg.num_envs * cfg.ppo_steps))
-        pcfg = PPOFinetuneConfig(iterations=iterations, num_steps=cfg.ppo_steps, init_std=cfg.init_std,
-                                 seed=cfg.seed)
-        stats = ppo_finetune(policy, env, pcfg, action_clip=clip,
-                             callback=lambda it, s: log(f"finetune: ppo iteration {it}, return "
-                                                        f"{s['return_mean']:.3f}") if it % 10 == 0 else None)
-        metrics.update({f"online/{k}": v for k, v in stats.items()})
-    elif cfg.online:
-        assert env is not None
-        offline = ReplayBuffer.from_transitions(data)
-        agent: OnlineAgent
-        if cfg.algo in ("iql", "td3bc"):
-            # the offline learner goes on, critics and all, on half logged / half fresh batches
-            agent = OnlineLearner(learner, offline, cfg.batch_size, cfg.utd_ratio, clip, seed=cfg.seed)
-        else:
+        steps = cfg.online_steps
+        online: Learner = learner
+        if cfg.online_algo == "ppo":
+            torch.manual_seed(cfg.seed)
+            online = PPO(policy, dataclasses.replace(FINETUNE_PPO, num_steps=cfg.ppo_steps),
+                         LearnerSetup(num_envs=cfg.num_envs, action_clip=clip, seed=cfg.seed))
+            steps = max(1, cfg.online_steps // (cfg.num_envs * cfg.ppo_steps)) * cfg.num_envs * cfg.ppo_steps
+        elif cfg.algo not in CONTINUED_ONLINE:
             # SAC (or after BC): rewards scaled to unit per-step std, a low start temperature and a slow actor,
             # critics first fitted on the logged data with the actor frozen
             scale = 1.0 / max(float(np.std(data.reward)), 1e-3)
-            sac = SAC(policy, SACConfig(utd_ratio=cfg.utd_ratio, droq=cfg.droq, warmup_steps=0,
-                                        batch_size=cfg.batch_size, action_clip=clip, reward_scale=scale,
-                                        init_alpha=cfg.init_alpha, actor_lr=cfg.online_actor_lr),
-                      offline=offline, seed=cfg.seed)
+            sac = SAC(policy, SACConfig(replay=ReplayConfig(batch_size=cfg.batch_size, utd_ratio=cfg.utd_ratio),
+                                        actor=ActorConfig(learning_rate=cfg.online_actor_lr),
+                                        critic=CriticConfig(reward_scale=scale), droq=cfg.droq,
+                                        init_alpha=cfg.init_alpha), setup)
             if cfg.critic_warmup_steps:
                 sac.update_steps(cfg.critic_warmup_steps, actor=False)
             metrics["online/reward_scale"] = scale
-            agent = sac
-        stats = run_online(agent, env, cfg.online_steps, seed=cfg.seed,
+            online = sac
+        stats = run_online(online, env, steps, seed=cfg.seed,
                            callback=lambda n, s: log(f"finetune: online {n} transitions, return "
                                                      f"{s['return_mean']:.3f}"), log_every=max(1000, cfg.num_envs))
         metrics.update({f"online/{k}": v for k, v in stats.items()})

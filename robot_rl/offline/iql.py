@@ -1,8 +1,10 @@
 """Implicit Q-Learning (Kostrikov et al. 2022): expectile regression of V on Q, Q on r + gamma V(s'), and
-advantage-weighted regression of the policy; it never queries Q on actions outside the data.
+advantage-weighted regression of the policy; it never queries Q on actions outside the data, which also makes it
+the stable choice to continue online (the learner protocol, robot_rl.learner; RLPD batches of logged and fresh
+data).
 
-    learner = IQL(policy, IQLConfig(value_loss="huber"))
-    losses = learner.update(batch)
+    learner = IQL(policy, IQLConfig(value_loss="huber"), LearnerSetup(offline=ReplayBuffer.from_transitions(data)))
+    losses = learner.update()
 
 `value_loss="huber"` replaces the squared expectile loss with an expectile-weighted Huber loss (and the Q loss by a
 Huber loss), the robust variant RIQL (Yang et al. 2023) found to hold up on corrupted logs.
@@ -12,18 +14,27 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from robot_rl.errors import ConfigError
+from robot_rl.learner import LearnerSetup
+from robot_rl.networks import Critic, Policy, ValueNet, soft_update
 from robot_rl.offline.buffer import Batch
-from robot_rl.offline.policy import Critic, Policy, ValueNet, soft_update
+from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig, ReplayFeed
 
 
 @dataclass(frozen=True)
 class IQLConfig:
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    """Batches (and collection when continued online)."""
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    """Fresh actor and its learning rate."""
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    """Q and V networks and their targets (critic.learning_rate is also V's)."""
     expectile: float = 0.7
     """tau of the expectile regression of V on Q (0.5 = mean, -> 1 = max)."""
     temperature: float = 3.0
@@ -34,20 +45,10 @@ class IQLConfig:
     """Squared (paper) or Huber loss for V and Q (robust to corrupted rewards and outliers)."""
     huber_delta: float = 1.0
     """Transition point of the Huber loss."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Polyak rate of the target critic."""
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    value_lr: float = 3e-4
-    critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
-    action_clip: float = 1.0
-    """Logged actions are clipped to [-action_clip, action_clip] for the policy's likelihood."""
-    reward_scale: float = 1.0
-    """Multiplies the rewards. The advantage weights exp(temperature * A) assume advantages of order one: with
-    rewards of a few hundredths per step every weight is 1 and IQL reduces to behaviour cloning
-    (robot_rl.offline.finetune sets 1 / std of the logged per-step rewards unless given)."""
+    clip_logged_actions: bool = True
+    """Clip logged actions to the action clip for the policy's likelihood (off: learn from the policy's own raw
+    outputs, beyond the clip too). The advantage weights exp(temperature * A) assume advantages of order one: see
+    critic.reward_scale."""
     anchor: float = 0.0
     """Weight of a squared-error term that keeps the actor's mean close to the start actor's on the logged states
     (a KL regularizer to the policy being fine-tuned, for equal stds): 0 lets the advantage-weighted regression
@@ -56,25 +57,64 @@ class IQLConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.expectile < 1.0:
             raise ConfigError(f"iql.expectile must be in (0, 1), got {self.expectile}")
-        if (self.temperature < 0 or self.max_weight <= 0 or self.huber_delta <= 0 or self.anchor < 0
-                or self.reward_scale <= 0):
-            raise ConfigError("iql: temperature >= 0, max_weight > 0, huber_delta > 0, anchor >= 0 and "
-                              "reward_scale > 0 are required")
-        if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
-            raise ConfigError("iql: gamma must be in [0, 1] and tau in (0, 1]")
+        if self.temperature < 0 or self.max_weight <= 0 or self.huber_delta <= 0 or self.anchor < 0:
+            raise ConfigError("iql: temperature >= 0, max_weight > 0, huber_delta > 0 and anchor >= 0 are required")
+
+    def new_policy(self, obs_dim: int, act_dim: int) -> Policy:
+        return self.actor.new_policy(obs_dim, act_dim)
 
 
 class IQL:
-    def __init__(self, policy: Policy, cfg: IQLConfig | None = None) -> None:
-        self.cfg = c = cfg or IQLConfig()
+    """IQL on batches from its replay feed (logged data, and fresh data when collecting)."""
+
+    def __init__(self, policy: Policy, cfg: IQLConfig, setup: LearnerSetup) -> None:
+        self.cfg = c = cfg
         self.policy = policy
-        self.critic = Critic(policy.obs_dim, policy.act_dim, c.critic_hidden)
+        self.feed = ReplayFeed(policy, c.replay, setup)
+        self.likelihood_clip = setup.action_clip if c.clip_logged_actions else float("inf")
+        self.critic = Critic(policy.obs_dim, policy.act_dim, c.critic.hidden)
         self.critic_target = copy.deepcopy(self.critic)
-        self.value = ValueNet(policy.obs_dim, c.critic_hidden)
+        self.value = ValueNet(policy.obs_dim, c.critic.hidden)
         self.start = copy.deepcopy(policy).requires_grad_(False) if c.anchor > 0 else None
-        self.actor_opt = torch.optim.Adam(policy.parameters(), lr=c.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=c.value_lr)
+        self.actor_opt = torch.optim.Adam(policy.parameters(), lr=c.actor.learning_rate)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic.learning_rate)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=c.critic.learning_rate)
+
+    @property
+    def rollout_steps(self) -> int:
+        return self.cfg.replay.update_every
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.feed.act(obs)
+
+    def process_env_step(self, next_obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                         truncated: np.ndarray, info: dict[str, Any]) -> None:
+        self.feed.process_env_step(next_obs, rewards, terminated, truncated, info)
+
+    def update(self) -> dict[str, float]:
+        """One gradient step per batch the feed owes (offline: one)."""
+        if self.feed.warming_up:
+            return {}
+        out: dict[str, float] = {}
+        for _ in range(self.feed.take_steps()):
+            out = self.step(self.feed.sample())
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy.state_dict(), "critic": self.critic.state_dict(),
+                "critic_target": self.critic_target.state_dict(), "value": self.value.state_dict(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "value_opt": self.value_opt.state_dict(), "feed": self.feed.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.value.load_state_dict(state["value"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.value_opt.load_state_dict(state["value_opt"])
+        self.feed.load_state_dict(state["feed"])
 
     def _loss(self, diff: torch.Tensor) -> torch.Tensor:
         """Elementwise regression loss of a residual (squared or Huber)."""
@@ -82,11 +122,12 @@ class IQL:
             return F.huber_loss(diff, torch.zeros_like(diff), reduction="none", delta=self.cfg.huber_delta)
         return diff.square()
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def step(self, batch: Batch) -> dict[str, float]:
+        """One V, Q and policy step on `batch`."""
         c = self.cfg
         obs_n = self.policy.normalize(batch.obs)
         next_n = self.policy.normalize(batch.next_obs)
-        action = batch.action.clamp(-c.action_clip, c.action_clip)
+        action = batch.action.clamp(-self.likelihood_clip, self.likelihood_clip)
         # V: expectile of the target Q
         with torch.no_grad():
             q_t = self.critic_target(obs_n, action).min(0).values
@@ -99,13 +140,13 @@ class IQL:
         self.value_opt.step()
         # Q: one-step backup through V(s')
         with torch.no_grad():
-            target = c.reward_scale * batch.reward + c.gamma * (1.0 - batch.terminated) * self.value(next_n)
+            target = c.critic.target(batch, self.value(next_n))
         q = self.critic(obs_n, action)
         critic_loss = self._loss(q - target).mean()
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
-        soft_update(self.critic_target, self.critic, c.tau)
+        soft_update(self.critic_target, self.critic, c.critic.tau)
         # policy: advantage-weighted log-likelihood of the logged action
         with torch.no_grad():
             adv = q_t - v.detach()
@@ -121,8 +162,7 @@ class IQL:
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
-        with torch.no_grad():
-            self.policy.log_std.clamp_(-5.0, 1.0)
+        self.policy.clamp_log_std_()
         return {"loss/value": float(value_loss.detach()), "loss/critic": float(critic_loss.detach()),
                 "loss/actor": float(actor_loss.detach()), "q_mean": float(q.detach().mean()),
                 "adv_mean": float(adv.mean()), "weight_mean": float(w.mean()), "anchor": float(anchor.detach())}

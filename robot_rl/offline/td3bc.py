@@ -1,81 +1,121 @@
 """TD3+BC (Fujimoto & Gu 2021): TD3 with a behaviour-cloning term, lambda = alpha / mean|Q|.
 
-    learner = TD3BC(policy, TD3BCConfig())
-    losses = learner.update(batch)
+    learner = TD3BC(policy, TD3BCConfig(), LearnerSetup(offline=ReplayBuffer.from_transitions(data)))
+    losses = learner.update()
 
-The actor is the PPO actor (unbounded mean, the contract clips to [-clip, clip]); actions fed to the critics are
-clipped the same way, so the critic sees what the robot would execute.
+The actor is the Gaussian actor of every learner (its mean is TD3's deterministic policy, unbounded, the contract
+clips to [-clip, clip]); actions fed to the critics are clipped the same way, so the critic sees what the robot
+would execute. It follows the learner protocol (robot_rl.learner): continued online, it explores with the actor's
+Gaussian and learns from RLPD batches of logged and fresh data.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from robot_rl.errors import ConfigError
+from robot_rl.learner import LearnerSetup
+from robot_rl.networks import Critic, Policy, soft_update
 from robot_rl.offline.buffer import Batch
-from robot_rl.offline.policy import Critic, Policy, soft_update
+from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig, ReplayFeed
 
 
 @dataclass(frozen=True)
 class TD3BCConfig:
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    """Batches (and collection when continued online)."""
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    """Fresh actor and its learning rate."""
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    """Q-functions and their targets. With rewards of a few hundredths per step the targets start near zero and grow
+    for tens of thousands of updates, and lambda = alpha / mean|Q| shrinks with them: scale the rewards
+    (critic.reward_scale)."""
     alpha: float = 2.5
     """Weight of the Q term relative to BC (the paper's alpha; lambda = alpha / mean|Q|)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
     policy_noise: float = 0.2
     """Std of the target policy smoothing noise."""
     noise_clip: float = 0.5
     """Clip of the target smoothing noise."""
     policy_delay: int = 2
     """Critic updates per actor update."""
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
-    action_clip: float = 1.0
-    """Actions are clipped to [-action_clip, action_clip] (the contract's clip)."""
-    reward_scale: float = 1.0
-    """Multiplies the rewards. With rewards of a few hundredths per step the critic's targets start near zero and
-    grow for tens of thousands of updates, and lambda = alpha / mean|Q| shrinks with them: the actor first follows
-    an unfitted critic, then drifts back to the logged actions (robot_rl.offline.finetune sets 1 / std of the
-    logged per-step rewards unless given)."""
     critic_warmup: int = 0
     """Critic-only updates before the actor moves: the actor then follows the gradient of a fitted Q of the start
     policy, not of a random network."""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
-            raise ConfigError("td3bc: gamma must be in [0, 1] and tau in (0, 1]")
-        if self.policy_delay < 1 or self.alpha < 0 or self.reward_scale <= 0 or self.critic_warmup < 0:
-            raise ConfigError("td3bc: policy_delay >= 1, alpha >= 0, reward_scale > 0 and critic_warmup >= 0 are "
-                              "required")
+        if self.policy_delay < 1 or self.alpha < 0 or self.critic_warmup < 0:
+            raise ConfigError("td3bc: policy_delay >= 1, alpha >= 0 and critic_warmup >= 0 are required")
+
+    def new_policy(self, obs_dim: int, act_dim: int) -> Policy:
+        return self.actor.new_policy(obs_dim, act_dim)
 
 
 class TD3BC:
-    def __init__(self, policy: Policy, cfg: TD3BCConfig | None = None) -> None:
-        self.cfg = c = cfg or TD3BCConfig()
+    """TD3+BC on batches from its replay feed (logged data, and fresh data when collecting)."""
+
+    def __init__(self, policy: Policy, cfg: TD3BCConfig, setup: LearnerSetup) -> None:
+        self.cfg = c = cfg
         self.policy = policy
+        self.action_clip = setup.action_clip
+        self.feed = ReplayFeed(policy, c.replay, setup)
         self.policy_target = copy.deepcopy(policy)
-        self.critic = Critic(policy.obs_dim, policy.act_dim, c.critic_hidden)
+        self.critic = Critic(policy.obs_dim, policy.act_dim, c.critic.hidden)
         self.critic_target = copy.deepcopy(self.critic)
-        self.actor_opt = torch.optim.Adam(policy.net.parameters(), lr=c.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr)
+        self.actor_opt = torch.optim.Adam(policy.net.parameters(), lr=c.actor.learning_rate)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic.learning_rate)
         self.updates = 0
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        c = self.cfg
+    @property
+    def rollout_steps(self) -> int:
+        return self.cfg.replay.update_every
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.feed.act(obs)
+
+    def process_env_step(self, next_obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                         truncated: np.ndarray, info: dict[str, Any]) -> None:
+        self.feed.process_env_step(next_obs, rewards, terminated, truncated, info)
+
+    def update(self) -> dict[str, float]:
+        """One gradient step per batch the feed owes (offline: one)."""
+        if self.feed.warming_up:
+            return {}
+        out: dict[str, float] = {}
+        for _ in range(self.feed.take_steps()):
+            out = self.step(self.feed.sample())
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy.state_dict(), "policy_target": self.policy_target.state_dict(),
+                "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "updates": self.updates, "feed": self.feed.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.policy_target.load_state_dict(state["policy_target"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.updates = int(state["updates"])
+        self.feed.load_state_dict(state["feed"])
+
+    def step(self, batch: Batch) -> dict[str, float]:
+        """One critic step on `batch`, and every policy_delay-th step (after the warm-up) one actor step."""
+        c, clip = self.cfg, self.action_clip
         obs_n = self.policy.normalize(batch.obs)
         next_n = self.policy.normalize(batch.next_obs)
         with torch.no_grad():
             noise = (torch.randn_like(batch.action) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
-            next_a = (self.policy_target.mean(next_n) + noise).clamp(-c.action_clip, c.action_clip)
-            target_q = self.critic_target(next_n, next_a).min(0).values
-            target = c.reward_scale * batch.reward + c.gamma * (1.0 - batch.terminated) * target_q
+            next_a = (self.policy_target.mean(next_n) + noise).clamp(-clip, clip)
+            target = c.critic.target(batch, self.critic_target(next_n, next_a).min(0).values)
         q = self.critic(obs_n, batch.action)
         critic_loss = F.mse_loss(q, target.expand_as(q))
         self.critic_opt.zero_grad(set_to_none=True)
@@ -85,15 +125,15 @@ class TD3BC:
         self.updates += 1
         if self.updates > c.critic_warmup and self.updates % c.policy_delay == 0:
             pi = self.policy.mean(obs_n)
-            q_pi = self.critic(obs_n, pi.clamp(-c.action_clip, c.action_clip))[0]
+            q_pi = self.critic(obs_n, pi.clamp(-clip, clip))[0]
             lam = c.alpha / q_pi.abs().mean().detach().clamp_min(1e-6)
             bc = F.mse_loss(pi, batch.action)
             actor_loss = -lam * q_pi.mean() + bc
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()
-            soft_update(self.policy_target, self.policy, c.tau)
+            soft_update(self.policy_target, self.policy, c.critic.tau)
             out.update({"loss/actor": float(actor_loss.detach()), "loss/bc": float(bc.detach())})
         if self.updates % c.policy_delay == 0:
-            soft_update(self.critic_target, self.critic, c.tau)
+            soft_update(self.critic_target, self.critic, c.critic.tau)
         return out

@@ -13,29 +13,29 @@ import torch
 
 from robot_rl.bundle import export_bundle, load_bundle
 from robot_rl.errors import BundleError
-from robot_rl.networks import ActorCritic
+from robot_rl.networks import Policy
 from robot_rl.normalizer import RunningNormalizer
 
 
 @pytest.fixture
 def exported(tmp_path, toy_contract):
     torch.manual_seed(0)
-    net = ActorCritic(toy_contract.obs_dim, toy_contract.act_dim, (32, 16), (32, 16))
+    actor = Policy(toy_contract.obs_dim, toy_contract.act_dim, (32, 16))
     with torch.no_grad():  # make the output layer non-trivial (it is initialised near zero)
-        net.actor[-1].weight.normal_(0.0, 0.5)
+        actor.net[-1].weight.normal_(0.0, 0.5)
     norm = RunningNormalizer(toy_contract.obs_dim)
     norm.update(torch.randn(500, toy_contract.obs_dim) * 3.0 + 1.0)
     mean, std = norm.stats()
     contract = toy_contract.replace(obs_mean=mean, obs_std=std, provenance={"task": "toy"})
-    path = export_bundle(tmp_path / "bundle", contract, net.actor, {"return_mean": 12.5, "episodes": 3})
-    return path, net, norm
+    path = export_bundle(tmp_path / "bundle", contract, actor.net, {"return_mean": 12.5, "episodes": 3})
+    return path, actor, norm
 
 
 def test_runtimes_match_pytorch_actor(exported, rng):
-    path, net, norm = exported
-    obs = rng.normal(1.0, 3.0, size=(64, net.obs_dim)).astype(np.float32)
+    path, actor, norm = exported
+    obs = rng.normal(1.0, 3.0, size=(64, actor.obs_dim)).astype(np.float32)
     with torch.no_grad():
-        ref = net.actor(norm(torch.from_numpy(obs))).numpy()
+        ref = actor.net(norm(torch.from_numpy(obs))).numpy()
     for runtime in ("onnx", "torchscript"):
         bundle = load_bundle(path, runtime=runtime)
         np.testing.assert_allclose(bundle.act(obs), ref, atol=1e-5)
@@ -56,10 +56,10 @@ def test_round_trip_contract_and_metadata(exported, toy_contract):
 
 
 def test_onnx_runtime_without_torch(exported, rng):
-    path, net, norm = exported
-    obs = rng.normal(size=(5, net.obs_dim)).astype(np.float32)
+    path, actor, norm = exported
+    obs = rng.normal(size=(5, actor.obs_dim)).astype(np.float32)
     with torch.no_grad():
-        ref = net.actor(norm(torch.from_numpy(obs))).numpy()
+        ref = actor.net(norm(torch.from_numpy(obs))).numpy()
     np.save(path.parent / "obs.npy", obs)
     code = textwrap.dedent(f"""
         import sys, json
@@ -98,17 +98,17 @@ def test_malformed_bundles_name_the_file(exported, tmp_path):
 
 
 def test_wrong_obs_shape_and_unnormalized_contract(exported, tmp_path, toy_contract):
-    path, net, _ = exported
+    path, actor, _ = exported
     with pytest.raises(BundleError, match="obs_dim"):
         load_bundle(path).act(np.zeros(toy_contract.obs_dim + 1, np.float32))
-    bad = export_bundle(tmp_path / "plain", toy_contract, net.actor, {})
+    bad = export_bundle(tmp_path / "plain", toy_contract, actor.net, {})
     with pytest.raises(BundleError, match="obs_mean/obs_std"):
         load_bundle(bad)
 
 
 def test_export_replaces_existing_bundle(exported, toy_contract):
-    path, net, norm = exported
+    path, actor, norm = exported
     mean, std = norm.stats()
-    export_bundle(path, toy_contract.replace(obs_mean=mean, obs_std=std), net.actor, {"return_mean": 99.0})
+    export_bundle(path, toy_contract.replace(obs_mean=mean, obs_std=std), actor.net, {"return_mean": 99.0})
     assert load_bundle(path).metadata["metrics"]["return_mean"] == 99.0
     assert not list(path.parent.glob(".bundle*"))

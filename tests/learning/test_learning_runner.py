@@ -64,7 +64,7 @@ def test_seeded_runs_are_identical(tmp_path):
     for name in ("a", "b"):
         runner = Runner(_cfg(tmp_path, 2048), tmp_path / name, progress=False)
         runner.train()
-        params.append([p.detach().clone() for p in runner.ppo.model.parameters()])
+        params.append([p.detach().clone() for p in runner.learner.policy.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*params))
 
 
@@ -74,11 +74,12 @@ def test_checkpoint_resume_round_trip(tmp_path, capsys):
     runner.train()
     ckpt = find_checkpoint(run)
     assert ckpt.name == "model_2.pt"
-    cfg, contract, ppo = learner_from_checkpoint(load_checkpoint(ckpt))
+    cfg, contract, learner = learner_from_checkpoint(load_checkpoint(ckpt))
     assert cfg == runner.cfg and contract == runner.contract
-    for a, b in zip(ppo.model.parameters(), runner.ppo.model.parameters()):
+    for a, b in zip(learner.policy.parameters(), runner.learner.policy.parameters()):
         assert torch.equal(a, b)
-    assert torch.equal(ppo.normalizer.mean, runner.ppo.normalizer.mean)
+    # the running normalizer's statistics, as the actor acts and exports with them
+    assert torch.equal(learner.policy.obs_mean, runner.learner.policy.obs_mean)
     assert not list((run / "checkpoints").glob(".*tmp*"))  # atomic write leaves no temporary file
 
     code = main(["train", "--resume", str(run), "--set", "max_env_steps=4096", "eval_episodes=0", "--no-progress"])

@@ -14,8 +14,8 @@ import torch
 from robot_rl.bundle import load_bundle
 from robot_rl.cli import main
 from robot_rl.logs import a1_contract, simulate_ticks, write_tick_bag
+from robot_rl.networks import Policy
 from robot_rl.offline.finetune import dataset_digest
-from robot_rl.offline.policy import Policy
 
 torch.set_num_threads(1)
 
