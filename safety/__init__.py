@@ -6,7 +6,6 @@
 from robot_rl.safety.cbf import RELAX_LEVELS, CbfFilter
 from robot_rl.safety.chain import SafetyChain, build_chain, parse_safety
 from robot_rl.safety.config import (
-    CONFIGS,
     CbfConfig,
     PassivityConfig,
     RateLimitConfig,
@@ -17,10 +16,13 @@ from robot_rl.safety.config import (
 from robot_rl.safety.coupled import CoupledModel
 from robot_rl.safety.kinematics import JointSpaceDynamics, SerialChain
 from robot_rl.safety.passivity import PassivityFilter
+from robot_rl.safety.protocol import Batch, Certified, FeasibleSet, Filter, FilterSpec
+from robot_rl.safety.registry import FILTERS, SHIELDS
 from robot_rl.safety.shields import RateLimiter, SanityShield, StateShield
 
 __all__ = [
-    "CONFIGS", "RELAX_LEVELS", "CbfConfig", "CbfFilter", "CoupledModel", "JointSpaceDynamics", "PassivityConfig",
-    "PassivityFilter", "RateLimitConfig", "RateLimiter", "SafetyChain", "SanityConfig", "SanityShield", "SerialChain",
-    "StateShield", "StateShieldConfig", "WorkspaceConfig", "build_chain", "parse_safety",
+    "FILTERS", "RELAX_LEVELS", "SHIELDS", "Batch", "CbfConfig", "CbfFilter", "Certified", "CoupledModel",
+    "FeasibleSet", "Filter", "FilterSpec", "JointSpaceDynamics", "PassivityConfig", "PassivityFilter",
+    "RateLimitConfig", "RateLimiter", "SafetyChain", "SanityConfig", "SanityShield", "SerialChain", "StateShield",
+    "StateShieldConfig", "WorkspaceConfig", "build_chain", "parse_safety",
 ]

@@ -13,7 +13,7 @@ telemetry, and the chain may replace the result by its backup.
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import Any
 
 import daqp
@@ -25,6 +25,7 @@ from robot_rl.safety.coupled import CoupledModel, CoupledRows
 from robot_rl.safety.intervals import clip_to, joint_intervals
 from robot_rl.safety.kinematics import SerialChain
 from robot_rl.safety.model import Rows, barrier_rows, interval_table, pd_response
+from robot_rl.safety.protocol import Batch, Certified, row_norms
 from robot_rl.state import RobotState
 
 RELAX_LEVELS = ("dt_cbf", "safe_set", "no_torque", "slack")
@@ -33,8 +34,35 @@ empty: the min-max-violation target (midpoint of the crossed bounds), i.e. the l
 SLACK_LEVEL = len(RELAX_LEVELS) - 1
 """The last level: an interval still empty after every relaxation."""
 
-_TOL = 1e-9
+_LEVEL_NAMES = np.array(RELAX_LEVELS)
+_SOLVER_NAME = "<U11"
+"""dtype of the per-robot `cbf/solver` telemetry: interval, closed_form, daqp."""
 _BIG = 1e20
+
+QpSet = tuple[CoupledRows, np.ndarray | None, np.ndarray | None, bool]
+"""Rows a coupled target satisfies: (joint rows, Cartesian G, h, joint rows with slack)."""
+
+
+@dataclass
+class Box:
+    """The joint intervals [lower, upper] (N, n) a target was clipped into."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+
+    def reference(self, q: np.ndarray) -> np.ndarray:
+        return np.minimum(np.maximum(q, self.lower), self.upper)
+
+
+@dataclass
+class Projections:
+    """The coupled rows each robot's target satisfies (None: the fallback target, no rows)."""
+
+    cbf: CbfFilter
+    qps: list[QpSet | None]
+
+    def reference(self, q: np.ndarray) -> np.ndarray:
+        return np.stack([qi if qp is None else self.cbf.project(qi, qp) for qi, qp in zip(q, self.qps)])
 
 
 class CbfFilter:
@@ -76,14 +104,8 @@ class CbfFilter:
         self.uniform_weights = bool(np.all(self.weights == self.weights[0]))
         self._stacked = np.ascontiguousarray(np.stack(self.tables))
         """(levels, 3, 2, R, n): what safety.intervals.joint_intervals reads."""
-        self._one = _Intervals(1, n)
-        self._batch: dict[int, _Intervals] = {}
-        self.box_lower = lower.copy()
-        """Interval [box_lower, box_upper] of the last single certify call (used by the passivity filter)."""
-        self.box_upper = upper.copy()
-        self.batch_lower: np.ndarray | None = None
-        """Intervals (N, n) of the last certify_batch call."""
-        self.batch_upper: np.ndarray | None = None
+        self._buffers: dict[int, _Intervals] = {}
+        """Interval-kernel buffers per batch size."""
         self.workspace = _Workspace(cfg.workspace, contract, self.response, dec, cfg.gamma) \
             if cfg.workspace is not None else None
         hess = np.zeros((n + 1, n + 1))
@@ -91,107 +113,90 @@ class CbfFilter:
         hess[n, n] = cfg.slack_penalty
         self._hess = hess
         self._f = np.zeros(n + 1)
-        self._last_qp: tuple[CoupledRows, np.ndarray | None, np.ndarray | None, bool] | None = None
-        self._batch_qp: list[Any] = []
 
     # ---- joint intervals -------------------------------------------------------------------------------------
     def interval(self, q: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        """Target interval [L, U] per joint for state (q, v), and the relaxation level that made it non-empty."""
-        w = self._single(q, v)
-        return w.lo[0].copy(), w.hi[0].copy(), int(w.level[0])
-
-    def _single(self, q: np.ndarray, v: np.ndarray) -> _Intervals:
-        """One robot's intervals, in the preallocated single-robot workspace."""
-        w = self._one
+        """Target interval [L, U] per joint for one state (q, v), and the relaxation level that made it non-empty."""
+        w = self._intervals(1)
         w.q[0], w.v[0] = q, v
         joint_intervals(self._stacked, w.q, w.v, w.lo, w.hi, w.level, SLACK_LEVEL)
+        return w.lo[0].copy(), w.hi[0].copy(), int(w.level[0])
+
+    def interval_tables(self) -> np.ndarray | None:
+        """(levels, 3, 2, R, n) tables of `safety.intervals.joint_intervals` when this filter is exactly the
+        clip into the joint intervals (decoupled model, no workspace, solver auto); None otherwise. A compiled chain
+        reads them (safety/fast.py)."""
+        if self.coupled is not None or self.workspace is not None or self.cfg.solver == "daqp":
+            return None
+        return self._stacked
+
+    def _intervals(self, num: int) -> _Intervals:
+        w = self._buffers.get(num)
+        if w is None:
+            w = self._buffers[num] = _Intervals(num, self.n)
         return w
 
     # ---- filter protocol -----------------------------------------------------------------------------------
-    def certify(self, state: RobotState, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        q = np.asarray(state.joint_pos, dtype=float)
-        v = np.asarray(state.joint_vel, dtype=float)
+    def certify(self, batch: Batch, targets: np.ndarray) -> Certified:
+        q, v = batch.q, batch.v
         u_pi = np.asarray(targets, dtype=float)
         if self.coupled is not None:
-            return self._certify_coupled(q, v, u_pi)
-        w = self._single(q, v)
-        w.u_pi[0] = u_pi
-        clip_to(w.u_pi, w.lo, w.hi, w.u, w.active, w.correction_sq)
-        lo, hi, level = w.lo[0].copy(), w.hi[0].copy(), int(w.level[0])
-        self.box_lower, self.box_upper = lo, hi
-        u = w.u[0].copy()
-        active = int(w.active[0])
-        if self.workspace is None and self.cfg.solver != "daqp":
-            # the separable case (legs): no QP
-            return u, {"cbf/active": active, "cbf/correction_norm": math.sqrt(w.correction_sq[0]), "cbf/slack": 0.0,
-                       "cbf/status": RELAX_LEVELS[level], "cbf/level": level, "cbf/iterations": 0,
-                       "cbf/solver": "interval", "cbf/feasible": level == 0}
-        u, slack, iters, solver, n_active, ok = self._coupled(q, v, u_pi, u, lo, hi)
-        active += n_active
-        status = RELAX_LEVELS[level] if ok else "infeasible"
-        if slack > 1e-6 and level < SLACK_LEVEL:
-            status = "slack"
-        diff = u - u_pi
-        return u, {"cbf/active": active, "cbf/correction_norm": float(np.sqrt(diff @ diff)),
-                   "cbf/slack": slack, "cbf/status": status, "cbf/level": level, "cbf/iterations": iters,
-                   "cbf/solver": solver, "cbf/feasible": level == 0 and slack <= 1e-6 and ok}
-
-    def certify_batch(self, state: RobotState, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        q = np.asarray(state.joint_pos, dtype=float)
-        v = np.asarray(state.joint_vel, dtype=float)
-        u_pi = np.asarray(targets, dtype=float)
+            return self._certify_coupled_rows(q, v, u_pi)
         num = q.shape[0]
-        if self.coupled is not None:
-            return self._certify_coupled_batch(q, v, u_pi)
-        w = self._batch.get(num)
-        if w is None:
-            w = self._batch[num] = _Intervals(num, self.n)
+        w = self._intervals(num)
         joint_intervals(self._stacked, np.ascontiguousarray(q), np.ascontiguousarray(v), w.lo, w.hi, w.level,
                         SLACK_LEVEL)
         lo, hi, level = w.lo.copy(), w.hi.copy(), w.level.copy()
-        self.batch_lower, self.batch_upper = lo, hi
         u = np.empty_like(u_pi)
         active = np.empty(num, np.int64)
         clip_to(np.ascontiguousarray(u_pi), lo, hi, u, active, w.correction_sq)
         slack = np.zeros(num)
         iters = np.zeros(num, dtype=np.int64)
-        ok = np.ones(num, dtype=bool)
-        if self.workspace is not None:
-            viol = self.workspace.violated_batch(q, v, u)
-            for i in np.flatnonzero(viol):
-                u[i], slack[i], iters[i], _, n_act, ok[i] = self._coupled(q[i], v[i], u_pi[i], u[i], lo[i], hi[i])
+        status = _LEVEL_NAMES[level]
+        solver = np.full(num, "interval", dtype=_SOLVER_NAME)
+        feasible = level == 0
+        if self.workspace is not None or self.cfg.solver == "daqp":
+            ok = np.ones(num, dtype=bool)
+            rows = np.flatnonzero(self.workspace.violated_batch(q, v, u)) if self.cfg.solver == "auto" and \
+                self.workspace is not None else range(num)
+            for i in rows:
+                u[i], slack[i], iters[i], solver[i], n_act, ok[i] = self._coupled(q[i], v[i], u_pi[i], u[i], lo[i],
+                                                                                 hi[i])
                 active[i] += n_act
-        diff = u - u_pi
-        return u, {"cbf/active": active, "cbf/correction_norm": np.sqrt(np.einsum("ij,ij->i", diff, diff)),
-                   "cbf/slack": slack, "cbf/level": level, "cbf/iterations": iters,
-                   "cbf/feasible": (level == 0) & (slack <= 1e-6) & ok}
+            status = np.where(ok, status, "infeasible")
+            status = np.where((slack > 1e-6) & (level < SLACK_LEVEL), "slack", status)
+            feasible &= (slack <= 1e-6) & ok
+        return Certified(u, {"cbf/active": active, "cbf/correction_norm": row_norms(u - u_pi), "cbf/slack": slack,
+                             "cbf/status": status, "cbf/level": level, "cbf/iterations": iters, "cbf/solver": solver,
+                             "cbf/feasible": feasible},
+                         feasible=Box(lo, hi))
+
+    def commit(self, state: RobotState, applied: np.ndarray) -> dict[str, np.ndarray]:
+        """The CBF keeps no state between ticks."""
+        return {}
 
     def reset(self, mask: np.ndarray | None = None) -> None:
-        """The CBF is stateless between ticks."""
-
-    # ---- passive reference for the passivity filter --------------------------------------------------------------
-    def reference(self, q: np.ndarray) -> np.ndarray:
-        """A target inside the last certified feasible set close to q (the passivity filter scales towards it)."""
-        if self.coupled is None:
-            return np.minimum(np.maximum(q, self.box_lower), self.box_upper)
-        if self._last_qp is None:
-            return q
-        return self._project(q, *self._last_qp)
-
-    def reference_batch(self, q: np.ndarray) -> np.ndarray:
-        """(N, n) references of the last certify_batch call (q where unknown)."""
-        if self.coupled is None:
-            if self.batch_lower is None or self.batch_upper is None or self.batch_lower.shape != q.shape:
-                return q
-            return np.minimum(np.maximum(q, self.batch_lower), self.batch_upper)
-        if len(self._batch_qp) != q.shape[0]:
-            return q
-        return np.stack([qi if qp is None else self._project(qi, *qp) for qi, qp in zip(q, self._batch_qp)])
+        """The CBF keeps no state between ticks."""
 
     # ---- coupled model (arms) ------------------------------------------------------------------------------------
+    def _certify_coupled_rows(self, q: np.ndarray, v: np.ndarray, u_pi: np.ndarray) -> Certified:
+        """The coupled model robot by robot (its matrices depend on each state)."""
+        u = np.empty_like(u_pi)
+        keys = ("cbf/active", "cbf/correction_norm", "cbf/slack", "cbf/status", "cbf/level", "cbf/iterations",
+                "cbf/solver", "cbf/feasible")
+        out: dict[str, list[Any]] = {k: [] for k in keys}
+        qps: list[QpSet | None] = []
+        for i in range(q.shape[0]):
+            u[i], info, qp = self._certify_coupled(q[i], v[i], u_pi[i])
+            qps.append(qp)
+            for k in keys:
+                out[k].append(info[k])
+        return Certified(u, {k: np.asarray(val) for k, val in out.items()}, feasible=Projections(self, qps))
+
     def _certify_coupled(self, q: np.ndarray, v: np.ndarray,
-                         u_pi: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        """Coupled rows of the mass-matrix model: check the clipped target, else DAQP level by level."""
+                         u_pi: np.ndarray) -> tuple[np.ndarray, dict[str, Any], QpSet | None]:
+        """Coupled rows of the mass-matrix model: check the clipped target, else DAQP level by level. Also returns
+        the rows the target satisfies (None: none could be satisfied)."""
         assert self.coupled is not None
         levels = self.coupled.rows(q, v)
         u_box = np.minimum(np.maximum(u_pi, self.lower), self.upper)
@@ -200,18 +205,19 @@ class CbfFilter:
             g, h = self.workspace.rows(q, v, (levels[0].end_q, levels[0].end_u))
         u, slack, iters, solver, n_act, level = u_box, 0.0, 0, "interval", 0, SLACK_LEVEL
         ok = False
+        qp: QpSet | None = None
         for lv, rows in enumerate(levels):
             ax = rows.a @ u_box
             if (g is None or h is None or np.all(g @ u_box <= h + 1e-9)) and np.all(ax >= rows.lower - 1e-9) \
                     and np.all(ax <= rows.upper + 1e-9):
                 u, level, ok = u_box, lv, True
-                self._last_qp = (rows, g, h, False)
+                qp = (rows, g, h, False)
                 break
             res = self._solve(u_pi, rows, g, h, soft=False)
             if res is not None:
                 u, slack, iters, n_act = res
                 solver, level, ok = "daqp", lv, True
-                self._last_qp = (rows, g, h, False)
+                qp = (rows, g, h, False)
                 break
         if not ok:
             rows = levels[-1]
@@ -220,10 +226,9 @@ class CbfFilter:
             if res is not None:
                 u, slack, iters, n_act = res
                 ok = True
-                self._last_qp = (rows, g, h, True)
+                qp = (rows, g, h, True)
             else:
                 u = np.minimum(np.maximum(q, self.lower), self.upper)
-                self._last_qp = None
         status = RELAX_LEVELS[level] if ok else "infeasible"
         if slack > 1e-6 and level < SLACK_LEVEL:
             status = "slack"
@@ -231,23 +236,7 @@ class CbfFilter:
         return u, {"cbf/active": n_act + int(np.count_nonzero(u != u_pi)) * (solver == "interval"),
                    "cbf/correction_norm": float(np.sqrt(diff @ diff)), "cbf/slack": slack, "cbf/status": status,
                    "cbf/level": level, "cbf/iterations": iters, "cbf/solver": solver,
-                   "cbf/feasible": level == 0 and slack <= 1e-6 and ok}
-
-    def _certify_coupled_batch(self, q: np.ndarray, v: np.ndarray,
-                               u_pi: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        """The coupled model per environment (its matrices depend on each state)."""
-        num = q.shape[0]
-        u = np.empty_like(u_pi)
-        keys = ("cbf/active", "cbf/correction_norm", "cbf/slack", "cbf/level", "cbf/iterations", "cbf/feasible")
-        out: dict[str, list[Any]] = {k: [] for k in keys}
-        qps: list[Any] = []
-        for i in range(num):
-            u[i], info = self._certify_coupled(q[i], v[i], u_pi[i])
-            qps.append(self._last_qp)
-            for k in keys:
-                out[k].append(info[k])
-        self._batch_qp = qps
-        return u, {k: np.asarray(val) for k, val in out.items()}
+                   "cbf/feasible": level == 0 and slack <= 1e-6 and ok}, qp
 
     def _solve(self, u_pi: np.ndarray, rows: CoupledRows, g: np.ndarray | None, h: np.ndarray | None,
                soft: bool) -> tuple[np.ndarray, float, int, int] | None:
@@ -280,9 +269,9 @@ class CbfFilter:
         n_act = int(np.count_nonzero(np.abs(lam[n + 1:]) > 1e-12))
         return x[:n].copy(), float(max(x[n], 0.0)), int(info["iterations"]), n_act
 
-    def _project(self, point: np.ndarray, rows: CoupledRows, g: np.ndarray | None, h: np.ndarray | None,
-                 soft: bool) -> np.ndarray:
-        res = self._solve(point, rows, g, h, soft)
+    def project(self, point: np.ndarray, qp: QpSet) -> np.ndarray:
+        """The target closest to `point` (n,) that satisfies the rows `qp` (point itself when DAQP fails)."""
+        res = self._solve(point, *qp)
         return point if res is None else res[0]
 
     # ---- coupled rows ------------------------------------------------------------------------------------

@@ -1,8 +1,12 @@
-"""The safety chain: filters in contract order, one backup, telemetry. `certify` never raises."""
+"""The safety chain: shields, then the registered filters in contract order, one backup, telemetry. Never raises.
+
+Everything is batched: `certify_batch` runs N robots, `certify` runs one robot as a batch of one through the same
+code (and reports its telemetry as plain values). The only single-robot special is an accelerated path
+(safety/fast.py), built from the filters and checked against them.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -10,12 +14,14 @@ import numpy as np
 from robot_rl.config import from_dict
 from robot_rl.contract import PolicyContract
 from robot_rl.errors import ConfigError
-from robot_rl.safety.cbf import RELAX_LEVELS, SLACK_LEVEL, CbfFilter
-from robot_rl.safety.config import CONFIGS, SanityConfig, StateShieldConfig
-from robot_rl.safety.intervals import leg_chain
-from robot_rl.safety.passivity import PassivityFilter
-from robot_rl.safety.shields import RateLimiter, SanityShield, StateShield
+from robot_rl.safety.config import SanityConfig, StateShieldConfig
+from robot_rl.safety.fast import LegPath
+from robot_rl.safety.protocol import Batch, Filter, FilterSpec, row_norms
+from robot_rl.safety.registry import FILTERS, SHIELDS, config_class, entry_names
+from robot_rl.safety.shields import SanityShield, StateShield
 from robot_rl.state import RobotState
+
+_NONFINITE = "a filter returned non-finite targets"
 
 
 def parse_safety(contract: PolicyContract) -> list[tuple[str, Any]]:
@@ -27,13 +33,14 @@ def parse_safety(contract: PolicyContract) -> list[tuple[str, Any]]:
         if not isinstance(entry, dict) or "type" not in entry:
             raise ConfigError(f"{where}: expected a mapping with a 'type' key, got {entry!r}")
         name = entry["type"]
-        if name not in CONFIGS:
-            raise ConfigError(f"{where}.type: unknown filter {name!r} (choose from {', '.join(CONFIGS)})")
+        cls = config_class(name)
+        if cls is None:
+            raise ConfigError(f"{where}.type: unknown filter {name!r} (choose from {', '.join(entry_names())})")
         if name in seen:
             raise ConfigError(f"{where}.type: filter {name!r} appears twice")
         seen.add(name)
         params = {k: v for k, v in entry.items() if k != "type"}
-        cfg = from_dict(CONFIGS[name], params, where)
+        cfg = from_dict(cls, params, where)
         cfg.validate(f"[{i}]", contract.num_joints)
         out.append((name, cfg))
     return out
@@ -44,8 +51,17 @@ def build_chain(contract: PolicyContract) -> SafetyChain:
     return SafetyChain(contract, parse_safety(contract))
 
 
+class _Screen:
+    """What the shields decided for a batch: rows to replace by the backup, and why."""
+
+    def __init__(self, bad: np.ndarray, latched: np.ndarray, fresh: np.ndarray) -> None:
+        self.bad, self.latched, self.fresh = bad, latched, fresh
+        """(N,) sanity fired; backup latched (e-stop or state shield); latched on this very tick."""
+        self.fire = bad | latched
+
+
 class SafetyChain:
-    """Shields, CBF-QP and passivity filter in contract order, with one backup action.
+    """Shields, then the filters (rate limiter, CBF-QP, passivity, ...) in contract order, with one backup action.
 
     `certify(state, targets)` returns `(safe_targets, info)`. Input sanity (shapes, finiteness) is always checked
     first; a `sanity` entry only tunes it. When a shield fires, the targets are replaced by the backup on the same
@@ -66,23 +82,17 @@ class SafetyChain:
         self.damping_kd = np.broadcast_to(np.asarray(kd, float), (self.n,)).copy()
         self.stand_pose = np.asarray(backup_cfg.stand_pose if backup_cfg.stand_pose is not None
                                      else contract.default_joint_pos, float)
-        self.filters: list[Any] = []
-        self.cbf: CbfFilter | None = None
-        for name, cfg in configs:
-            if name == "rate_limit":
-                self.filters.append(RateLimiter(contract, cfg))
-            elif name == "cbf":
-                self.cbf = CbfFilter(contract, cfg)
-                self.filters.append(self.cbf)
-            elif name == "passivity":
-                self.filters.append(PassivityFilter(contract, cfg, self.cbf))
-        self._committers = [f for f in self.filters if hasattr(f, "commit")]
-        self._commit_single = [f.commit for f in self._committers]
-        self._fast = _LegFastPath.build(self)
-        """The rate limiter + separable CBF chain of the legged robots in one compiled call (None: other chains)."""
+        specs: list[tuple[FilterSpec, Any]] = [(FILTERS[name], cfg) for name, cfg in configs if name not in SHIELDS]
+        self.filters: list[Filter] = [spec.build(contract, cfg) for spec, cfg in specs]
+        self._fast = LegPath.build(contract, self.filters, specs)
+        """The filters as one compiled call for one robot (None: no such kernel for these filters)."""
         self._estop_reason = ""
-        self._batch_estop = False
         self._last = self.stand_pose.copy()
+
+    @property
+    def cbf(self) -> Filter | None:
+        """The chain's `cbf` filter, if any."""
+        return next((f for f in self.filters if f.name == "cbf"), None)
 
     # ---- backup ------------------------------------------------------------------------------------------------
     def backup(self, state: RobotState) -> np.ndarray:
@@ -102,215 +112,183 @@ class SafetyChain:
     def estop(self, reason: str = "e-stop") -> None:
         """Latch the backup now (single robot and every batched environment) until `reset`."""
         self._estop_reason = reason or "e-stop"
-        self._batch_estop = True
 
     def reset(self, mask: np.ndarray | None = None) -> None:
         """Release latches and forget filter state for the selected environments (all when mask is None)."""
         if mask is None:
             self._estop_reason = ""
-            self._batch_estop = False
         if self.state_shield is not None:
             self.state_shield.reset(mask)
         for f in self.filters:
             f.reset(mask)
 
-    # ---- single robot ----------------------------------------------------------------------------------------
+    # ---- one robot: a batch of one -------------------------------------------------------------------------------
     def certify(self, state: RobotState, targets: Any, now: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Safe targets (n,) and telemetry. Never raises: malformed input gives the backup and the reason."""
-        info: dict[str, Any] = {}
-        shield, reason = "", ""
+        """Safe targets (n,) and telemetry (plain values). Never raises: malformed input gives the backup and the
+        reason."""
+        nan = np.full((1, self.n), np.nan)
         try:
             raw = np.asarray(targets, dtype=float)
         except (TypeError, ValueError):
-            raw = np.full(self.n, np.nan)
-            shield, reason = "sanity", "targets are not numeric"
+            return self._single(*self._fallback(state, nan, "sanity", "targets are not numeric"))
         try:
-            if not reason:
-                reason = self._latched_reason(state, now)
-                shield = "state" if reason else ""
-            if not reason and self._fast is not None:
-                done = self._fast.certify(state, raw)
-                if done is not None:
-                    return done
-            if not reason:
-                reason = self.sanity.reason(state, raw)
-                shield = "sanity" if reason else ""
-            if not reason:
-                u = raw
-                for f in self.filters:
-                    u, finfo = f.certify(state, u)
-                    info.update(finfo)
-                if not math.isfinite(np.add.reduce(u)):  # any NaN/Inf makes the sum non-finite
-                    shield, reason = "chain", "a filter returned non-finite targets"
+            why = self.sanity.shape_reason(state.joint_pos, state.joint_vel, raw, ())
+            if why:
+                return self._single(*self._fallback(state, nan, "sanity", why))
+            q = np.asarray(state.joint_pos, dtype=float)[None]
+            v = np.asarray(state.joint_vel, dtype=float)[None]
+            screen = self._screen(state, q, v, raw[None], now)
+            fast = self._fast.run(q[0], v[0], raw) if self._fast is not None and not screen.fire[0] else None
+            if fast is not None:
+                return self._single_fast(state, raw, *fast)
+            u, filter_info, failed = self._filter(q, v, raw[None], screen.fire)
+            u, commit, tel = self._finish(state, q, v, raw[None], u, screen, failed)
         except Exception as exc:  # noqa: BLE001 - certify must never raise; the reason is telemetry
-            shield, reason = "chain", f"{type(exc).__name__}: {exc}"
-        backup = bool(reason)
-        if backup:
-            u = self.backup(state)
-            corr = np.where(np.isfinite(raw), u - raw, 0.0) if raw.shape == u.shape else np.zeros(self.n)
-        else:
-            corr = u - raw  # raw passed the sanity checks: finite, right shape
+            return self._single(*self._fallback(state, nan, "chain", f"{type(exc).__name__}: {exc}"))
+        # a robot on its backup reports no filter telemetry: the filters did not shape what it got
+        return self._single(u, {} if tel["safety/backup"][0] else filter_info, commit, tel)
+
+    def _single(self, u: np.ndarray, *parts: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """One robot's view of a batch of one: its row, and its telemetry as plain values."""
+        self._last = u[0]
+        return u[0], {k: _value(val) for part in parts for k, val in part.items()}
+
+    def _single_fast(self, state: RobotState, raw: np.ndarray, u: np.ndarray,
+                     info: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """Finish a tick the compiled path certified: commit, then the telemetry `_tell` gives such a tick."""
+        assert self._fast is not None
+        info.update({k: _value(val) for k, val in self._commit(state, u[None]).items()})
+        norm = self._fast.correction_norm()
+        info.update({"safety/correction": u - raw, "safety/correction_norm": norm, "safety/intervened": norm > 1e-9,
+                     "safety/backup": False, "safety/shield": "", "safety/reason": "", "safety/latched": False,
+                     "safety/damping": False})
         self._last = u
-        for commit in self._commit_single:
-            try:
-                out = commit(state, u)
-            except Exception:  # noqa: BLE001 - a telemetry failure must not stop the robot
-                out = None
-            if out:
-                info.update(out)
-        norm = math.sqrt(corr @ corr)
-        sh = self.state_shield
-        info.update({"safety/correction": corr, "safety/correction_norm": norm,
-                     "safety/intervened": backup or norm > 1e-9, "safety/backup": backup, "safety/shield": shield,
-                     "safety/reason": reason,
-                     "safety/latched": bool(self._estop_reason) or (sh is not None and sh.latched),
-                     "safety/damping": backup and self.backup_mode == "damping"})
         return u, info
-
-    def _commit(self, method: str, state: RobotState, applied: np.ndarray, info: dict[str, Any]) -> None:
-        """Tell stateful filters (rate limiter, tank) which targets were finally applied."""
-        for f in self._committers:
-            try:
-                out = getattr(f, method)(state, applied)
-            except Exception:  # noqa: BLE001 - a telemetry failure must not stop the robot
-                out = None
-            if out:
-                info.update(out)
-
-    def _latched_reason(self, state: RobotState, now: float | None) -> str:
-        if self._estop_reason:
-            return f"e-stop: {self._estop_reason}"
-        sh = self.state_shield
-        if sh is None:
-            return ""
-        if sh.latched:
-            return f"latched: {sh.latch_reason}"
-        why = sh.check(state, now)
-        if why:
-            sh.latched, sh.latch_reason = True, why
-        return why
 
     # ---- batch -------------------------------------------------------------------------------------------------
     def certify_batch(self, state: RobotState, targets: Any,
                       now: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Safe targets (N, n) and telemetry arrays (N,) for a batched state. Never raises."""
         num = _batch_size(state)
-        info: dict[str, Any] = {}
         try:
             raw = np.asarray(targets, dtype=float)
-            if raw.shape != (num, self.n):
-                raise ValueError(f"targets have shape {raw.shape}, expected ({num}, {self.n})")
-            q = np.asarray(state.joint_pos, dtype=float)
-            v = np.asarray(state.joint_vel, dtype=float)
-            if q.shape != (num, self.n) or v.shape != (num, self.n):
-                raise ValueError(f"state joints have shapes {q.shape}, {v.shape}, expected ({num}, {self.n})")
-            bad = self.sanity.reason_batch(state, raw)
-            latched = np.zeros(num, dtype=bool)
-            if self.state_shield is not None:
-                sh = self.state_shield
-                fired = sh.check_batch(state, now)
-                sh.batch_latched |= fired
-                latched = sh.batch_latched.copy()
-            if self._batch_estop:
-                latched[:] = True
-            fire = bad | latched
-            work_state = state
-            u = raw
-            if fire.any():
-                q_ok = np.where(fire[:, None] | ~np.isfinite(q), 0.0, q)
-                v_ok = np.where(fire[:, None] | ~np.isfinite(v), 0.0, v)
-                work_state = RobotState(joint_pos=q_ok, joint_vel=v_ok, base_quat=state.base_quat,
-                                        base_ang_vel=state.base_ang_vel, base_lin_acc=state.base_lin_acc,
-                                        timestamp=state.timestamp, base_pos=state.base_pos)
-                u = np.where(fire[:, None], q_ok, raw)
-            for f in self.filters:
-                u, finfo = f.certify_batch(work_state, u)
-                info.update(finfo)
-            nonfinite = ~np.all(np.isfinite(u), axis=1)
-            fire |= nonfinite
-            if fire.any():
-                u = np.where(fire[:, None], self.backup(state), u)
-            reason = np.where(latched, "latched", np.where(bad, "sanity", np.where(nonfinite, "chain", "")))
+            why = self.sanity.shape_reason(state.joint_pos, state.joint_vel, raw, (num,))
+            if why:
+                raise ValueError(why)
+            q, v = np.asarray(state.joint_pos, dtype=float), np.asarray(state.joint_vel, dtype=float)
+            screen = self._screen(state, q, v, raw, now)
+            u, filter_info, failed = self._filter(q, v, raw, screen.fire)
+            u, commit, tel = self._finish(state, q, v, raw, u, screen, failed)
         except Exception as exc:  # noqa: BLE001 - certify_batch must never raise
-            n_env = num if num > 0 else 1
-            u = np.broadcast_to(self.backup(state), (n_env, self.n)).astype(float)
-            if u.shape[0] != n_env:
-                u = np.tile(self.stand_pose, (n_env, 1))
-            fire = np.ones(n_env, dtype=bool)
-            latched = np.zeros(n_env, dtype=bool)
-            reason = np.full(n_env, f"{type(exc).__name__}: {exc}")
-            raw = np.full_like(u, np.nan)
-        self._commit("commit_batch", state, u, info)
-        corr = np.where(np.isfinite(raw), u - raw, 0.0) if raw.shape == u.shape else np.zeros_like(u)
-        norm = np.sqrt(np.einsum("ij,ij->i", corr, corr))
-        info["safety/correction"] = corr
-        info["safety/correction_norm"] = norm
-        info["safety/intervened"] = fire | (norm > 1e-9)
-        info["safety/backup"] = fire
-        info["safety/latched"] = latched
-        info["safety/reason"] = reason
-        info["safety/damping"] = fire & (self.backup_mode == "damping")
-        return u, info
+            u, commit, tel = self._fallback(state, np.full((max(num, 1), self.n), np.nan), "chain",
+                                            f"{type(exc).__name__}: {exc}")
+            filter_info = {}
+        return u, {**filter_info, **commit, **tel}
+
+    # ---- the one implementation ----------------------------------------------------------------------------------
+    def _screen(self, state: RobotState, q: np.ndarray, v: np.ndarray, raw: np.ndarray,
+                now: float | None) -> _Screen:
+        """The shields: sanity of the inputs, state checks and the e-stop (both latch)."""
+        num = q.shape[0]
+        bad = self.sanity.check(q, v, raw)
+        fresh = np.zeros(num, dtype=bool)
+        if self.state_shield is not None:
+            quat = np.asarray(state.base_quat, dtype=float).reshape(num, -1)
+            pos = None if state.base_pos is None else np.asarray(state.base_pos, dtype=float).reshape(num, -1)
+            fresh = self.state_shield.check(quat, pos, state.timestamp, now, num)
+            latched = self.state_shield.latched.copy()
+        else:
+            latched = fresh.copy()
+        if self._estop_reason:
+            latched[:] = True
+        return _Screen(bad, latched, fresh)
+
+    def _filter(self, q: np.ndarray, v: np.ndarray, raw: np.ndarray,
+                fire: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """The filters in order on every row (rows the shields fired for hold q, with finite stand-ins); returns
+        the targets, the filters' telemetry and the rows a filter could not certify."""
+        u = raw
+        if fire.any():
+            q = np.where(fire[:, None] | ~np.isfinite(q), 0.0, q)
+            v = np.where(fire[:, None] | ~np.isfinite(v), 0.0, v)
+            u = np.where(fire[:, None], q, raw)
+        batch = Batch(q, v)
+        info: dict[str, np.ndarray] = {}
+        failed = np.zeros(q.shape[0], dtype=bool)
+        for f in self.filters:
+            res = f.certify(batch, u)
+            u = res.targets
+            info.update(res.info)
+            if res.failed is not None:
+                failed |= res.failed
+            if res.feasible is not None:
+                batch.feasible = res.feasible
+        return u, info, failed
+
+    def _finish(self, state: RobotState, q: np.ndarray, v: np.ndarray, raw: np.ndarray, u: np.ndarray,
+                screen: _Screen, failed: np.ndarray) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+        """Backup for every fired, failed or non-finite row; commit; the chain's telemetry."""
+        failed = failed | ~np.all(np.isfinite(u), axis=1)
+        fire = screen.fire | failed
+        shield = reason = np.full(fire.shape[0], "")
+        if fire.any():
+            u = np.where(fire[:, None], self.backup(state), u)
+            shield, reason = self._reasons(q, v, raw, screen, failed)
+        return u, self._commit(state, u), self._tell(raw, u, fire, screen.latched, shield, reason)
+
+    def _fallback(self, state: RobotState, raw: np.ndarray, shield: str,
+                  reason: str) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+        """Every robot on its backup (inputs the shields cannot read, or an exception)."""
+        num = raw.shape[0]
+        u = np.broadcast_to(self.backup(state), (num, self.n)).astype(float)
+        if u.shape[0] != num:
+            u = np.tile(self.stand_pose, (num, 1))
+        latched = np.full(num, bool(self._estop_reason))
+        if self.state_shield is not None and self.state_shield.latched.shape[0] == num:
+            latched |= self.state_shield.latched
+        tel = self._tell(raw, u, np.ones(num, dtype=bool), latched, np.full(num, shield), np.full(num, reason))
+        return u, self._commit(state, u), tel
+
+    def _reasons(self, q: np.ndarray, v: np.ndarray, raw: np.ndarray, screen: _Screen,
+                 failed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which shield fired for each robot on its backup, and why ("" for the others)."""
+        num = q.shape[0]
+        shields, reasons = [""] * num, [""] * num
+        sh = self.state_shield
+        for i in np.flatnonzero(screen.fire | failed):
+            if self._estop_reason:
+                shields[i], reasons[i] = "state", f"e-stop: {self._estop_reason}"
+            elif screen.latched[i] and sh is not None:
+                why = sh.latch_reason[i]
+                shields[i], reasons[i] = "state", why if screen.fresh[i] else f"latched: {why}"
+            elif screen.bad[i]:
+                shields[i], reasons[i] = "sanity", self.sanity.explain(q[i], v[i], raw[i])
+            else:
+                shields[i], reasons[i] = "chain", _NONFINITE
+        return np.array(shields), np.array(reasons)
+
+    def _commit(self, state: RobotState, applied: np.ndarray) -> dict[str, Any]:
+        """Tell every filter which targets were finally applied (rate limiter, tank); their telemetry."""
+        info: dict[str, Any] = {}
+        for f in self.filters:
+            try:
+                info.update(f.commit(state, applied))
+            except Exception:  # noqa: BLE001 - a telemetry failure must not stop the robot
+                continue
+        return info
+
+    def _tell(self, raw: np.ndarray, u: np.ndarray, fire: np.ndarray, latched: np.ndarray, shield: np.ndarray,
+              reason: np.ndarray) -> dict[str, Any]:
+        corr = np.where(np.isfinite(raw), u - raw, 0.0)
+        norm = row_norms(corr)
+        return {"safety/correction": corr, "safety/correction_norm": norm, "safety/intervened": fire | (norm > 1e-9),
+                "safety/backup": fire, "safety/shield": shield, "safety/reason": reason, "safety/latched": latched,
+                "safety/damping": fire & (self.backup_mode == "damping")}
 
 
-class _LegFastPath:
-    """`SafetyChain.certify` for the chain [rate_limit, cbf (decoupled, no workspace, interval solver)] behind the
-    shields: everything after the state shield is `safety.intervals.leg_chain`, one compiled call, with the same
-    targets and telemetry as the filters' own code (tests/safety/test_safety_leg_fast_path.py compares them over
-    random tick sequences). Anything unusual (a failed check, a non-finite result, other array types) returns None
-    and the reference path runs, so every backup and its reason come from the filters' own code."""
-
-    def __init__(self, chain: SafetyChain, rate: RateLimiter, cbf: CbfFilter) -> None:
-        n = chain.n
-        self.chain, self.rate, self.cbf = chain, rate, cbf
-        self.mid, self.half = chain.sanity.mid, chain.sanity.half
-        self.step = np.ascontiguousarray(rate.step, dtype=float)
-        self.window = np.zeros((2, n))
-        self._lo, self._hi = self.window[0], self.window[1]
-        """The rate limiter's window as this path leaves it (views; a reference tick replaces them)."""
-        self.box, self.level = np.zeros((2, n)), np.zeros(1, np.int64)
-        self.u_rate, self.u = np.zeros(n), np.zeros(n)
-        self.counts, self.sums = np.zeros(2, np.int64), np.zeros(2)
-
-    @classmethod
-    def build(cls, chain: SafetyChain) -> _LegFastPath | None:
-        f = chain.filters
-        if len(f) != 2 or not isinstance(f[0], RateLimiter) or not isinstance(f[1], CbfFilter):
-            return None
-        cbf = f[1]
-        if cbf.coupled is not None or cbf.workspace is not None or cbf.cfg.solver == "daqp":
-            return None
-        return cls(chain, f[0], cbf)
-
-    def certify(self, state: RobotState, raw: np.ndarray) -> tuple[np.ndarray, dict[str, Any]] | None:
-        q, v, n = state.joint_pos, state.joint_vel, self.chain.n
-        if type(q) is not np.ndarray or type(v) is not np.ndarray or q.shape != (n,) or v.shape != (n,) or \
-                raw.shape != (n,) or q.dtype != np.float64 or v.dtype != np.float64:
-            return None
-        rate = self.rate
-        window = rate._window  # noqa: SLF001 - the limiter's own state, kept in step below
-        if window is not None and window[0] is not self._lo:  # a reference tick committed its own window
-            self._lo[:], self._hi[:] = window
-        if not leg_chain(q, v, raw, self.mid, self.half, self.window, window is not None, self.step, self.cbf._stacked,
-                         SLACK_LEVEL, self.box, self.level, self.u_rate, self.u, self.counts, self.sums):
-            return None
-        u = self.u.copy()
-        rate.prev = u.copy()
-        rate._window = (self._lo, self._hi)  # noqa: SLF001
-        cbf, level = self.cbf, int(self.level[0])
-        cbf.box_lower, cbf.box_upper = self.box[0], self.box[1]  # views: the interval of the last call, no copy
-        chain = self.chain
-        chain._last = u  # noqa: SLF001
-        norm = math.sqrt(self.sums[1])
-        sh = chain.state_shield
-        return u, {"rate_limit/active": int(self.counts[0]), "cbf/active": int(self.counts[1]),
-                   "cbf/correction_norm": math.sqrt(self.sums[0]), "cbf/slack": 0.0,
-                   "cbf/status": RELAX_LEVELS[level], "cbf/level": level, "cbf/iterations": 0,
-                   "cbf/solver": "interval", "cbf/feasible": level == 0,
-                   "safety/correction": u - raw, "safety/correction_norm": norm, "safety/intervened": norm > 1e-9,
-                   "safety/backup": False, "safety/shield": "", "safety/reason": "",
-                   "safety/latched": bool(chain._estop_reason) or (sh is not None and sh.latched),  # noqa: SLF001
-                   "safety/damping": False}
+def _value(val: Any) -> Any:
+    """One robot's value of a batched telemetry entry: row 0, as a plain Python value when it is a scalar."""
+    return val.item() if val.ndim == 1 else val[0]
 
 
 def _batch_size(state: RobotState) -> int:

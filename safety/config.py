@@ -206,13 +206,3 @@ class PassivityConfig:
         _require(self.tank_min <= self.tank_init, f"{where}.tank_min", "must be <= tank_init")
         _require(self.tank_init <= self.tank_max, f"{where}.tank_init", "must be <= tank_max")
         _require(0 <= self.refill <= 1, f"{where}.refill", "must be in [0, 1]")
-
-
-CONFIGS: dict[str, type] = {
-    "sanity": SanityConfig,
-    "state": StateShieldConfig,
-    "rate_limit": RateLimitConfig,
-    "cbf": CbfConfig,
-    "passivity": PassivityConfig,
-}
-"""Filter name (the `type` of a contract.safety entry) -> its config dataclass."""

@@ -75,26 +75,20 @@ def table_bounds(table: np.ndarray, q: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def leg_chain(q: np.ndarray, v: np.ndarray, raw: np.ndarray, mid: np.ndarray, half: np.ndarray,
-              window: np.ndarray, has_window: bool, step: np.ndarray, tables: np.ndarray, slack_level: int,
-              box: np.ndarray, level: np.ndarray, u_rate: np.ndarray, u: np.ndarray, counts: np.ndarray,
-              sums: np.ndarray) -> bool:
-    """The legged chain's whole filter path for one robot in one call: the sanity shield's checks (finite state and
-    targets, targets within range), the rate limiter (last applied target +- step, or q +- step on the first
-    tick), the CBF intervals and their clip, and the final finiteness check. Returns False, writing nothing that
-    persists, whenever a check fails: the caller then runs the reference chain, which also says why. On success
-    `u` holds the safe targets, `box` (2, n) the CBF interval, counts = (rate-limited joints, CBF-moved joints),
-    sums = (squared CBF correction, squared total correction), and `window` (2, n) the next tick's rate window."""
+def leg_chain(q: np.ndarray, v: np.ndarray, raw: np.ndarray, prev: np.ndarray, has_prev: bool, step: np.ndarray,
+              tables: np.ndarray, slack_level: int, box: np.ndarray, level: np.ndarray, u_rate: np.ndarray,
+              u: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> bool:
+    """A rate limiter followed by the CBF's interval clip, for one robot whose inputs passed the sanity shield, in
+    one call (safety/fast.py builds it from the two filters and checks it against them). The rate window is
+    prev +- step (q +- step without a previous target); the CBF interval comes from `joint_intervals`. Returns
+    False when the result is not finite (the caller then runs the filters, and the chain's backup). On success `u`
+    holds the safe targets, `box` (2, n) the CBF interval, counts = (rate-limited joints, CBF-moved joints) and
+    sums = (squared CBF correction, squared total correction)."""
     n = raw.shape[0]
-    for j in range(n):
-        if q[j] - q[j] != 0.0 or v[j] - v[j] != 0.0 or raw[j] - raw[j] != 0.0:
-            return False
-        if abs(raw[j] - mid[j]) - half[j] > 0.0:
-            return False
     rate_active = 0
     for j in range(n):
-        lo = window[0, j] if has_window else q[j] - step[j]
-        hi = window[1, j] if has_window else q[j] + step[j]
+        ref = prev[j] if has_prev else q[j]
+        lo, hi = ref - step[j], ref + step[j]
         x = lo if raw[j] < lo else raw[j]
         x = hi if x > hi else x
         u_rate[j] = x
@@ -115,9 +109,6 @@ def leg_chain(q: np.ndarray, v: np.ndarray, raw: np.ndarray, mid: np.ndarray, ha
         cbf_sq += d * d
         c = x - raw[j]
         total_sq += c * c
-    for j in range(n):
-        window[0, j] = u[j] - step[j]
-        window[1, j] = u[j] + step[j]
     counts[0], counts[1] = rate_active, cbf_active
     sums[0], sums[1] = cbf_sq, total_sq
     return True

@@ -9,126 +9,107 @@ pays for the power the policy injects. Keeping T_{k+1} >= tank_min is one linear
 q'^T Kp u <= (T_k - tank_min) / dt + sigma refill P_diss + q'^T Kp q, enforced by scaling the policy's part of the
 spring back towards a passive reference r: u' = r + s (u - r), s in [0, 1]. r is the current position, clipped into
 the CBF interval when a CBF precedes this filter, so u' stays inside the CBF interval (it is convex).
-The tank is charged with the target that was finally applied (`commit`).
+The tank is charged with the target that was finally applied (`commit`). The reference is handed over by the chain
+(`Batch.feasible`), not read from the CBF. One robot is a batch of one; both loops are compiled.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
+from numba import njit
 
 from robot_rl.contract import PolicyContract
-from robot_rl.safety.cbf import CbfFilter
 from robot_rl.safety.config import PassivityConfig
+from robot_rl.safety.protocol import Batch, Certified, selected
 from robot_rl.state import RobotState
+
+
+@njit(cache=True, nogil=True)
+def _scale(tank: np.ndarray, q: np.ndarray, v: np.ndarray, u: np.ndarray, r: np.ndarray, kp: np.ndarray,
+           kd: np.ndarray, dt: float, tank_min: float, tank_max: float, refill: float, out: np.ndarray,
+           scale: np.ndarray) -> None:
+    """out = r + s (u - r) per row with the largest s in [0, 1] whose power fits the tank's budget (out = u when
+    s = 1)."""
+    for e in range(q.shape[0]):
+        p_diss, p_ref, p_pol = 0.0, 0.0, 0.0
+        for j in range(q.shape[1]):
+            kv = kp[j] * v[e, j]
+            p_diss += kd[j] * (v[e, j] * v[e, j])
+            p_ref += kv * (r[e, j] - q[e, j])
+            p_pol += kv * (u[e, j] - r[e, j])
+        budget = (tank[e] - tank_min) / dt
+        if tank[e] < tank_max:
+            budget += refill * p_diss
+        s = 1.0
+        if p_ref + p_pol > budget and p_pol > 0:
+            s = min(max((budget - p_ref) / p_pol, 0.0), 1.0)
+        scale[e] = s
+        for j in range(q.shape[1]):
+            out[e, j] = u[e, j] if s >= 1.0 else r[e, j] + s * (u[e, j] - r[e, j])
+
+
+@njit(cache=True, nogil=True)
+def _charge(tank: np.ndarray, q: np.ndarray, v: np.ndarray, applied: np.ndarray, kp: np.ndarray, kd: np.ndarray,
+            dt: float, tank_max: float, refill: float, power: np.ndarray, refilled: np.ndarray,
+            injected: np.ndarray) -> None:
+    """Charge each tank with the applied targets; a row whose power is not finite (non-finite state: the chain
+    applied its backup) keeps its tank and reports zero power."""
+    for e in range(q.shape[0]):
+        p, p_diss = 0.0, 0.0
+        for j in range(q.shape[1]):
+            p += kp[j] * v[e, j] * (applied[e, j] - q[e, j])
+            p_diss += kd[j] * (v[e, j] * v[e, j])
+        if p - p != 0.0:
+            power[e] = 0.0
+            continue
+        before = tank[e]
+        gain = refill * p_diss if before < tank_max else 0.0
+        tank[e] = min(before + dt * (gain - p), tank_max)
+        refilled[e] += max(tank[e] - before + p * dt, 0.0)
+        injected[e] += max(p, 0.0) * dt
+        power[e] = p
 
 
 class PassivityFilter:
     name = "passivity"
 
-    def __init__(self, contract: PolicyContract, cfg: PassivityConfig, cbf: CbfFilter | None = None) -> None:
+    def __init__(self, contract: PolicyContract, cfg: PassivityConfig) -> None:
         self.cfg = cfg
         self.kp = np.asarray(contract.kp, float)
         self.kd = np.asarray(contract.kd, float)
         self.dt = contract.policy_dt
-        self.cbf = cbf
-        self.tank = cfg.tank_init
-        self.batch_tank = np.zeros(0)
-        self.injected = 0.0
-        """Energy [J] the policy's spring injected since the last reset (tank accounting)."""
-        self.batch_injected = np.zeros(0)
-        self.refilled = 0.0
-        """Energy [J] returned to the tank from dissipation since the last reset."""
+        self.tank = np.zeros(0)
+        """(N,) tank energy [J] per robot."""
+        self.injected = np.zeros(0)
+        """(N,) energy [J] the policy's spring injected since the last reset (tank accounting)."""
+        self.refilled = np.zeros(0)
+        """(N,) energy [J] returned to the tank from dissipation since the last reset."""
 
-    def _scale(self, tank: np.ndarray | float, q: np.ndarray, v: np.ndarray, u: np.ndarray,
-               r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Largest s in [0, 1] with power(r + s (u - r)) <= budget; works batched over leading dims."""
+    def certify(self, batch: Batch, targets: np.ndarray) -> Certified:
+        num = targets.shape[0]
+        tank = self.tank if self.tank.shape[0] == num else np.full(num, self.cfg.tank_init)
+        q, v = batch.q, batch.v
+        r = q if batch.feasible is None else batch.feasible.reference(q)
         cfg = self.cfg
-        p_diss = np.sum(self.kd * v * v, axis=-1)
-        sigma = np.where(tank < cfg.tank_max, cfg.refill, 0.0)
-        budget = (tank - cfg.tank_min) / self.dt + sigma * p_diss
-        p_ref = np.sum(self.kp * (r - q) * v, axis=-1)
-        p_pol = np.sum(self.kp * (u - r) * v, axis=-1)
-        over = p_ref + p_pol > budget
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.where(over & (p_pol > 0), np.clip((budget - p_ref) / p_pol, 0.0, 1.0), 1.0)
-        return s, p_diss
+        u, s = np.empty_like(targets), np.empty(num)
+        _scale(tank, q, v, np.ascontiguousarray(targets, dtype=float), np.ascontiguousarray(r), self.kp, self.kd,
+               self.dt, cfg.tank_min, cfg.tank_max, cfg.refill, u, s)
+        return Certified(u, {"passivity/scale": s, "passivity/tank": tank.copy()})
 
-    def certify(self, state: RobotState, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        q = np.asarray(state.joint_pos, dtype=float)
-        v = np.asarray(state.joint_vel, dtype=float)
-        r = q if self.cbf is None else self.cbf.reference(q)
-        cfg, kv = self.cfg, self.kp * v
-        budget = (self.tank - cfg.tank_min) / self.dt
-        if self.tank < cfg.tank_max:
-            budget += cfg.refill * float(self.kd @ (v * v))
-        p_ref, p_pol = float(kv @ (r - q)), float(kv @ (targets - r))
-        s = 1.0
-        if p_ref + p_pol > budget and p_pol > 0:
-            s = min(max((budget - p_ref) / p_pol, 0.0), 1.0)
-        u = targets if s >= 1.0 else r + s * (targets - r)
-        return u, {"passivity/scale": s, "passivity/tank": self.tank}
-
-    def certify_batch(self, state: RobotState, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        self._ensure_batch(targets.shape[0])
-        q = np.asarray(state.joint_pos, dtype=float)
-        v = np.asarray(state.joint_vel, dtype=float)
-        r = q if self.cbf is None else self.cbf.reference_batch(q)
-        s, _ = self._scale(self.batch_tank, q, v, targets, r)
-        u = r + s[:, None] * (targets - r)
-        return u, {"passivity/scale": s, "passivity/tank": self.batch_tank.copy()}
-
-    def _ensure_batch(self, num: int) -> None:
-        if self.batch_tank.shape[0] != num:
-            self.batch_tank = np.full(num, self.cfg.tank_init)
-            self.batch_injected = np.zeros(num)
-
-    def _charge(self, tank: np.ndarray | float, q: np.ndarray, v: np.ndarray,
-                applied: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        cfg = self.cfg
-        p_diss = np.sum(self.kd * v * v, axis=-1)
-        power = np.sum(self.kp * (applied - q) * v, axis=-1)
-        sigma = np.where(tank < cfg.tank_max, cfg.refill, 0.0)
-        return np.minimum(tank + self.dt * (sigma * p_diss - power), cfg.tank_max), power
-
-    def commit(self, state: RobotState, applied: np.ndarray) -> dict[str, Any]:
-        q = np.asarray(state.joint_pos, dtype=float)
-        v = np.asarray(state.joint_vel, dtype=float)
-        if q.shape != applied.shape or v.shape != applied.shape:
-            return {"passivity/tank": self.tank, "passivity/power": 0.0}
-        # scalar form of _charge (one robot, per tick: no batched reductions)
-        cfg, before = self.cfg, self.tank
-        kv = self.kp * v
-        power = float(kv @ applied - kv @ q)
-        if not math.isfinite(power):  # non-finite state (the chain applied its backup): keep the tank as it is
-            return {"passivity/tank": self.tank, "passivity/power": 0.0}
-        refill = cfg.refill * float(self.kd @ (v * v)) if before < cfg.tank_max else 0.0
-        self.tank = min(before + self.dt * (refill - power), cfg.tank_max)
-        self.refilled += max(self.tank - before + power * self.dt, 0.0)
-        self.injected += max(power, 0.0) * self.dt
-        return {"passivity/tank": self.tank, "passivity/power": power}
-
-    def commit_batch(self, state: RobotState, applied: np.ndarray) -> dict[str, Any]:
-        self._ensure_batch(applied.shape[0])
-        q = np.asarray(state.joint_pos, dtype=float)
-        v = np.asarray(state.joint_vel, dtype=float)
-        ok = np.all(np.isfinite(v), axis=1) & np.all(np.isfinite(q), axis=1)
-        with np.errstate(invalid="ignore"):
-            tank, power = self._charge(self.batch_tank, q, v, applied)
-        power = np.where(ok, power, 0.0)
-        self.batch_tank = np.where(ok, tank, self.batch_tank)
-        self.batch_injected += np.maximum(power, 0.0) * self.dt
-        return {"passivity/tank": self.batch_tank.copy(), "passivity/power": power}
+    def commit(self, state: RobotState, applied: np.ndarray) -> dict[str, np.ndarray]:
+        num = applied.shape[0]
+        if self.tank.shape[0] != num:
+            self.tank = np.full(num, self.cfg.tank_init)
+            self.injected, self.refilled = np.zeros(num), np.zeros(num)
+        q = np.ascontiguousarray(state.joint_pos, dtype=float).reshape(applied.shape)
+        v = np.ascontiguousarray(state.joint_vel, dtype=float).reshape(applied.shape)
+        power = np.empty(num)
+        _charge(self.tank, q, v, applied, self.kp, self.kd, self.dt, self.cfg.tank_max, self.cfg.refill, power,
+                self.refilled, self.injected)
+        return {"passivity/tank": self.tank.copy(), "passivity/power": power}
 
     def reset(self, mask: np.ndarray | None = None) -> None:
-        if mask is None:
-            self.tank = self.cfg.tank_init
-            self.injected = 0.0
-            self.refilled = 0.0
-            self.batch_tank[:] = self.cfg.tank_init
-            self.batch_injected[:] = 0.0
-        elif self.batch_tank.shape[0]:
-            self.batch_tank[mask] = self.cfg.tank_init
-            self.batch_injected[mask] = 0.0
+        rows = selected(mask, self.tank.shape[0])
+        self.tank[rows] = self.cfg.tank_init
+        self.injected[rows] = 0.0
+        self.refilled[rows] = 0.0

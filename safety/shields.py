@@ -1,8 +1,8 @@
 """Shields (Alshiekh et al. 2018, post-posed): input sanity, robot-state checks with a latch, and a target rate limit.
 
-A shield never substitutes an action itself: it reports that it fired and why (`shield/fired`, `shield/reason`),
-and the chain applies its backup. Each works on one robot (`certify`) and on a batch of environments
-(`certify_batch`, no Python loop over environments).
+A shield never substitutes an action itself: it reports which robots it fired for and why, and the chain applies
+its backup. Everything works on a batch of robots (no Python loop over robots on a healthy tick); one robot is a
+batch of one.
 """
 
 from __future__ import annotations
@@ -11,12 +11,86 @@ import math
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from robot_rl.contract import PolicyContract
 from robot_rl.safety.config import RateLimitConfig, SanityConfig, StateShieldConfig
-from robot_rl.state import RobotState, tilt_angle
+from robot_rl.safety.protocol import Batch, Certified, selected
+from robot_rl.state import RobotState
 
-_MAX = np.maximum.reduce
+
+@njit(cache=True, nogil=True)
+def _unusable(q: np.ndarray, v: np.ndarray, targets: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+              bad: np.ndarray) -> None:
+    """bad[e]: a non-finite position, velocity or target in row e, or a target outside [lower, upper]."""
+    for e in range(q.shape[0]):
+        b = False
+        for j in range(q.shape[1]):
+            t = targets[e, j]
+            if q[e, j] - q[e, j] != 0.0 or v[e, j] - v[e, j] != 0.0 or t - t != 0.0 or t < lower[j] or t > upper[j]:
+                b = True
+                break
+        bad[e] = b
+
+
+_NO_HEIGHT = np.zeros(0)
+_NEVER = np.zeros(1, dtype=bool)
+
+
+@njit(cache=True, nogil=True)
+def _limit(targets: np.ndarray, q: np.ndarray, prev: np.ndarray, valid: np.ndarray, step: np.ndarray,
+           u: np.ndarray, active: np.ndarray) -> None:
+    """u = clip(targets, ref - step, ref + step) with ref = prev where valid (valid of length 1: for every row),
+    else q; active: joints moved per row."""
+    for e in range(targets.shape[0]):
+        known = valid[e] if valid.shape[0] > 1 else valid[0]
+        count = 0
+        for j in range(targets.shape[1]):
+            ref = prev[e, j] if known else q[e, j]
+            t = targets[e, j]
+            lo, hi = ref - step[j], ref + step[j]
+            x = np.nan if t != t or lo != lo else (lo if t < lo else t)  # np.maximum, then np.minimum: NaN propagates
+            x = np.nan if x != x or hi != hi else (hi if x > hi else x)
+            u[e, j] = x
+            if x != t:
+                count += 1
+        active[e] = count
+
+
+@njit(cache=True, nogil=True)
+def _state_unacceptable(quat: np.ndarray, height: np.ndarray, ts: np.ndarray, now: float, limits: np.ndarray,
+                        last_ts: np.ndarray, repeats: np.ndarray, latched: np.ndarray, fresh: np.ndarray) -> int:
+    """Latch row e (latched[e], and fresh[e] when it was not latched yet; returns how many are fresh) when:
+    tilt > limits[0], base height < limits[1] (height empty: unknown), now - timestamp > limits[2] (now
+    NaN: unknown), or more than limits[3] ticks without a newer timestamp (updates last_ts and repeats); a NaN
+    limit disables its check, a NaN measurement fails it. The tilt is arccos(1 - 2 (x^2 + y^2)), as
+    robot_rl.state.tilt_angle."""
+    max_tilt, min_height, max_age, max_repeats = limits[0], limits[1], limits[2], limits[3]
+    count = 0
+    for e in range(latched.shape[0]):
+        b = False
+        if max_tilt == max_tilt:
+            x, y = quat[e, 1], quat[e, 2]
+            c = -(2.0 * (x * x + y * y) - 1.0)
+            if c != c:
+                b = True
+            else:
+                b = not math.acos(min(max(c, -1.0), 1.0)) <= max_tilt
+        if min_height == min_height and height.shape[0] and not height[e] >= min_height:
+            b = True
+        t = ts[e] if ts.shape[0] > 1 else ts[0]
+        if max_age == max_age and now == now and not now - t <= max_age:
+            b = True
+        if max_repeats == max_repeats:
+            last = last_ts[e]
+            repeats[e] = 0 if t > last else repeats[e] + 1
+            last_ts[e] = np.nan if t != t or last != last else max(t, last)
+            if repeats[e] > max_repeats:
+                b = True
+        if b and not latched[e]:
+            latched[e] = fresh[e] = True
+            count += 1
+    return count
 
 
 class SanityShield:
@@ -29,42 +103,32 @@ class SanityShield:
         self.n = contract.num_joints
         self.lower = np.asarray(contract.joint_pos_lower, float) - cfg.range_tolerance
         self.upper = np.asarray(contract.joint_pos_upper, float) + cfg.range_tolerance
-        self.mid, self.half = (self.lower + self.upper) / 2, (self.upper - self.lower) / 2
-        self._dev = np.empty(self.n)
 
-    def reason(self, state: RobotState, targets: np.ndarray) -> str:
-        """Why the inputs are unusable ("" when they are fine). Never raises for arrays of any shape."""
-        n = self.n
-        q, v = state.joint_pos, state.joint_vel
-        if type(q) is np.ndarray and type(v) is np.ndarray and q.shape == v.shape == targets.shape == (n,):
-            # fast path: one finiteness test for all three (a NaN/Inf anywhere makes the sum non-finite; an
-            # overflow of huge finite values also lands in the detailed checks below) and one range test
-            if math.isfinite(q @ q + v @ v + targets @ targets) and \
-                    _MAX(np.abs(targets - self.mid, out=self._dev) - self.half) <= 0.0:
-                return ""
-        for label, arr in (("joint_pos", state.joint_pos), ("joint_vel", state.joint_vel)):
-            a = np.asarray(arr)
-            if a.shape != (n,):
-                return f"state {label} has shape {a.shape}, expected ({n},)"
-            if not np.all(np.isfinite(a)):
-                return f"state {label} is not finite"
-        if targets.shape != (n,):
-            return f"targets have shape {targets.shape}, expected ({n},)"
-        if not np.all(np.isfinite(targets)):
-            return "targets contain NaN/Inf"
-        if (targets < self.lower).any() or (targets > self.upper).any():
-            out = (targets < self.lower) | (targets > self.upper)
-            j = int(np.flatnonzero(out)[0])
-            return f"target {j} = {targets[j]:.3g} is out of range"
+    def shape_reason(self, q: Any, v: Any, targets: Any, rows: tuple[int, ...]) -> str:
+        """Why the arrays cannot be certified as `rows` robots ("" when their shapes fit); () is one robot."""
+        want = (*rows, self.n)
+        for label, a in (("state joint_pos", q), ("state joint_vel", v), ("targets", targets)):
+            shape = np.shape(a)
+            if shape != want:
+                return f"{label} has shape {shape}, expected {want}"
         return ""
 
-    def reason_batch(self, state: RobotState, targets: np.ndarray) -> np.ndarray:
-        """(N,) bool: environments whose inputs are unusable (shapes are checked by the chain)."""
-        bad = ~np.all(np.isfinite(targets), axis=1)
-        bad |= ~np.all(np.isfinite(state.joint_pos), axis=1) | ~np.all(np.isfinite(state.joint_vel), axis=1)
-        with np.errstate(invalid="ignore"):
-            bad |= np.any((targets < self.lower) | (targets > self.upper), axis=1)
+    def check(self, q: np.ndarray, v: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """(N,) bool: robots whose inputs are unusable (non-finite state or targets, targets out of range)."""
+        bad = np.empty(q.shape[0], dtype=bool)
+        _unusable(q, v, targets, self.lower, self.upper, bad)
         return bad
+
+    def explain(self, q: np.ndarray, v: np.ndarray, targets: np.ndarray) -> str:
+        """Why one robot's (n,) inputs are unusable, for telemetry."""
+        for label, a in (("joint_pos", q), ("joint_vel", v)):
+            if not np.all(np.isfinite(a)):
+                return f"state {label} is not finite"
+        if not np.all(np.isfinite(targets)):
+            return "targets contain NaN/Inf"
+        out = (targets < self.lower) | (targets > self.upper)
+        j = int(np.flatnonzero(out)[0]) if out.any() else 0
+        return f"target {j} = {targets[j]:.3g} is out of range"
 
 
 class StateShield:
@@ -74,79 +138,65 @@ class StateShield:
 
     def __init__(self, contract: PolicyContract, cfg: StateShieldConfig) -> None:
         self.cfg = cfg
-        self.latched = False
-        self.latch_reason = ""
-        self._last_ts = -np.inf
-        self._repeats = 0
-        self.batch_latched = np.zeros(0, dtype=bool)
-        self._batch_last_ts = np.zeros(0)
-        self._batch_repeats = np.zeros(0, dtype=np.int64)
+        self.latched = np.zeros(0, dtype=bool)
+        """(N,) robots whose backup is latched."""
+        self.latch_reason: list[str] = []
+        """Why each latched robot latched."""
+        self._last_ts = np.zeros(0)
+        self._repeats = np.zeros(0, dtype=np.int64)
+        off = math.nan
+        self._limits = np.array([off if cfg.max_tilt is None else cfg.max_tilt,
+                                 off if cfg.min_base_height is None else cfg.min_base_height,
+                                 off if cfg.max_state_age is None else cfg.max_state_age,
+                                 off if cfg.max_repeated_states is None else cfg.max_repeated_states])
+        """max_tilt, min_base_height, max_state_age, max_repeated_states (NaN: check disabled), for the kernel."""
 
-    def check(self, state: RobotState, now: float | None) -> str:
-        """Reason to latch ("" if the state is acceptable); updates the staleness counter."""
+    def check(self, quat: np.ndarray, base_pos: np.ndarray | None, timestamp: float | np.ndarray,
+              now: float | None, num: int) -> np.ndarray:
+        """Latch the robots whose state is unacceptable, from base orientations (N, 4), base positions (N, 3) (None:
+        unknown) and timestamps; returns (N,) the robots that latched on this tick (their reason in
+        `latch_reason`). Updates the staleness counters."""
+        self._resize(num)
+        fresh = np.zeros(num, dtype=bool)
+        ts = np.asarray(timestamp, dtype=float).reshape(-1)
+        height = _NO_HEIGHT if self.cfg.min_base_height is None or base_pos is None else base_pos[:, 2]
+        if self.cfg.max_tilt is not None and quat.shape != (num, 4):
+            quat = np.full((num, 4), np.nan)  # no orientation to check: fails the tilt check
+        if _state_unacceptable(quat, height, ts, math.nan if now is None else now, self._limits, self._last_ts,
+                               self._repeats, self.latched, fresh):
+            for i in np.flatnonzero(fresh):
+                self.latch_reason[i] = self._explain(quat, height, float(ts[i if ts.shape[0] > 1 else 0]), now,
+                                                     int(i))
+        return fresh
+
+    def _explain(self, quat: np.ndarray, height: np.ndarray, ts: float, now: float | None, i: int) -> str:
         cfg = self.cfg
         if cfg.max_tilt is not None:
-            quat = np.asarray(state.base_quat, dtype=float)
-            if quat.shape != (4,):
+            _, x, y, _ = quat[i].tolist()
+            if not math.isfinite(x + y):
                 return "base orientation is missing"
-            _, x, y, _ = quat.tolist()
             cos_tilt = 1.0 - 2.0 * (x * x + y * y)  # world z . base z, as in robot_rl.state.tilt_angle
             tilt = math.acos(max(-1.0, min(1.0, cos_tilt))) if math.isfinite(cos_tilt) else math.inf
             if tilt > cfg.max_tilt:
                 return f"tilt {tilt:.2f} rad > {cfg.max_tilt:.2f}"
-        if cfg.min_base_height is not None and state.base_pos is not None:
-            z = float(np.asarray(state.base_pos, dtype=float)[2])
-            if not z >= cfg.min_base_height:
-                return f"base height {z:.3f} m < {cfg.min_base_height:.3f}"
-        ts = float(state.timestamp)
+        if cfg.min_base_height is not None and height.shape[0] and not height[i] >= cfg.min_base_height:
+            return f"base height {height[i]:.3f} m < {cfg.min_base_height:.3f}"
         if cfg.max_state_age is not None and now is not None and not now - ts <= cfg.max_state_age:
             return f"state is {now - ts:.3f} s old > {cfg.max_state_age:.3f}"
-        if cfg.max_repeated_states is not None:
-            self._repeats = self._repeats + 1 if not ts > self._last_ts else 0
-            self._last_ts = max(ts, self._last_ts)
-            if self._repeats > cfg.max_repeated_states:
-                return f"state timestamp has not advanced for {self._repeats} ticks"
-        return ""
-
-    def check_batch(self, state: RobotState, now: float | None) -> np.ndarray:
-        """(N,) bool: environments whose state must latch the backup."""
-        cfg = self.cfg
-        num = np.shape(state.joint_pos)[0]
-        self._resize(num)
-        bad = np.zeros(num, dtype=bool)
-        if cfg.max_tilt is not None:
-            with np.errstate(invalid="ignore"):
-                tilt = tilt_angle(np.asarray(state.base_quat, dtype=float))
-            bad |= ~(tilt <= cfg.max_tilt)
-        if cfg.min_base_height is not None and state.base_pos is not None:
-            bad |= ~(np.asarray(state.base_pos)[:, 2] >= cfg.min_base_height)
-        ts = np.broadcast_to(np.asarray(state.timestamp, dtype=float), (num,))
-        if cfg.max_state_age is not None and now is not None:
-            bad |= ~(now - ts <= cfg.max_state_age)
-        if cfg.max_repeated_states is not None:
-            fresh = ts > self._batch_last_ts
-            self._batch_repeats = np.where(fresh, 0, self._batch_repeats + 1)
-            self._batch_last_ts = np.maximum(ts, self._batch_last_ts)
-            bad |= self._batch_repeats > cfg.max_repeated_states
-        return bad
+        return f"state timestamp has not advanced for {int(self._repeats[i])} ticks"
 
     def _resize(self, num: int) -> None:
-        if self.batch_latched.shape[0] != num:
-            self.batch_latched = np.zeros(num, dtype=bool)
-            self._batch_last_ts = np.full(num, -np.inf)
-            self._batch_repeats = np.zeros(num, dtype=np.int64)
+        if self.latched.shape[0] != num:
+            self.latched = np.zeros(num, dtype=bool)
+            self.latch_reason = [""] * num
+            self._last_ts = np.full(num, -np.inf)
+            self._repeats = np.zeros(num, dtype=np.int64)
 
     def reset(self, mask: np.ndarray | None = None) -> None:
-        if mask is None:
-            self.latched, self.latch_reason = False, ""
-            self._last_ts, self._repeats = -np.inf, 0
-            self.batch_latched[:] = False
-            self._batch_last_ts[:] = -np.inf
-            self._batch_repeats[:] = 0
-        elif self.batch_latched.shape[0]:
-            self.batch_latched[mask] = False
-            self._batch_last_ts[mask] = -np.inf
-            self._batch_repeats[mask] = 0
+        rows = selected(mask, self.latched.shape[0])
+        self.latched[rows] = False
+        self._last_ts[rows] = -np.inf
+        self._repeats[rows] = 0
 
 
 class RateLimiter:
@@ -157,46 +207,26 @@ class RateLimiter:
     def __init__(self, contract: PolicyContract, cfg: RateLimitConfig) -> None:
         n = contract.num_joints
         self.step = np.broadcast_to(np.asarray(cfg.max_rate, float), (n,)) * contract.policy_dt
-        self.prev: np.ndarray | None = None
-        self._window: tuple[np.ndarray, np.ndarray] | None = None
-        """[prev - step, prev + step], computed once per tick in commit."""
-        self.batch_prev = np.zeros((0, n))
-        self.batch_valid = np.zeros(0, dtype=bool)
+        """(n,) largest target change per tick."""
+        self.prev = np.zeros((0, n))
+        """(N, n) the targets applied on the last tick (rows where `valid`)."""
+        self.valid = np.zeros(0, dtype=bool)
+        """(N,) robots with a previous target since their reset (the others are limited around q)."""
 
-    def certify(self, state: RobotState, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        if self._window is None:
-            ref = np.asarray(state.joint_pos, dtype=float)
-            lo, hi = ref - self.step, ref + self.step
-        else:
-            lo, hi = self._window
-        u = np.maximum(targets, lo)
-        np.minimum(u, hi, out=u)
-        return u, {"rate_limit/active": int(np.count_nonzero(u != targets))}
-
-    def certify_batch(self, state: RobotState, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    def certify(self, batch: Batch, targets: np.ndarray) -> Certified:
         num = targets.shape[0]
-        if self.batch_prev.shape[0] != num:
-            self.batch_prev = np.zeros_like(targets)
-            self.batch_valid = np.zeros(num, dtype=bool)
-        ref = np.where(self.batch_valid[:, None], self.batch_prev, state.joint_pos)
-        u = np.minimum(np.maximum(targets, ref - self.step), ref + self.step)
-        return u, {"rate_limit/active": np.count_nonzero(u != targets, axis=1)}
+        u, active = np.empty_like(targets), np.empty(num, dtype=np.int64)
+        known = self.valid.shape[0] == num
+        _limit(targets, batch.q, self.prev if known else batch.q, self.valid if known else _NEVER, self.step, u, active)
+        return Certified(u, {"rate_limit/active": active})
 
-    def commit(self, state: RobotState, applied: np.ndarray) -> None:
-        self.prev = applied.copy()
-        self._window = (applied - self.step, applied + self.step)
-
-    def commit_batch(self, state: RobotState, applied: np.ndarray) -> None:
-        if self.batch_prev.shape != applied.shape:
-            self.batch_prev = np.zeros_like(applied)
-            self.batch_valid = np.zeros(applied.shape[0], dtype=bool)
-        self.batch_prev[:] = applied
-        self.batch_valid[:] = True
+    def commit(self, state: RobotState, applied: np.ndarray) -> dict[str, np.ndarray]:
+        if self.prev.shape != applied.shape:
+            self.prev = np.zeros_like(applied)
+            self.valid = np.zeros(applied.shape[0], dtype=bool)
+        self.prev[:] = applied
+        self.valid[:] = True
+        return {}
 
     def reset(self, mask: np.ndarray | None = None) -> None:
-        if mask is None:
-            self.prev = None
-            self._window = None
-            self.batch_valid[:] = False
-        elif self.batch_valid.shape[0]:
-            self.batch_valid[mask] = False
+        self.valid[selected(mask, self.valid.shape[0])] = False

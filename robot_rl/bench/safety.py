@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from robot_rl.config import add_field_flags, config_from_args
 from robot_rl.contract import PolicyContract
-from robot_rl.safety import build_chain
+from robot_rl.safety import Batch, CbfFilter, SafetyChain, build_chain
 from robot_rl.state import RobotState
 
 _A1_LOWER = [-0.80, -1.05, -2.70] * 4
@@ -71,6 +71,22 @@ def _time(fn: Any, samples: list[Any], iters: int) -> np.ndarray:
     return times * 1e6
 
 
+def _cbf(chain: SafetyChain) -> CbfFilter:
+    cbf = chain.cbf
+    assert cbf is not None
+    return cast(CbfFilter, cbf)
+
+
+def _one(cbf: CbfFilter) -> Any:
+    """The CBF filter alone on one robot (a batch of one): (state, targets) -> (targets, telemetry)."""
+
+    def certify(st: RobotState, u: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        res = cbf.certify(Batch(st.joint_pos[None], st.joint_vel[None]), u[None])
+        return res.targets[0], {k: v[0] for k, v in res.info.items()}
+
+    return certify
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = config_from_args(SafetyBenchConfig, args)
     rng = np.random.default_rng(cfg.seed)
@@ -80,11 +96,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     full = build_chain(a1_contract([{"type": "sanity"}, {"type": "state", "max_tilt": 1.0},
                                     {"type": "rate_limit", "max_rate": 20.0}, cbf_cfg, {"type": "passivity"}]))
     samples = _states(rng, cbf_chain.contract, 200)
-    cbf = cbf_chain.cbf
-    assert cbf is not None and daqp_chain.cbf is not None
-    _time(cbf.certify, samples, 200)
-    t_cbf = _time(cbf.certify, samples, cfg.iters)
-    t_daqp = _time(daqp_chain.cbf.certify, samples, cfg.iters)
+    cbf = _cbf(cbf_chain)
+    cbf_one = _one(cbf)
+    _time(cbf_one, samples, 200)
+    t_cbf = _time(cbf_one, samples, cfg.iters)
+    t_daqp = _time(_one(_cbf(daqp_chain)), samples, cfg.iters)
 
     t_chain = _time(full.certify, samples, cfg.iters)
     from robot_rl.sim.locomotion import LocomotionSafetyConfig  # the chain a1_walk writes (robust CBF, 3 scales)
@@ -93,8 +109,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_task = _time(task_chain.certify, samples, cfg.iters)
     # most random bench states violate the robust margins (every relaxation level is evaluated); a walking robot
     # lives in level 0, so time that case too
-    assert task_chain.cbf is not None
-    feasible = [x for x in samples if task_chain.cbf.certify(*x)[1]["cbf/level"] == 0] or samples
+    task_cbf = _one(_cbf(task_chain))
+    feasible = [x for x in samples if task_cbf(*x)[1]["cbf/level"] == 0] or samples
     t_task_ok = _time(task_chain.certify, feasible, cfg.iters)
 
     import cvxpy as cp
@@ -115,7 +131,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         g_par.value, h_par.value, u_par.value = g, h, u
         prob.solve(solver=cp.CLARABEL if "CLARABEL" in cp.installed_solvers() else None)
         t_cvx[i] = time.perf_counter() - t0
-        ref, info = cbf.certify(st, u)
+        ref, info = cbf_one(st, u)
         if info["cbf/level"] == 0 and x.value is not None:
             max_diff = max(max_diff, float(np.abs(ref - x.value).max()))
     t_cvx *= 1e6
@@ -127,7 +143,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          base_lin_acc=np.zeros((num, 3)))
     targets = np.stack([u for _, u in samples[:num]])
     reps = max(cfg.iters // 20, 20)
-    t_batch = _time(lambda s, u: cbf.certify_batch(batched, targets), [(None, None)], reps)
+    env_rows = Batch(batched.joint_pos, batched.joint_vel)
+    t_batch = _time(lambda s, u: cbf.certify(env_rows, targets), [(None, None)], reps)
     t_chain_batch = _time(lambda s, u: full.certify_batch(batched, targets), [(None, None)], reps)
     cbf_p50 = float(np.percentile(t_cbf, 50))
     cvx_p50 = float(np.percentile(t_cvx, 50))

@@ -17,6 +17,7 @@ import numpy as np
 import pybullet_data
 
 from robot_rl.contract import PolicyContract
+from robot_rl.safety import Batch
 from robot_rl.state import RobotState
 
 DATA = pybullet_data.getDataPath()
@@ -149,3 +150,11 @@ def rollout(robot: Robot, policy: Policy, chain: Any, episodes: int, ticks: int,
                 samples += 1
     return {"pos_violations": pos_viol, "vel_violations": vel_viol, "worst_pos": worst_pos,
             "worst_vel": worst_vel, "samples": samples}
+
+
+def certify_one(f: Any, state: RobotState, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any], Any]:
+    """One filter on one robot (a batch of one): its targets, its telemetry as plain values, the full result."""
+    res = f.certify(Batch(np.asarray(state.joint_pos, float)[None], np.asarray(state.joint_vel, float)[None]),
+                    np.asarray(targets, float)[None])
+    info = {k: v.item() if v.ndim == 1 else v[0] for k, v in res.info.items()}
+    return res.targets[0], info, res

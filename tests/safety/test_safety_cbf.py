@@ -6,9 +6,9 @@ import numpy as np
 import quadprog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from safety_harness import IIWA_URDF, build_robot
+from safety_harness import IIWA_URDF, build_robot, certify_one
 
-from robot_rl.safety import RELAX_LEVELS, build_chain
+from robot_rl.safety import RELAX_LEVELS, Batch, build_chain
 from robot_rl.safety.intervals import table_bounds
 from robot_rl.state import RobotState
 
@@ -43,7 +43,7 @@ def test_certified_target_satisfies_every_row(qf, vf, af):
     q = LO + qf * (HI - LO)
     v = 0.5 * vf * VMAX
     u_pi = q + 1.5 * af * (HI - LO)
-    u, info = CHAIN.cbf.certify(_state(q, v), u_pi)
+    u, info, _ = certify_one(CHAIN.cbf, _state(q, v), u_pi)
     cbf = CHAIN.cbf
     level = info["cbf/level"]
     if level < len(RELAX_LEVELS) - 1:
@@ -55,7 +55,7 @@ def test_certified_target_satisfies_every_row(qf, vf, af):
         # the interval projection is the QP optimum: quadprog on the full row set and DAQP agree
         g, h = cbf.rows[0].explicit(q, v)
         np.testing.assert_allclose(u, _quadprog(g, h, u_pi), atol=1e-7)
-        u_d, info_d = DAQP.cbf.certify(_state(q, v), u_pi)
+        u_d, info_d, _ = certify_one(DAQP.cbf, _state(q, v), u_pi)
         assert info_d["cbf/solver"] == "daqp"
         np.testing.assert_allclose(u_d, u, atol=1e-7)
     else:
@@ -68,7 +68,7 @@ def test_infeasible_states_use_the_documented_fallback(qf, vf):
     """States far outside the velocity limits: relaxation order dt_cbf -> safe_set -> no_torque -> slack."""
     q = LO + qf * (HI - LO)
     v = 4.0 * vf * VMAX
-    u, info = CHAIN.cbf.certify(_state(q, v), q)
+    u, info, _ = certify_one(CHAIN.cbf, _state(q, v), q)
     cbf = CHAIN.cbf
     lo, hi, level = cbf.interval(q, v)
     assert info["cbf/level"] == level
@@ -96,9 +96,10 @@ def _assert_batch_equals_single(cbf, q, v, u_pi):
     num = q.shape[0]
     bst = RobotState(joint_pos=q, joint_vel=v, base_quat=np.tile([1.0, 0, 0, 0], (num, 1)),
                      base_ang_vel=np.zeros((num, 3)), base_lin_acc=np.zeros((num, 3)))
-    ub, info = cbf.certify_batch(bst, u_pi)
+    res = cbf.certify(Batch(q, v), u_pi)
+    ub, info = res.targets, res.info
     for i in range(num):
-        us, infos = cbf.certify(bst.index(i), u_pi[i])
+        us, infos, _ = certify_one(cbf, bst.index(i), u_pi[i])
         np.testing.assert_allclose(ub[i], us, atol=1e-12)
         assert info["cbf/level"][i] == infos["cbf/level"]
 
@@ -130,11 +131,11 @@ def test_workspace_rows_hold_and_daqp_matches_quadprog(qf, af):
     chain = build_chain(c.replace(safety=[{"type": "cbf", "joint_inertia": ARM.inertia.tolist(), "workspace": WS}]))
     cbf = chain.cbf
     u_pi = q + 0.8 * af
-    u, info = cbf.certify(_state(q, v), u_pi)
+    u, info, res = certify_one(cbf, _state(q, v), u_pi)
     if info["cbf/level"] != 0:
         return
     g, h = cbf.workspace.rows(q, v)
-    lo_b, hi_b = cbf.box_lower, cbf.box_upper
+    lo_b, hi_b = res.feasible.lower[0], res.feasible.upper[0]
     assert np.all(u >= lo_b - 1e-7) and np.all(u <= hi_b + 1e-7)
     if info["cbf/slack"] <= 1e-6:
         assert np.all(g @ u <= h + 1e-6)
@@ -167,7 +168,7 @@ def test_coupled_rows_hold_and_daqp_matches_quadprog(qf, vf, af):
     v = 0.8 * vf * np.asarray(c.joint_vel_limit)
     u_pi = q + 1.5 * af
     cbf = ARM_CHAIN.cbf
-    u, info = cbf.certify(_state(q, v), u_pi)
+    u, info, _ = certify_one(cbf, _state(q, v), u_pi)
     level = info["cbf/level"]
     assert np.all(np.isfinite(u))
     if level == len(RELAX_LEVELS) - 1:

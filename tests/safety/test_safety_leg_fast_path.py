@@ -1,16 +1,18 @@
 """The legged chain's compiled path gives the same targets and telemetry as the filters' own code, tick after tick
-(rate-limiter state included), and hands every unusual tick to that code."""
+(rate-limiter state included), hands every unusual tick to that code, and is refused when it is built wrong."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from robot_rl.contract import PolicyContract
-from robot_rl.safety import build_chain
+from robot_rl.safety import FILTERS, build_chain, parse_safety
+from robot_rl.safety.fast import LegPath
 from robot_rl.state import RobotState
 
 A1 = PolicyContract.load(Path(__file__).parents[1] / "ros" / "data" / "a1_walk" / "contract.json")
@@ -46,8 +48,8 @@ def test_fast_path_equals_reference_over_tick_sequences(seed: int, gamma: float)
     default = np.asarray(A1.default_joint_pos)
     path = fast._fast
     served = []
-    original = path.certify
-    path.certify = lambda state, raw: served.append(original(state, raw)) or served[-1]
+    original = path.run
+    path.run = lambda q, v, raw: served.append(original(q, v, raw)) or served[-1]
     for tick in range(60):
         kind = rng.random()
         q = default + 0.3 * rng.standard_normal(n)
@@ -92,3 +94,26 @@ def test_backups_and_their_reasons_come_from_the_reference_code() -> None:
     fast.estop("test")
     u, info = fast.certify(state, q + 0.01)
     assert info["safety/backup"] and info["safety/reason"] == "e-stop: test" and info["safety/latched"]
+
+
+def test_kernel_is_checked_against_the_filters_when_built() -> None:
+    fast, _ = _chains(1.0)
+    path = fast._fast
+    specs = [(FILTERS[f.name], cfg) for f, (_, cfg) in zip(fast.filters, parse_safety(fast.contract)[2:])]
+    path.verify(fast.contract, specs)  # the chain's own kernel agrees with fresh filters
+    wrong = LegPath(path.rate, path.tables * np.array([1.0, 1.0, 0.5])[None, :, None, None, None])
+    with pytest.raises(ValueError, match="compiled leg path"):
+        wrong.verify(fast.contract, specs)
+
+
+def test_compiled_path_writes_no_filter_state() -> None:
+    """The kernel reads the limiter's memory; only the chain's commit (as on the filter path) writes it."""
+    fast, _ = _chains(1.0)
+    rate = fast.filters[0]
+    q = np.asarray(A1.default_joint_pos, float)
+    state = RobotState(joint_pos=q, joint_vel=np.zeros(A1.num_joints), base_quat=np.array([1.0, 0, 0, 0]),
+                       base_ang_vel=np.zeros(3), base_lin_acc=np.zeros(3))
+    fast.certify(state, q + 0.01)
+    prev = rate.prev.copy()
+    assert fast._fast.run(q, np.zeros(A1.num_joints), q + 0.3) is not None
+    np.testing.assert_array_equal(rate.prev, prev)
