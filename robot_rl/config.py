@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import types
 import typing
 from pathlib import Path
@@ -229,7 +228,8 @@ class _SetField(argparse.Action):
         elif self.nargs == 0:
             items.append(f"{self.field}=true")
         else:
-            items.append(f"{self.field}={values if isinstance(values, str) else json.dumps(values)}")
+            # each item as --set would read it (YAML), so `--cmd-vel 0.5 0 0` gives numbers and `--params a b` names
+            items.append(f"{self.field}={values if isinstance(values, str) else '[' + ', '.join(values) + ']'}")
         setattr(namespace, self.dest, items)
 
 

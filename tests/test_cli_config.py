@@ -27,6 +27,8 @@ def _refused(argv: list[str], key: str, capsys: pytest.CaptureFixture[str]) -> N
     ["finetune", "{tmp}/bundle", "--data", "{tmp}/ds", "--out", "{tmp}/out"],
     ["train", "--run-dir", "{tmp}/out"],
     ["bench", "sim"],
+    ["bench", "ros", "--log-dir", "{tmp}/out"],
+    ["deploy", "{tmp}/bundle", "--record", "{tmp}/out"],
 ])
 def test_every_command_refuses_an_unknown_key_the_same_way(tmp_path: Path, argv: list[str],
                                                            capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,3 +89,40 @@ def test_bench_flags_are_the_config_fields() -> None:
     add_arguments(parser)
     args = parser.parse_args(["--num-envs", "8", "--safety", "--set", "threads=2", "seconds=0.5"])
     assert config_from_args(SimBenchConfig, args) == SimBenchConfig(num_envs=8, safety=True, threads=2, seconds=0.5)
+
+
+NO_ROS = """
+import sys
+
+
+class _NoRos:
+    def find_spec(self, name, path=None, target=None):
+        if name == "rclpy" or name.startswith("rclpy."):
+            raise ModuleNotFoundError(f"No module named '{name}'", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NoRos())
+"""
+
+
+def test_deploy_without_the_ros_runtime_is_one_line(tmp_path: Path) -> None:
+    """Without the [ros] extra every node died with its own traceback and deploy blamed the nodes; now it refuses
+    before starting any. The missing package is made missing for the whole process tree by a sitecustomize that
+    refuses `import rclpy`, as an interpreter without it does."""
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(NO_ROS)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    bundle = Path(__file__).parent / "ros" / "data" / "a1_walk"
+    proc = subprocess.run([sys.executable, "-m", "robot_rl.cli", "deploy", str(bundle), "--sim", "mujoco",
+                           "--duration", "2", "--record", str(tmp_path / "rec")],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "ROS 2 runtime is missing" in err[0] and "robot-rl[ros]" in err[0], proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr and not (tmp_path / "rec").exists()

@@ -4,6 +4,10 @@ Each node runs in its own process on an isolated DDS domain (ROS_AUTOMATIC_DISCO
 ROS_DOMAIN_ID from --domain-id, random by default). Start order: recorder, simulated robot, policy node (its configure
 waits for the first /joint_states). Ctrl-C sends SIGINT to every child, waits, then kills what is left. On a real
 robot leave out --sim and pass the robot's topics with --param (see docs/deploy.md).
+
+Settings are `DeployConfig` fields: `--config FILE.yaml`, `--set key=value`, or the flags spelled from the fields
+(`--sim mujoco --record bags/run1 --param imu_topic=/imu/data`). When recording, the resolved config is saved as
+RECORD/deploy_config.yaml.
 """
 
 from __future__ import annotations
@@ -11,59 +15,78 @@ from __future__ import annotations
 import argparse
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from robot_rl.config import add_field_flags, config_from_args, save_yaml
 from robot_rl.errors import BundleError, ConfigError
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """`robot-rl deploy` settings (`--set sim=mujoco duration=20`, or the flags --sim mujoco --duration 20)."""
+
+    sim: Literal["", "mujoco", "pybullet"] = ""
+    """Also start a simulated robot on this engine (empty: a real robot, none started)."""
+    sim_params: str = ""
+    """JSON physical parameters of the simulated robot, e.g. {"friction": 0.6, "added_mass": 1.0}."""
+    sim_randomize: int = -1
+    """Seed drawing the simulated robot's physical parameters from the training ranges (-1: nominal); sim_params
+    override single values."""
+    record: str = ""
+    """Record a rosbag2 (MCAP) bag into this folder, which must be empty or new (empty: no recording)."""
+    duration: float = 0.0
+    """Stop after this many seconds (0: until Ctrl-C)."""
+    cmd_vel: list[float] = field(default_factory=list)
+    """Publish this constant cmd_vel (vx, vy, wz) for the whole run (empty: none)."""
+    domain_id: int | None = None
+    """ROS_DOMAIN_ID (empty: random in 1..101)."""
+    output_mode: Literal["forward", "trajectory"] = "forward"
+    """Command output: Float64MultiArray for a forward_command_controller, or JointTrajectory."""
+    realtime_priority: int = 0
+    """SCHED_FIFO priority of the policy node (needs CAP_SYS_NICE; 0: the default scheduler)."""
+    param: dict[str, Any] = field(default_factory=dict)
+    """Extra policy-node ROS parameters, e.g. imu_topic: /imu/data."""
+    log_dir: str = ""
+    """Node logs (empty: RECORD/logs when recording, else stdout)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", type=Path, help="policy bundle folder (contract.json + policy.onnx)")
-    parser.add_argument("--sim", choices=["mujoco", "pybullet"], default=None,
-                        help="also start a simulated robot on this engine")
-    parser.add_argument("--sim-params", default="", help="JSON physical parameters for the simulated robot "
-                        "(e.g. '{\"friction\": 0.6, \"added_mass\": 1.0}')")
-    parser.add_argument("--sim-randomize", type=int, default=-1, metavar="SEED",
-                        help="draw the simulated robot's physical parameters from the training ranges (seeded); "
-                        "--sim-params override single values")
-    parser.add_argument("--record", type=Path, default=None, help="record a rosbag2 (MCAP) bag into this folder")
-    parser.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0: until Ctrl-C)")
-    parser.add_argument("--cmd-vel", type=float, nargs=3, metavar=("VX", "VY", "WZ"), default=None,
-                        help="publish this constant cmd_vel (Twist) for the whole run")
-    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random in 1..101)")
-    parser.add_argument("--output-mode", choices=["forward", "trajectory"], default="forward")
-    parser.add_argument("--realtime-priority", type=int, default=0,
-                        help="SCHED_FIFO priority of the policy node (needs CAP_SYS_NICE; 0: default scheduler)")
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra policy-node ROS parameter (repeatable), e.g. imu_topic=/imu/data")
-    parser.add_argument("--log-dir", type=Path, default=None, help="node logs (default: RECORD/logs or stdout)")
+    add_field_flags(parser, DeployConfig, "sim=mujoco duration=20")
 
 
-def _parse_params(items: list[str]) -> dict[str, Any]:
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--param '{item}' is not KEY=VALUE")
-        key, value = item.split("=", 1)
-        out[key] = yaml.safe_load(value)
-    return out
+def _require_ros() -> None:
+    """Every node needs the ROS 2 Python runtime: refuse before starting any, not with each child's traceback."""
+    try:
+        import rclpy  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(f"the ROS 2 runtime is missing ({exc}): pip install 'robot-rl[ros]' or source a ROS 2 "
+                          "installation") from None
 
 
 def run(args: argparse.Namespace) -> int:
     from robot_rl.bundle import load_bundle
+
+    cfg = config_from_args(DeployConfig, args)
+    if cfg.cmd_vel and len(cfg.cmd_vel) != 3:
+        raise ConfigError(f"cmd_vel: expected 3 values (vx vy wz), got {len(cfg.cmd_vel)}")
+    _require_ros()
     from robot_rl.ros_nodes.procs import NodeGroup
 
     bundle = load_bundle(args.bundle)  # refuse an unreadable bundle before starting anything
     contract = bundle.contract
-    extra = _parse_params(args.param)
-    log_dir = args.log_dir or (args.record / "logs" if args.record else None)
-    if args.record is not None and args.record.exists() and any(args.record.iterdir()):
-        raise ConfigError(f"--record folder {args.record} exists and is not empty")
+    record = Path(cfg.record) if cfg.record else None
+    log_dir = Path(cfg.log_dir) if cfg.log_dir else (record / "logs" if record else None)
+    if record is not None and record.exists() and any(record.iterdir()):
+        raise ConfigError(f"record: folder {record} exists and is not empty")
+    if record is not None:
+        record.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, record / "deploy_config.yaml")
     if log_dir:
         log_dir.mkdir(parents=True, exist_ok=True)
-    group = NodeGroup(args.domain_id, log_dir)
+    group = NodeGroup(cfg.domain_id, log_dir)
     print(f"robot-rl deploy: ROS_DOMAIN_ID={group.domain_id} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST", flush=True)
     stop = {"flag": False}
 
@@ -72,23 +95,23 @@ def run(args: argparse.Namespace) -> int:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        if args.record:
-            group.start("recorder", "recorder", {"output": str(args.record / "bag")})
-        if args.sim:
+        if record is not None:
+            group.start("recorder", "recorder", {"output": str(record / "bag")})
+        if cfg.sim:
             group.start("sim_robot", "sim_robot_node", {
-                "robot": contract.robot, "backend": args.sim, "params": args.sim_params,
-                "randomize_seed": args.sim_randomize,
+                "robot": contract.robot, "backend": cfg.sim, "params": cfg.sim_params,
+                "randomize_seed": cfg.sim_randomize,
                 "randomize_task": str(contract.provenance.get("task", "a1_walk")),
                 "command_joints": list(contract.joint_names),
                 "command_rate_hz": float(contract.policy_rate_hz),
                 "physics_rate_hz": float(contract.physics_rate_hz),
                 "kp": float(contract.kp[0]), "kd": float(contract.kd[0])})
         policy = group.start("policy", "policy_node", {
-            "bundle": str(args.bundle.resolve()), "autostart": True, "output_mode": args.output_mode,
-            "realtime_priority": args.realtime_priority, **extra})
-        if args.cmd_vel is not None:
-            group.start("cmd_vel", "cmd_vel_publisher", {"vx": args.cmd_vel[0], "vy": args.cmd_vel[1],
-                                                         "wz": args.cmd_vel[2]})
+            "bundle": str(args.bundle.resolve()), "autostart": True, "output_mode": cfg.output_mode,
+            "realtime_priority": cfg.realtime_priority, **cfg.param})
+        if cfg.cmd_vel:
+            group.start("cmd_vel", "cmd_vel_publisher", {"vx": cfg.cmd_vel[0], "vy": cfg.cmd_vel[1],
+                                                         "wz": cfg.cmd_vel[2]})
         t0 = time.monotonic()
         while not stop["flag"]:
             dead = [label for label, node in group.nodes.items() if not node.alive()]
@@ -98,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
                     raise BundleError("policy node refused to activate (see its log line above"
                                       + (f" or {policy.log_path}" if policy.log_path else "") + ")")
                 raise BundleError(f"node(s) exited: {codes}")
-            if args.duration and time.monotonic() - t0 >= args.duration:
+            if cfg.duration and time.monotonic() - t0 >= cfg.duration:
                 break
             time.sleep(0.1)
     finally:
@@ -106,6 +129,6 @@ def run(args: argparse.Namespace) -> int:
         for s, handler in old.items():
             signal.signal(s, handler)
         print(f"robot-rl deploy: stopped {codes}", flush=True)
-    if args.record:
-        print(f"robot-rl deploy: bag in {args.record / 'bag'}", flush=True)
+    if record is not None:
+        print(f"robot-rl deploy: bag in {record / 'bag'}", flush=True)
     return 0
