@@ -49,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RobotRLError as exc:
         print(f"robot-rl {name}: error: {exc}", file=sys.stderr)
         return 2
+    except (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        # a file the user named (a bundle's contract, a dataset, an output folder) that cannot be used as asked
+        print(f"robot-rl {name}: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"robot-rl {name}: interrupted", file=sys.stderr)
         return 130

@@ -186,7 +186,11 @@ def load_dataset(path: str | Path) -> Dataset:
             from None
     if "robot_rl.contract" not in meta:
         raise DatasetError(f"dataset {path} carries no robot_rl contract (robot_rl.contract metadata)")
-    contract = PolicyContract.from_dict(json.loads(meta["robot_rl.contract"]))
+    try:
+        contract = PolicyContract.from_dict(json.loads(meta["robot_rl.contract"]))
+    except (ValueError, TypeError, RobotRLError) as exc:  # truncated JSON, a field of the wrong type or value
+        raise DatasetError(f"dataset {path}: its contract (robot_rl.contract metadata) is corrupt "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
     episodes = [Episode(observations=np.asarray(e.observations, np.float32),
                         actions=np.asarray(e.actions, np.float32), rewards=np.asarray(e.rewards, np.float32),
                         terminations=np.asarray(e.terminations, bool), truncations=np.asarray(e.truncations, bool),

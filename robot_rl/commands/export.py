@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+CHECKPOINT_KEYS = ("config", "contract", "learner", "env_steps", "wall_s", "iteration")
+"""What export reads from a checkpoint: the learner and its config and contract, and the provenance figures."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="RUN_OR_CKPT", help="run folder (latest checkpoint) or checkpoint file")
@@ -14,10 +17,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from robot_rl.config import to_dict
-    from robot_rl.runner import export_learner, find_checkpoint, learner_from_checkpoint, load_checkpoint
+    from robot_rl.runner import (
+        CheckpointError,
+        export_learner,
+        find_checkpoint,
+        learner_from_checkpoint,
+        load_checkpoint,
+    )
 
     ckpt = find_checkpoint(args.source)
     data = load_checkpoint(ckpt)
+    missing = [k for k in CHECKPOINT_KEYS if k not in data]
+    if missing:
+        raise CheckpointError(f"{ckpt}: incomplete robot_rl checkpoint (no {', '.join(missing)})")
     cfg, contract, ppo = learner_from_checkpoint(data)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     metrics: dict = {}

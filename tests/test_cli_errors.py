@@ -1,0 +1,69 @@
+"""Errors a user causes end in one line naming the cause, exit code 2, nothing written: a dataset whose contract is
+corrupt, a contract path that cannot be read as a file, a checkpoint missing what export reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from robot_rl.cli import main
+from robot_rl.logs import a1_contract, simulate_ticks, write_tick_bag
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    contract = a1_contract()
+    rng = np.random.default_rng(0)
+    log = simulate_ticks(contract, lambda o: 0.3 * rng.standard_normal(12), 20)
+    return write_tick_bag(tmp_path_factory.mktemp("bag") / "bag", log, contract)
+
+
+def test_dataset_with_a_corrupt_contract(tmp_path: Path, bag: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(bag), "--out", str(tmp_path / "ds")]) == 0
+    meta = tmp_path / "ds" / "data" / "metadata.json"
+    doc = json.loads(meta.read_text())
+    doc["robot_rl.contract"] = doc["robot_rl.contract"][:100]  # cut short, as a partial copy leaves it
+    meta.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["sysid", str(tmp_path / "ds"), "--robot", "a1", "--out", str(tmp_path / "rand.yaml")]) == 2
+    line = _one_line(capsys)
+    assert str(tmp_path / "ds") in line and "contract" in line and "corrupt" in line
+    assert not (tmp_path / "rand.yaml").exists()
+
+
+def test_contract_that_cannot_be_read(tmp_path: Path, bag: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The OS refuses the contract file (here: a folder where contract.json should be; a file without read
+    permission takes the same path): one line naming the file, not an internal error."""
+    (tmp_path / "bundle" / "contract.json").mkdir(parents=True)
+    assert main(["replay", str(bag), "--out", str(tmp_path / "ds"), "--bundle", str(tmp_path / "bundle")]) == 2
+    line = _one_line(capsys)
+    assert str(tmp_path / "bundle" / "contract.json") in line and "internal" not in line
+    assert not (tmp_path / "ds").exists()
+
+
+def test_checkpoint_missing_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from robot_rl.config import load_config
+    from robot_rl.runner import Runner, TrainConfig, find_checkpoint
+
+    cfg = load_config(TrainConfig, None, [
+        "task=gym:Pendulum-v1", "task_overrides=[]", "eval_overrides=[]", "num_envs=4", "max_minutes=0",
+        "max_env_steps=256", "ppo.num_steps=64", "eval_episodes=0", "video=false", f"runs_dir={tmp_path}"])
+    Runner(cfg, tmp_path / "run", progress=False).train()
+    ckpt = find_checkpoint(tmp_path / "run")
+    data = torch.load(ckpt, weights_only=True)
+    del data["env_steps"]
+    torch.save(data, ckpt)
+    assert main(["export", str(ckpt), "--out", str(tmp_path / "bundle")]) == 2
+    line = _one_line(capsys)
+    assert str(ckpt) in line and "env_steps" in line
+    assert not (tmp_path / "bundle").exists()
