@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from robot_rl.config import load_config
+from robot_rl.evaluation import evaluate
 from robot_rl.gym_adapter import GymVecEnv
-from robot_rl.runner import Runner, TrainConfig, evaluate
+from robot_rl.runner import Runner, TrainConfig
 
 # RL Zoo (rl-baselines3-zoo, hyperparams/ppo.yml) for HalfCheetah-v4/v5
 SB3_ZOO = {

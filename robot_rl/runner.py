@@ -29,6 +29,7 @@ import torch
 from robot_rl.config import from_dict, save_yaml, to_dict
 from robot_rl.contract import PolicyContract
 from robot_rl.errors import ConfigError, RobotRLError
+from robot_rl.evaluation import evaluate
 from robot_rl.gym_adapter import GYM_PREFIX, GymVecEnv
 from robot_rl.learner import Learner, LearnerSetup, get_algorithm
 from robot_rl.offline.bc import BCConfig
@@ -146,36 +147,6 @@ def make_env(task: str, num_envs: int, seed: int, backend: str = "mujoco", overr
     if task not in names:
         raise ConfigError(f"unknown task '{task}' (choose from {', '.join(names)} or gym:<EnvId>)")
     return sim.make_vec_env(task, num_envs, seed, backend=backend, overrides=list(overrides or []), safety=safety)
-
-
-def evaluate(policy: Callable[[np.ndarray], np.ndarray], env: Any, episodes: int, seed: int,
-             max_steps: int = 100_000) -> dict[str, float]:
-    """Run `policy` until every environment finished its first episode (or `episodes` are collected) and summarize
-    return, length and the task metrics reported in info["episodes"] as <key>_mean / <key>_std."""
-    obs = env.reset(seed=seed)
-    counted = np.zeros(env.num_envs, bool)
-    results: list[dict[str, float]] = []
-    for _ in range(max_steps):
-        obs, _, terminated, truncated, info = env.step(policy(obs))
-        finished = np.flatnonzero(np.asarray(terminated) | np.asarray(truncated))
-        eps = info.get("episodes", [])
-        pairs = zip(finished, eps) if len(eps) == len(finished) else ((-1, e) for e in eps)
-        for i, ep in pairs:
-            if i >= 0 and counted[i]:
-                continue  # keep one episode per environment: auto-reset would favour short episodes
-            if i >= 0:
-                counted[i] = True
-            results.append(ep)
-        if len(results) >= episodes:
-            break
-    results = results[:episodes]
-    summary: dict[str, float] = {"episodes": float(len(results))}
-    keys = sorted({k for ep in results for k, v in ep.items() if isinstance(v, (int, float, np.number, bool))})
-    for key in keys:
-        values = np.array([float(ep[key]) for ep in results if key in ep])
-        summary[f"{key}_mean"] = float(values.mean())
-        summary[f"{key}_std"] = float(values.std())
-    return summary
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------------------

@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from robot_rl.errors import ConfigError
 from robot_rl.learner import LearnerSetup
 from robot_rl.networks import Policy
-from robot_rl.offline.offpolicy import ActorConfig, ReplayConfig, ReplayFeed
+from robot_rl.offline.buffer import Batch
+from robot_rl.offline.offpolicy import ActorConfig, ReplayConfig, ReplayFeed, ReplayLearner
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class BCConfig:
         return self.actor.new_policy(obs_dim, act_dim)
 
 
-class BC:
+class BC(ReplayLearner):
     """Mean-squared error between the policy mean and the logged action."""
 
     def __init__(self, policy: Policy, cfg: BCConfig, setup: LearnerSetup) -> None:
@@ -50,36 +50,14 @@ class BC:
         self.optimizer = torch.optim.AdamW(policy.net.parameters(), lr=cfg.actor.learning_rate,
                                            weight_decay=cfg.weight_decay)
 
-    @property
-    def rollout_steps(self) -> int:
-        return self.cfg.replay.update_every
+    def parts(self) -> dict[str, Any]:
+        return {"policy": self.policy, "optimizer": self.optimizer}
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        return self.feed.act(obs)
-
-    def process_env_step(self, next_obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
-                         truncated: np.ndarray, info: dict[str, Any]) -> None:
-        self.feed.process_env_step(next_obs, rewards, terminated, truncated, info)
-
-    def update(self) -> dict[str, float]:
-        """One regression step per batch the feed owes (offline: one)."""
-        if self.feed.warming_up:
-            return {}
-        loss = torch.zeros(())
-        for _ in range(self.feed.take_steps()):
-            batch = self.feed.sample()
-            loss = torch.nn.functional.mse_loss(self.policy.mean(self.policy.normalize(batch.obs)), batch.action)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.policy.net.parameters(), self.cfg.max_grad_norm)
-            self.optimizer.step()
+    def step(self, batch: Batch) -> dict[str, float]:
+        """One regression step on `batch`."""
+        loss = torch.nn.functional.mse_loss(self.policy.mean(self.policy.normalize(batch.obs)), batch.action)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.policy.net.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
         return {"loss/bc": float(loss.detach())}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "feed": self.feed.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.feed.load_state_dict(state["feed"])

@@ -16,7 +16,6 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -24,7 +23,7 @@ from robot_rl.errors import ConfigError
 from robot_rl.learner import LearnerSetup
 from robot_rl.networks import Critic, Policy, ValueNet, soft_update
 from robot_rl.offline.buffer import Batch
-from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig, ReplayFeed
+from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig, ReplayFeed, ReplayLearner
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class IQLConfig:
         return self.actor.new_policy(obs_dim, act_dim)
 
 
-class IQL:
+class IQL(ReplayLearner):
     """IQL on batches from its replay feed (logged data, and fresh data when collecting)."""
 
     def __init__(self, policy: Policy, cfg: IQLConfig, setup: LearnerSetup) -> None:
@@ -80,41 +79,10 @@ class IQL:
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic.learning_rate)
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=c.critic.learning_rate)
 
-    @property
-    def rollout_steps(self) -> int:
-        return self.cfg.replay.update_every
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        return self.feed.act(obs)
-
-    def process_env_step(self, next_obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
-                         truncated: np.ndarray, info: dict[str, Any]) -> None:
-        self.feed.process_env_step(next_obs, rewards, terminated, truncated, info)
-
-    def update(self) -> dict[str, float]:
-        """One gradient step per batch the feed owes (offline: one)."""
-        if self.feed.warming_up:
-            return {}
-        out: dict[str, float] = {}
-        for _ in range(self.feed.take_steps()):
-            out = self.step(self.feed.sample())
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict(), "critic": self.critic.state_dict(),
-                "critic_target": self.critic_target.state_dict(), "value": self.value.state_dict(),
-                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "value_opt": self.value_opt.state_dict(), "feed": self.feed.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
-        self.value.load_state_dict(state["value"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
-        self.value_opt.load_state_dict(state["value_opt"])
-        self.feed.load_state_dict(state["feed"])
+    def parts(self) -> dict[str, Any]:
+        return {"policy": self.policy, "critic": self.critic, "critic_target": self.critic_target,
+                "value": self.value, "actor_opt": self.actor_opt, "critic_opt": self.critic_opt,
+                "value_opt": self.value_opt}
 
     def _loss(self, diff: torch.Tensor) -> torch.Tensor:
         """Elementwise regression loss of a residual (squared or Huber)."""

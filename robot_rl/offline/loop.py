@@ -83,29 +83,15 @@ class Actor(Protocol):
 
 def evaluate_policy(policy: Actor, env: Any, episodes: int, seed: int = 0,
                     max_steps: int = 100_000) -> dict[str, float]:
-    """Deterministic evaluation in a VecEnv: one episode per environment until `episodes` are collected; mean
-    return and length, the share of episodes that ended in a fall (tasks that report `fell`), and safety
-    interventions per step (from info["safety"]["safety/intervened"])."""
-    obs = env.reset(seed=seed)
-    done_once = np.zeros(env.num_envs, bool)
-    active = np.ones(env.num_envs, bool)
-    results: list[dict[str, Any]] = []
-    steps = interventions = 0
-    for _ in range(max_steps):
-        obs, _, term, trunc, info = env.step(policy.act(obs))
-        interventions += int(intervened_mask(info, env.num_envs)[active].sum())
-        steps += int(active.sum())
-        finished = np.flatnonzero(np.asarray(term) | np.asarray(trunc))
-        eps = info.get("episodes", [])
-        for i, ep in zip(finished, eps):
-            if not done_once[i]:
-                done_once[i] = True
-                active[i] = False
-                results.append(ep)
-        if len(results) >= episodes or not active.any():
-            break
-    rets = np.array([float(ep["return"]) for ep in results]) if results else np.array([np.nan])
-    return {"episodes": float(len(results)), "return_mean": float(rets.mean()), "return_std": float(rets.std()),
-            "length_mean": float(np.mean([ep["length"] for ep in results])) if results else float("nan"),
-            "fell_rate": float(np.mean([bool(ep.get("fell", False)) for ep in results])) if results else float("nan"),
-            "intervention_rate": interventions / max(steps, 1)}
+    """Deterministic evaluation in a VecEnv through the one evaluator (robot_rl.evaluation.evaluate: one episode per
+    environment until `episodes` are collected), summarized as fine-tuning reports it: mean return and length, the
+    share of episodes that ended in a fall (tasks that report `fell`), and safety interventions per step."""
+    from robot_rl.evaluation import evaluate
+
+    summary = evaluate(policy.act, env, episodes, seed, max_steps)
+    found = summary["episodes"] > 0
+    return {"episodes": summary["episodes"], "return_mean": summary.get("return_mean", float("nan")),
+            "return_std": summary.get("return_std", float("nan")),
+            "length_mean": summary.get("length_mean", float("nan")),
+            "fell_rate": summary.get("fell_mean", 0.0) if found else float("nan"),
+            "intervention_rate": summary["safety_intervention_rate"]}

@@ -1,5 +1,6 @@
-"""What the off-policy and offline learners (SAC, IQL, TD3+BC, BC) share: the replay settings and the collection
-side of the learner protocol (`ReplayFeed`), and the critic settings (`CriticConfig`).
+"""What the off-policy and offline learners (SAC, IQL, TD3+BC, BC) share: the replay, actor and critic settings,
+the collection side of the learner protocol (`ReplayFeed`) and the protocol itself on top of an algorithm's
+gradient step (`ReplayLearner`).
 
 A learner records its sampled actions in `act`, turns the environment's answer into transitions in
 `process_env_step` (the applied, safety-filtered action; the real final observation at episode ends), and draws
@@ -8,8 +9,9 @@ each gradient step's batch half from the logged data, half from fresh data (RLPD
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -104,6 +106,8 @@ class ReplayFeed:
         self.rng = np.random.default_rng(setup.seed)
         self.collected = 0
         self.pending = 0
+        self.steps_taken = 0
+        """Gradient steps taken (TD3+BC's delayed actor counts them)."""
         self._obs: np.ndarray | None = None
         self._actions: np.ndarray | None = None
 
@@ -142,12 +146,67 @@ class ReplayFeed:
         return n
 
     def sample(self) -> Batch:
+        """The next step's batch (counted in steps_taken)."""
+        self.steps_taken += 1
         return sample_symmetric(self.offline, self.online, self.cfg.batch_size, self.rng,
                                 self.cfg.offline_fraction).torch()
 
     def state_dict(self) -> dict[str, Any]:
         """Counters only: the replay buffer is not checkpointed (a resumed run refills it)."""
-        return {"collected": self.collected}
+        return {"collected": self.collected, "steps_taken": self.steps_taken}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.collected = int(state["collected"])
+        self.steps_taken = int(state["steps_taken"])
+
+
+class _Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class ReplayLearner(ABC):
+    """The learner protocol for an algorithm defined by its gradient step on a batch: `update()` takes the steps
+    the feed owes (one per collected transition times replay.utd_ratio; one when learning from logged data only),
+    nothing while warming up. Checkpoints hold the named `parts()` and the feed's counters."""
+
+    policy: Policy
+    feed: ReplayFeed
+
+    @property
+    def rollout_steps(self) -> int:
+        return self.feed.cfg.update_every
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Sampled actions for raw observations (N, obs_dim); uniform random during warm-up."""
+        return self.feed.act(obs)
+
+    def process_env_step(self, next_obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                         truncated: np.ndarray, info: dict[str, Any]) -> None:
+        """Store the transitions of the last `act`: applied actions, real final observations at episode ends."""
+        self.feed.process_env_step(next_obs, rewards, terminated, truncated, info)
+
+    def update(self) -> dict[str, float]:
+        if self.feed.warming_up:
+            return {}
+        out: dict[str, float] = {}
+        for _ in range(self.feed.take_steps()):
+            out = self.step(self.feed.sample())
+        return out
+
+    @abstractmethod
+    def step(self, batch: Batch) -> dict[str, float]:
+        """One gradient step of the algorithm on `batch`; returns its losses."""
+
+    @abstractmethod
+    def parts(self) -> dict[str, _Stateful]:
+        """Networks and optimizers by name (what a checkpoint holds besides the feed's counters)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**{name: part.state_dict() for name, part in self.parts().items()}, "feed": self.feed.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, part in self.parts().items():
+            part.load_state_dict(state[name])
+        self.feed.load_state_dict(state["feed"])

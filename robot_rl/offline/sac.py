@@ -22,15 +22,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from robot_rl.errors import ConfigError
 from robot_rl.learner import LearnerSetup
 from robot_rl.networks import Critic, Policy, soft_update
 from robot_rl.offline.buffer import Batch
-from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig, ReplayFeed
+from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig, ReplayFeed, ReplayLearner
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,15 @@ class SACConfig:
         return self.actor.new_policy(obs_dim, act_dim)
 
 
-class SAC:
+class _Temperature(nn.Module):
+    """The entropy temperature alpha = exp(log_alpha), learned."""
+
+    def __init__(self, init_alpha: float) -> None:
+        super().__init__()
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(init_alpha)))
+
+
+class SAC(ReplayLearner):
     """SAC learner with its online replay buffer and optional logged data (`setup.offline`)."""
 
     def __init__(self, policy: Policy, cfg: SACConfig, setup: LearnerSetup) -> None:
@@ -77,7 +85,8 @@ class SAC:
         self.critic = Critic(policy.obs_dim, policy.act_dim, c.critic.hidden, c.num_q, layer_norm=c.droq,
                              dropout=c.dropout if c.droq else 0.0)
         self.critic_target = copy.deepcopy(self.critic)
-        self.log_alpha = torch.tensor(math.log(c.init_alpha), requires_grad=True)
+        self.temperature = _Temperature(c.init_alpha)
+        self.log_alpha = self.temperature.log_alpha
         self.target_entropy = -float(policy.act_dim) if c.target_entropy is None else c.target_entropy
         self.actor_opt = torch.optim.Adam(policy.parameters(), lr=c.actor.learning_rate)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic.learning_rate)
@@ -87,21 +96,11 @@ class SAC:
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.exp()
 
-    @property
-    def rollout_steps(self) -> int:
-        return self.cfg.replay.update_every
+    def parts(self) -> dict[str, Any]:
+        return {"policy": self.policy, "critic": self.critic, "critic_target": self.critic_target,
+                "temperature": self.temperature, "actor_opt": self.actor_opt, "critic_opt": self.critic_opt,
+                "alpha_opt": self.alpha_opt}
 
-    # ---- acting --------------------------------------------------------------------------------------------
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Sampled actions for raw observations (N, obs_dim); uniform random during warm-up."""
-        return self.feed.act(obs)
-
-    def process_env_step(self, next_obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
-                         truncated: np.ndarray, info: dict[str, Any]) -> None:
-        """Store the transitions of the last `act`: applied actions, real final observations at episode ends."""
-        self.feed.process_env_step(next_obs, rewards, terminated, truncated, info)
-
-    # ---- learning ------------------------------------------------------------------------------------------
     def update(self) -> dict[str, float]:
         """round(utd_ratio * new transitions) critic updates and one actor/temperature update."""
         if self.feed.warming_up:
@@ -115,12 +114,13 @@ class SAC:
         batch = None
         for _ in range(critic_steps):
             batch = self.feed.sample()
-            out = self.update_critic(batch)
+            out = self.step(batch)
         if actor and batch is not None:
             out.update(self.update_actor(batch))
         return out
 
-    def update_critic(self, batch: Batch) -> dict[str, float]:
+    def step(self, batch: Batch) -> dict[str, float]:
+        """One critic step on `batch`."""
         clip = self.action_clip
         obs_n = self.policy.normalize(batch.obs)
         next_n = self.policy.normalize(batch.next_obs)
@@ -157,21 +157,3 @@ class SAC:
         self.alpha_opt.step()
         return {"loss/actor": float(loss.detach()), "alpha": float(self.alpha.detach()),
                 "entropy": float(-logp.detach().mean())}
-
-    # ---- checkpoints ---------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict(), "critic": self.critic.state_dict(),
-                "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
-                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "alpha_opt": self.alpha_opt.state_dict(), "feed": self.feed.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
-        self.alpha_opt.load_state_dict(state["alpha_opt"])
-        self.feed.load_state_dict(state["feed"])

@@ -15,7 +15,6 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -23,7 +22,7 @@ from robot_rl.errors import ConfigError
 from robot_rl.learner import LearnerSetup
 from robot_rl.networks import Critic, Policy, soft_update
 from robot_rl.offline.buffer import Batch
-from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig, ReplayFeed
+from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig, ReplayFeed, ReplayLearner
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class TD3BCConfig:
         return self.actor.new_policy(obs_dim, act_dim)
 
 
-class TD3BC:
+class TD3BC(ReplayLearner):
     """TD3+BC on batches from its replay feed (logged data, and fresh data when collecting)."""
 
     def __init__(self, policy: Policy, cfg: TD3BCConfig, setup: LearnerSetup) -> None:
@@ -69,43 +68,10 @@ class TD3BC:
         self.critic_target = copy.deepcopy(self.critic)
         self.actor_opt = torch.optim.Adam(policy.net.parameters(), lr=c.actor.learning_rate)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic.learning_rate)
-        self.updates = 0
 
-    @property
-    def rollout_steps(self) -> int:
-        return self.cfg.replay.update_every
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        return self.feed.act(obs)
-
-    def process_env_step(self, next_obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
-                         truncated: np.ndarray, info: dict[str, Any]) -> None:
-        self.feed.process_env_step(next_obs, rewards, terminated, truncated, info)
-
-    def update(self) -> dict[str, float]:
-        """One gradient step per batch the feed owes (offline: one)."""
-        if self.feed.warming_up:
-            return {}
-        out: dict[str, float] = {}
-        for _ in range(self.feed.take_steps()):
-            out = self.step(self.feed.sample())
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict(), "policy_target": self.policy_target.state_dict(),
-                "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
-                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "updates": self.updates, "feed": self.feed.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.policy_target.load_state_dict(state["policy_target"])
-        self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
-        self.updates = int(state["updates"])
-        self.feed.load_state_dict(state["feed"])
+    def parts(self) -> dict[str, Any]:
+        return {"policy": self.policy, "policy_target": self.policy_target, "critic": self.critic,
+                "critic_target": self.critic_target, "actor_opt": self.actor_opt, "critic_opt": self.critic_opt}
 
     def step(self, batch: Batch) -> dict[str, float]:
         """One critic step on `batch`, and every policy_delay-th step (after the warm-up) one actor step."""
@@ -122,8 +88,8 @@ class TD3BC:
         critic_loss.backward()
         self.critic_opt.step()
         out = {"loss/critic": float(critic_loss.detach()), "q_mean": float(q.detach().mean())}
-        self.updates += 1
-        if self.updates > c.critic_warmup and self.updates % c.policy_delay == 0:
+        updates = self.feed.steps_taken
+        if updates > c.critic_warmup and updates % c.policy_delay == 0:
             pi = self.policy.mean(obs_n)
             q_pi = self.critic(obs_n, pi.clamp(-clip, clip))[0]
             lam = c.alpha / q_pi.abs().mean().detach().clamp_min(1e-6)
@@ -134,6 +100,6 @@ class TD3BC:
             self.actor_opt.step()
             soft_update(self.policy_target, self.policy, c.critic.tau)
             out.update({"loss/actor": float(actor_loss.detach()), "loss/bc": float(bc.detach())})
-        if self.updates % c.policy_delay == 0:
+        if updates % c.policy_delay == 0:
             soft_update(self.critic_target, self.critic, c.critic.tau)
         return out

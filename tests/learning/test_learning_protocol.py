@@ -14,6 +14,7 @@ import torch
 
 from robot_rl.cli import main
 from robot_rl.config import load_config
+from robot_rl.evaluation import evaluate
 from robot_rl.learner import Learner, LearnerSetup, algorithms, make_learner
 from robot_rl.offline.bc import BCConfig
 from robot_rl.offline.iql import IQLConfig
@@ -21,7 +22,7 @@ from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig
 from robot_rl.offline.sac import SACConfig
 from robot_rl.offline.td3bc import TD3BCConfig
 from robot_rl.ppo import PPOConfig
-from robot_rl.runner import Runner, TrainConfig, evaluate, load_checkpoint, make_env, save_checkpoint
+from robot_rl.runner import Runner, TrainConfig, load_checkpoint, make_env, save_checkpoint
 
 _REPLAY = ReplayConfig(batch_size=32, warmup_steps=0, update_every=2)
 _ACTOR = ActorConfig(hidden=[16])

@@ -13,11 +13,11 @@ import torch
 from robot_rl.cli import main
 from robot_rl.config import load_config
 from robot_rl.errors import ConfigError
+from robot_rl.evaluation import evaluate
 from robot_rl.runner import (
     CheckpointError,
     Runner,
     TrainConfig,
-    evaluate,
     find_checkpoint,
     learner_from_checkpoint,
     load_checkpoint,
