@@ -73,11 +73,11 @@ def check_bundle_env(contract: Any, env_contract: Any) -> None:
 
 def use_bundle_safety(env: Any, contract: Any) -> None:
     """Run the bundle's own safety chain (contract.safety) instead of the one the current task config writes: a
-    deployment runs what the bundle says. The robot_rl environments keep their chain in `_chain`."""
-    if hasattr(env, "_chain"):
-        from robot_rl.sim.vec_env import load_safety_chain
+    deployment runs what the bundle says. The robot_rl environments take it through `use_safety_chain`."""
+    if hasattr(env, "use_safety_chain"):
+        from robot_rl.sim.env import load_safety_chain
 
-        env._chain = load_safety_chain(contract) if contract.safety else None
+        env.use_safety_chain(load_safety_chain(contract) if contract.safety else None)
 
 
 def bundle_task(bundle: Any, source: str | Path) -> tuple[str, list[str]]:

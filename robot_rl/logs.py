@@ -39,7 +39,7 @@ def simulate_ticks(contract: PolicyContract, policy: Callable[[np.ndarray], np.n
     many ticks; a fall also resets it.
     """
     from robot_rl.sim import make_robot_sim
-    from robot_rl.sim.vec_env import load_safety_chain
+    from robot_rl.sim.env import load_safety_chain
     from robot_rl.state import tilt_angle
 
     sim = make_robot_sim(contract.robot, physics_dt=1.0 / contract.physics_rate_hz, params=params)

@@ -400,7 +400,7 @@ def _base_from_pose(times_ns: np.ndarray, stream: PoseStream, quats: np.ndarray,
     vel_p = np.gradient(pos, head * 1e-9, axis=0) if len(t_p) > 1 else np.zeros_like(pos)
     at = np.stack([np.interp(at_t, t_p, pos[:, i]) for i in range(3)], axis=1)
     vel_w = np.stack([np.interp(at_t, t_p, vel_p[:, i]) for i in range(3)], axis=1)
-    from robot_rl.sim.vec_env import quat_rotate_inverse
+    from robot_rl.sim.step_kernels import quat_rotate_inverse
 
     return at, quat_rotate_inverse(quats, vel_w)
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from robot_rl.config import load_config
 from robot_rl.errors import ConfigError
+from robot_rl.sim import pybullet_backend  # noqa: F401 - registers the "pybullet" engine
+from robot_rl.sim.engine import engine_names
 from robot_rl.sim.registry import get_task, task_names
 
 __all__ = ["make_vec_env", "make_robot_sim", "task_names", "task_config"]
-
-BACKENDS = ("mujoco", "pybullet")
 
 
 def task_config(task: str) -> Any:
@@ -51,33 +51,22 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> list[str]:
 
 def make_vec_env(task: str, num_envs: int, seed: int, *, backend: str = "mujoco", cfg: Any = None,
                  overrides: list[str] | None = None, safety: bool = True) -> Any:
-    """N environments of a registered task in one process (see docs/interfaces.md for the API)."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    """N environments of a registered task in one process on a registered physics engine (robot_rl.sim.env.VecEnv;
+    docs/interfaces.md has the API)."""
+    from robot_rl.sim.env import VecEnv
+
+    if backend not in engine_names():
+        raise ConfigError(f"unknown backend '{backend}' (choose from {', '.join(engine_names())})")
     if num_envs < 1:
         raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
-    spec = get_task(task)
-    resolved = resolve_config(task, cfg, overrides)
-    task_obj = spec.make_task(resolved)
-    if backend == "pybullet":
-        from robot_rl.sim.pybullet_backend import make_bullet_vec_env
-
-        return make_bullet_vec_env(task_obj, num_envs, seed, safety=safety)
-    from robot_rl.sim.manipulation import ManipulationTask
-
-    if isinstance(task_obj, ManipulationTask):
-        from robot_rl.sim.manipulation_env import ManipVecEnv
-
-        return ManipVecEnv(task_obj, num_envs, seed, safety=safety)
-    from robot_rl.sim.vec_env import MujocoVecEnv
-
-    return MujocoVecEnv(task_obj, num_envs, seed, safety=safety)
+    task_obj = get_task(task).make_task(resolve_config(task, cfg, overrides))
+    return VecEnv(task_obj, num_envs, seed, backend=backend, safety=safety)
 
 
 def make_robot_sim(robot: str, backend: str = "mujoco", params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     """One simulated robot stepped at physics rate with held PD targets (see robot_rl.sim.robot_sim)."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    if backend not in engine_names():
+        raise ConfigError(f"unknown backend '{backend}' (choose from {', '.join(engine_names())})")
     if backend == "pybullet":
         from robot_rl.sim.pybullet_backend import BulletSimRobot
 

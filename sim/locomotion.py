@@ -10,26 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
 
 from robot_rl.config import to_dict
 from robot_rl.contract import ActionSpec, ObsTerm, PolicyContract
+from robot_rl.control_step import ActionCodec, JointPositionCodec
 from robot_rl.errors import ConfigError
-from robot_rl.sim.randomization import RandomizationConfig
-from robot_rl.state import projected_gravity
+from robot_rl.rewards import weighted_sum
+from robot_rl.sim.mjmodel import FLOOR, SensorSlices, as_slice
+from robot_rl.sim.randomization import ModelIds, RandomizationConfig, TermSpec, Uniform
+from robot_rl.sim.step_kernels import rotate_inverse_and_gravity, sensor_noise, swing_times
+from robot_rl.sim.task import Batch, ControlRates
+from robot_rl.state import RobotState, projected_gravity
 
 
 # ---- config sections -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ControlConfig:
-    """Rates and the PD law shared with the robot."""
+class ControlConfig(ControlRates):
+    """Rates and the PD law shared with the robot (rates: 200 Hz physics, 50 Hz policy, legged_gym's)."""
 
-    physics_dt: float = 0.005
-    """Physics step [s] (200 Hz, legged_gym's rate)."""
-    policy_dt: float = 0.02
-    """Policy period [s] (50 Hz); must be a multiple of physics_dt."""
     kp: float = 20.0
     """Joint stiffness [N m/rad] (legged_gym A1)."""
     kd: float = 0.5
@@ -40,17 +42,9 @@ class ControlConfig:
     """Bound on the policy action (in action units; the safety chain bounds the targets further)."""
 
     def __post_init__(self) -> None:
-        if self.physics_dt <= 0 or self.policy_dt <= 0:
-            raise ConfigError("control: physics_dt and policy_dt must be positive")
-        ratio = self.policy_dt / self.physics_dt
-        if abs(ratio - round(ratio)) > 1e-6:
-            raise ConfigError(f"control.policy_dt {self.policy_dt} is not a multiple of physics_dt {self.physics_dt}")
+        super().__post_init__()
         if self.kp < 0 or self.kd < 0 or self.action_scale <= 0 or self.action_clip <= 0:
             raise ConfigError("control: kp, kd must be >= 0, action_scale and action_clip > 0")
-
-    @property
-    def decimation(self) -> int:
-        return int(round(self.policy_dt / self.physics_dt))
 
 
 def _check_range(name: str, rng: tuple[float, float]) -> None:
@@ -156,6 +150,66 @@ class InitConfig:
     """Uniform initial heading."""
 
 
+@dataclass(frozen=True)
+class LeggedRandomizationConfig(RandomizationConfig):
+    """Randomization of a legged robot, its sensors and its world (ranges follow legged_gym, walk-these-ways and
+    MuJoCo Playground's Go1). Terms are drawn in this order."""
+
+    TERMS: ClassVar[dict[str, TermSpec]] = {
+        "friction": TermSpec(nominal=1.0), "added_mass": TermSpec(signed=True),
+        "com_offset": TermSpec(shape="xyz", signed=True), "motor_strength": TermSpec(nominal=1.0),
+        "kp_scale": TermSpec(nominal=1.0), "kd_scale": TermSpec(nominal=1.0), "joint_pos_noise": TermSpec(),
+        "joint_vel_noise": TermSpec(), "ang_vel_noise": TermSpec(), "quat_noise": TermSpec(),
+        "joint_pos_bias": TermSpec(shape="joints", signed=True), "ang_vel_bias": TermSpec(shape="xyz", signed=True),
+        "latency_steps": TermSpec(integer=True), "push_interval_s": TermSpec(interval=True, positive=True),
+        "push_velocity": TermSpec(interval=True)}
+
+    friction: Uniform = field(default_factory=lambda: Uniform(0.5, 1.25))
+    """Ground sliding friction coefficient (legged_gym's range)."""
+    added_mass: Uniform = field(default_factory=lambda: Uniform(-1.0, 2.0))
+    """Mass added to the trunk [kg] (payload, battery variants)."""
+    com_offset: Uniform = field(default_factory=lambda: Uniform(-0.03, 0.03))
+    """Trunk centre-of-mass shift per axis [m]."""
+    motor_strength: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
+    """Scale on the PD torque before the torque limit (walk-these-ways' range)."""
+    kp_scale: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
+    """Scale on the proportional gain (gain calibration error)."""
+    kd_scale: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
+    """Scale on the derivative gain."""
+    joint_pos_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 0.01))
+    """Std of white noise on measured joint positions [rad], drawn per episode then applied every step."""
+    joint_vel_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 1.5))
+    """Std of white noise on measured joint velocities [rad/s]."""
+    ang_vel_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 0.2))
+    """Std of white noise on the gyro [rad/s]."""
+    quat_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 0.02))
+    """Std of noise on the orientation quaternion components (renormalized) [-]."""
+    joint_pos_bias: Uniform = field(default_factory=lambda: Uniform(-0.02, 0.02))
+    """Constant per-episode encoder offset per joint [rad]."""
+    ang_vel_bias: Uniform = field(default_factory=lambda: Uniform(-0.05, 0.05))
+    """Constant per-episode gyro bias per axis [rad/s]."""
+    latency_steps: Uniform = field(default_factory=lambda: Uniform(0, 4))
+    """Action latency in physics steps, an integer drawn per episode (0-20 ms at 200 Hz)."""
+    push_interval_s: Uniform = field(default_factory=lambda: Uniform(4.0, 10.0, "interval"))
+    """Time between random pushes [s]; each wait is drawn from this range."""
+    push_velocity: Uniform = field(default_factory=lambda: Uniform(0.0, 1.0, "interval"))
+    """Magnitude of the horizontal base velocity change of a push [m/s], random direction."""
+
+
+def push_velocity(cfg: LeggedRandomizationConfig, rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 2) horizontal base velocity kicks: uniform magnitude, uniform direction."""
+    mag = rng.uniform(cfg.push_velocity.low, cfg.push_velocity.high, size=n)
+    ang = rng.uniform(0.0, 2 * np.pi, size=n)
+    return np.stack([mag * np.cos(ang), mag * np.sin(ang)], axis=-1)
+
+
+def next_push_delay(cfg: LeggedRandomizationConfig, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Seconds until the next push, or +inf when pushes are disabled."""
+    if not cfg.enabled or cfg.push_interval_s.when != "interval" or cfg.push_velocity.when == "never":
+        return np.full(n, np.inf)
+    return rng.uniform(cfg.push_interval_s.low, cfg.push_interval_s.high, size=n)
+
+
 STRICT_GROUND_OVERRIDES = ("safety.disturbance_torque=4.0", "safety.pos_margin=0.15", "safety.lookahead_periods=10")
 """Task overrides for a CBF that keeps joint limits even when ground contact pushes the legs (adversarial
 policies), at the price of forbidding an ordinary trot; see LocomotionSafetyConfig.disturbance_torque."""
@@ -215,7 +269,7 @@ class LocomotionConfig:
     """Episode end conditions."""
     init: InitConfig = field(default_factory=InitConfig)
     """Reset distribution."""
-    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+    randomization: LeggedRandomizationConfig = field(default_factory=LeggedRandomizationConfig)
     """Domain randomization ranges and timing."""
     safety: LocomotionSafetyConfig = field(default_factory=LocomotionSafetyConfig)
     """Safety chain written into the contract (used in training when the env is built with safety=True)."""
@@ -250,6 +304,8 @@ class LeggedRobot:
     """Compiled model with a `home` keyframe, sensors imu_quat/imu_gyro/imu_acc and `<part>_touch`."""
     source: str = ""
     """Where the model comes from (provenance)."""
+    urdf: str = ""
+    """The URDF the model is built from (the PyBullet engine loads the same file)."""
 
 
 # ---- what reward terms see -------------------------------------------------------------------------------------
@@ -373,19 +429,29 @@ class LocomotionTask:
         self.name = name
         self.robot = robot
         self.cfg = cfg
-        self.model = robot.build_model(cfg.control)
+        self.model = m = robot.build_model(cfg.control)
+        if m.jnt_type[0] != mujoco.mjtJoint.mjJNT_FREE:
+            raise ConfigError(f"task {name}: locomotion models must start with a free joint")
         self.decimation = cfg.control.decimation
+        self.policy_dt = cfg.control.policy_dt
+        self.num_threads = cfg.num_threads
+        self.urdf = robot.urdf
+        self.randomization = cfg.randomization
         self.max_episode_steps = int(round(cfg.termination.episode_length_s / cfg.control.policy_dt))
-        jids = [self.model.joint(j).id for j in robot.joint_names]
-        lo, hi = self.model.jnt_range[jids, 0].copy(), self.model.jnt_range[jids, 1].copy()
+        jids = [m.joint(j).id for j in robot.joint_names]
+        lo, hi = m.jnt_range[jids, 0].copy(), m.jnt_range[jids, 1].copy()
         mid, half = (lo + hi) / 2, (hi - lo) / 2 * cfg.rewards.soft_joint_limit
         self.joint_lower, self.joint_upper = lo, hi
         self._soft_lo, self._soft_hi = mid - half, mid + half
-        self.weights = {k: getattr(cfg.rewards, k) for k in [*REWARD_TERMS, "joint_limits"]}
-        self._active_terms = [(k, fn, self.weights[k]) for k, fn in REWARD_TERMS.items() if self.weights[k] != 0.0]
+        self.reward_terms: dict[str, Callable[[StepView, RewardConfig], np.ndarray]] = {
+            **REWARD_TERMS, "joint_limits": self._r_joint_limits}
+        self.reward_weights = {k: float(getattr(cfg.rewards, k)) for k in self.reward_terms}
+        self.reward_config = cfg.rewards
         self.contract = self._build_contract()
+        self.param_ids = ModelIds.lookup(m, floor=FLOOR, base=robot.base_body)
         self._tilt_limit = -np.cos(cfg.termination.max_tilt)
         """Projected gravity's z above this: tilted past max_tilt."""
+        self.command = np.zeros((0, 3))
 
     # ---- contract ----------------------------------------------------------------------------------------------
     def joint_inertia(self) -> np.ndarray:
@@ -454,20 +520,147 @@ class LocomotionTask:
         qvel[0:2] = rng.uniform(-init.base_velocity, init.base_velocity, size=2)
         return qpos, qvel
 
+    # ---- the task in the environment core (robot_rl.sim.task.Task) ------------------------------------------------
+    def codec(self) -> ActionCodec:
+        return JointPositionCodec(self.contract)
+
+    def allocate(self, batch: Batch, rng: np.random.Generator) -> None:
+        self._b = b = batch
+        m, r, n = self.model, self.robot, batch.num_envs
+        nq = m.nq
+        jq = np.array([m.jnt_qposadr[m.joint(j).id] for j in r.joint_names])
+        jv = np.array([m.jnt_dofadr[m.joint(j).id] for j in r.joint_names])
+        self._jq = slice(1 + jq[0], 2 + jq[-1]) if np.all(np.diff(jq) == 1) else 1 + jq
+        self._jv = slice(1 + nq + jv[0], 2 + nq + jv[-1]) if np.all(np.diff(jv) == 1) else 1 + nq + jv
+        # views kept for the life of the env (the core only ever writes its buffers in place)
+        self._qpos_v = b.state[:, 1:1 + nq]
+        self._qvel_v = b.state[:, 1 + nq:1 + nq + m.nv]
+        self._lin_vel, self._gravity = np.zeros((n, 3)), np.zeros((n, 3))
+        sl = SensorSlices.of(m)
+        self._s_acc = sl.slices["imu_acc"]
+        self._s_feet = as_slice(sl.columns([f"{f}_touch" for f in r.feet]))
+        self._s_thigh = as_slice(sl.columns([f"{t}_touch" for t in r.thighs]))
+        self._s_calf = as_slice(sl.columns([f"{c}_touch" for c in r.calves]))
+        self._s_trunk = sl.slices[f"{r.base_body}_touch"].start
+        # the reward's torque term reads a gather, not a view: its joint-major layout fixes the summation order,
+        # and with it the bits of every training run recorded so far
+        self._s_torque_cols = sl.columns([f"{j}_torque" for j in r.joint_names])
+        self._s_torque = as_slice(self._s_torque_cols)
+        nu = len(r.joint_names)
+        self.command = np.zeros((n, 3))
+        self._ep_track_err = np.zeros(n)
+        self._air_time = np.zeros((n, len(r.feet)))
+        self._last_contact = np.zeros((n, len(r.feet)), bool)
+        self._push_timer = np.full(n, np.inf)
+        self._noisy = RobotState(joint_pos=np.zeros((n, nu)), joint_vel=np.zeros((n, nu)),
+                                 base_quat=np.zeros((n, 4)), base_ang_vel=np.zeros((n, 3)),
+                                 base_lin_acc=np.zeros((n, 3)), timestamp=np.zeros(n))
+        self._default = np.asarray(self.contract.default_joint_pos)
+
+    def reset_batch(self, idx: np.ndarray, rng: np.random.Generator) -> None:
+        self.command[idx] = self.sample_commands(rng, len(idx))
+
+    def init_world(self, i: int, rng: np.random.Generator, model: mujoco.MjModel, data: mujoco.MjData) -> None:
+        qpos, qvel = self.initial_state(rng)
+        mujoco.mj_resetData(model, data)
+        data.qpos[:], data.qvel[:] = qpos, qvel
+        data.ctrl[:] = self._default
+
+    def finish_reset(self, idx: np.ndarray, rng: np.random.Generator) -> None:
+        self._ep_track_err[idx] = 0.0
+        self._air_time[idx] = 0.0
+        self._last_contact[idx] = False
+        self._push_timer[idx] = next_push_delay(self.cfg.randomization, rng, len(idx))
+
+    def perturb(self, rng: np.random.Generator) -> None:
+        """Pushes: a horizontal base velocity kick to every world whose push timer ran out."""
+        self._push_timer -= self.policy_dt
+        due = self._push_timer <= 0.0
+        if due.any():
+            idx = np.flatnonzero(due)
+            qv = 1 + self.model.nq
+            self._b.state[idx, qv:qv + 2] += push_velocity(self.cfg.randomization, rng, len(idx))
+            self._push_timer[idx] = next_push_delay(self.cfg.randomization, rng, len(idx))
+
+    def sense(self) -> RobotState:
+        """The simulator's state as views into the core's buffers; also refreshes the projected gravity of the base
+        that rewards and terminations read."""
+        return self._state_of(np.asarray)
+
+    def _state_of(self, c: Callable[[Any], Any]) -> RobotState:
+        b = self._b
+        qpos, qvel = self._qpos_v, self._qvel_v
+        quat = qpos[:, 3:7]
+        rotate_inverse_and_gravity(quat, qvel[:, 0:3], self._lin_vel, self._gravity)
+        return RobotState(joint_pos=c(b.state[:, self._jq]), joint_vel=c(b.state[:, self._jv]),
+                          base_quat=c(quat), base_ang_vel=c(qvel[:, 3:6]),
+                          base_lin_acc=c(b.sens[:, -1, self._s_acc]),
+                          timestamp=b.ep_step * self.policy_dt, base_lin_vel=c(self._lin_vel),
+                          base_pos=c(qpos[:, 0:3]), contacts=b.sens[:, -1, self._s_feet] > 1.0,
+                          joint_effort=c(b.sens[:, -1, self._s_torque]))
+
+    def true_state(self, sensed: RobotState) -> RobotState:
+        return self._state_of(np.copy)
+
+    def measure(self, sensed: RobotState, rng: np.random.Generator) -> RobotState:
+        """Sensor model: per-episode bias plus white noise on the measured fields (what the policy sees)."""
+        p, s, true = self._b.params, self._noisy, sensed
+        n, nj = true.joint_pos.shape
+        # one draw for all four fields: the same stream as four draws in this order
+        z = rng.standard_normal(n * (2 * nj + 7))
+        sensor_noise(true.joint_pos, true.joint_vel, true.base_ang_vel, true.base_quat, p["joint_pos_bias"],
+                     p["joint_pos_noise"], p["joint_vel_noise"], p["ang_vel_bias"], p["ang_vel_noise"],
+                     p["quat_noise"], z, s.joint_pos, s.joint_vel, s.base_ang_vel, s.base_quat)
+        s.base_lin_acc[:] = true.base_lin_acc
+        s.timestamp = true.timestamp
+        s.contacts = true.contacts
+        s.base_pos = true.base_pos  # state estimate of the base height for the safety chain's height shield
+        return s
+
+    def view(self, sensed: RobotState) -> StepView:
+        """What the reward terms see (reads the gravity `sense` computed; advances the swing-time bookkeeping)."""
+        b, true = self._b, sensed
+        feet = b.sens[:, -1, self._s_feet]
+        air, first = np.empty_like(self._air_time), np.empty_like(self._last_contact)
+        swing_times(feet, self._last_contact, self._air_time, self.policy_dt, air, first)
+        assert true.base_lin_vel is not None  # the simulator always knows the base velocity
+        return StepView(base_lin_vel=true.base_lin_vel, base_ang_vel=true.base_ang_vel, base_quat=true.base_quat,
+                        gravity=self._gravity,
+                        base_height=self._qpos_v[:, 2], joint_pos=true.joint_pos, joint_vel=true.joint_vel,
+                        torques=b.sens[:, :, self._s_torque_cols], action=b.applied,
+                        last_action=b.last_action, policy_action=b.action, command=self.command,
+                        feet_touch=feet, thigh_touch=b.sens[:, -1, self._s_thigh],
+                        calf_touch=b.sens[:, -1, self._s_calf], trunk_touch=b.sens[:, -1, self._s_trunk],
+                        air_time=air, first_contact=first)
+
+    def track(self, view: StepView) -> None:
+        err = np.square(self.command[:, :2] - view.base_lin_vel[:, :2]).sum(axis=1)
+        self._ep_track_err += np.sqrt(err)
+
+    def episode_metrics(self, view: StepView, i: int, terminated: bool) -> dict[str, Any]:
+        length = int(self._b.ep_step[i])
+        return {"tracking_error": float(self._ep_track_err[i] / max(length, 1)), "success": not terminated,
+                "command": self.command[i].tolist()}
+
+    def render_scene(self, env: int, data: mujoco.MjData) -> mujoco.MjvCamera:
+        """A camera tracking the base."""
+        cam = mujoco.MjvCamera()
+        cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+        cam.trackbodyid = self.param_ids.base_body
+        cam.distance, cam.azimuth, cam.elevation = 1.5, 135.0, -20.0
+        return cam
+
     # ---- rewards and terminations ------------------------------------------------------------------------------
-    def rewards(self, s: StepView, policy_dt: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Total reward and the weighted terms (each already multiplied by weight and policy period)."""
-        terms: dict[str, np.ndarray] = {}
-        total = np.zeros(s.joint_pos.shape[0])
-        cfg = self.cfg.rewards
-        for name, fn, w in self._active_terms:
-            terms[name] = term = fn(s, cfg) * (w * policy_dt)
-            total += term
-        w = self.weights["joint_limits"]
-        if w != 0.0:
-            out = np.maximum(self._soft_lo - s.joint_pos, 0) + np.maximum(s.joint_pos - self._soft_hi, 0)  # = clip
-            terms["joint_limits"] = term = out.sum(axis=1) * (w * policy_dt)
-            total += term
+    def _r_joint_limits(self, s: StepView, c: RewardConfig) -> np.ndarray:
+        """Distance beyond the soft joint limits, summed over joints (radians outside)."""
+        out = np.maximum(self._soft_lo - s.joint_pos, 0) + np.maximum(s.joint_pos - self._soft_hi, 0)  # = clip
+        return out.sum(axis=1)
+
+    def rewards(self, s: StepView) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Total reward and the weighted terms (each already multiplied by weight and policy period); the total is
+        clipped at zero with `rewards.only_positive`."""
+        total, terms = weighted_sum(self.reward_terms, self.reward_weights, s, self.reward_config, self.policy_dt,
+                                    s.joint_pos.shape[0])
         if self.cfg.rewards.only_positive:
             np.clip(total, 0.0, None, out=total)
         return total, terms

@@ -1,9 +1,9 @@
 """Manipulation tasks for a fixed-base arm with a gripper: reach, push and pick-and-place.
 
-Config sections, reward terms (named pure functions of a `ManipView`, multiplied by weight and policy period like
-the locomotion terms), success criteria, randomization ranges, and the task object the vectorized environment
-(robot_rl.sim.manipulation_env) drives. A robot folder (e.g. robots/panda) provides an `ArmRobot` and one file per
-task choosing the defaults.
+Config sections, reward terms (named pure functions of a `ManipView`, weighted by robot_rl.rewards.weighted_sum like
+the locomotion terms) and randomization terms; the task classes the environment core drives are in
+robot_rl.sim.arm_task. A robot folder (e.g. robots/panda) provides an `ArmRobot` and one file per task choosing the
+defaults.
 
 Task quantities reach the policy through `RobotState.extras` and `extra.<key>` observation terms: `ee_pos`,
 `goal_pos`, `ee_to_goal` (reach); `object_pos`, `ee_to_object`, `object_to_goal`, `object_vel` (push, pick-and-place).
@@ -12,22 +12,18 @@ All positions are in the arm's base frame [m].
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import mujoco
 import numpy as np
 
-from robot_rl.config import to_dict
-from robot_rl.contract import ActionSpec, ObsTerm, PolicyContract
-from robot_rl.controllers.osc import damped_least_squares, orientation_error
 from robot_rl.errors import ConfigError
 from robot_rl.sim.locomotion import corrected
-from robot_rl.sim.randomization import Uniform
+from robot_rl.sim.randomization import RandomizationConfig, TermSpec, Uniform
+from robot_rl.sim.task import ControlRates
 
-TaskKind = Literal["reach", "push", "pick_place"]
 OBJECT = "object"
 """Scene names every arm model provides: the object (free body, joint and geom of this name), the goal marker
 (mocap body) and the table (geom)."""
@@ -39,13 +35,11 @@ GripperMode = Literal["continuous", "binary"]
 
 # ---- config sections -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ArmControlConfig:
-    """Rates, action space and the end-effector controller."""
+class ArmControlConfig(ControlRates):
+    """Rates, action space and the end-effector controller (200 Hz physics, 20 Hz policy: robosuite's rate)."""
 
-    physics_dt: float = 0.005
-    """Physics step [s] (200 Hz)."""
     policy_dt: float = 0.05
-    """Policy period [s] (20 Hz, robosuite's rate); a multiple of physics_dt."""
+    """Policy period [s] (20 Hz); a multiple of physics_dt."""
     action: ActionType = "ee_delta"
     """joint_position_delta: q_des = q + scale * a (every joint, gripper included); ee_delta: end-effector
     displacement scale * a[:3] through controllers.osc, gripper opening a[3] in [-1 closed, 1 open]."""
@@ -64,20 +58,12 @@ class ArmControlConfig:
     """Scale on the robot's nominal joint stiffness."""
 
     def __post_init__(self) -> None:
-        if self.physics_dt <= 0 or self.policy_dt <= 0:
-            raise ConfigError("control: physics_dt and policy_dt must be positive")
-        ratio = self.policy_dt / self.physics_dt
-        if abs(ratio - round(ratio)) > 1e-6:
-            raise ConfigError(f"control.policy_dt {self.policy_dt} is not a multiple of physics_dt {self.physics_dt}")
+        super().__post_init__()
         for name in ("joint_delta_scale", "ee_delta_scale", "ik_damping", "kp_scale"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"control.{name} must be positive")
         if not 0.0 <= self.orientation_gain <= 1.0:
             raise ConfigError("control.orientation_gain must be in [0, 1]")
-
-    @property
-    def decimation(self) -> int:
-        return int(round(self.policy_dt / self.physics_dt))
 
 
 def _box(name: str, lo: tuple[float, float, float], hi: tuple[float, float, float]) -> None:
@@ -185,11 +171,15 @@ class ArmRewardConfig:
 
 
 @dataclass(frozen=True)
-class ArmRandomizationConfig:
-    """Per-episode randomization of the arm, the object and the sensors (timing as in sim.randomization)."""
+class ArmRandomizationConfig(RandomizationConfig):
+    """Randomization of the arm, the object and the sensors (timing as in sim.randomization); terms are drawn in
+    this order."""
 
-    enabled: bool = True
-    """Master switch; False simulates the nominal world."""
+    TERMS: ClassVar[dict[str, TermSpec]] = {
+        "object_mass": TermSpec(nominal=1.0), "object_size": TermSpec(nominal=1.0),
+        "object_friction": TermSpec(nominal=1.0), "joint_damping": TermSpec(), "motor_strength": TermSpec(nominal=1.0),
+        "kp_scale": TermSpec(nominal=1.0), "kd_scale": TermSpec(nominal=1.0), "latency_steps": TermSpec(integer=True),
+        "joint_pos_noise": TermSpec(), "joint_vel_noise": TermSpec(), "object_pos_noise": TermSpec()}
     object_mass: Uniform = field(default_factory=lambda: Uniform(0.5, 1.5))
     """Scale on the object's mass (and inertia)."""
     object_size: Uniform = field(default_factory=lambda: Uniform(0.85, 1.15))
@@ -212,18 +202,6 @@ class ArmRandomizationConfig:
     """Std of white noise on measured joint velocities."""
     object_pos_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 0.005))
     """Std of white noise on the observed object position [m] (a camera-based pose estimate)."""
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if not isinstance(value, Uniform):
-                continue
-            if value.low > value.high:
-                raise ConfigError(f"randomization.{f.name}: range is inverted (low {value.low} > high {value.high})")
-            if value.low < 0:
-                raise ConfigError(f"randomization.{f.name}: range must not be negative (low {value.low})")
-            if value.when == "interval":
-                raise ConfigError(f"randomization.{f.name}: manipulation terms apply at reset or never")
 
 
 @dataclass(frozen=True)
@@ -285,7 +263,7 @@ class ArmRobot:
     velocity_limit: np.ndarray
     ee_site: str
     """Site at the grasp point."""
-    build_model: Callable[[ArmControlConfig, TaskKind], mujoco.MjModel]
+    build_model: Callable[[ArmControlConfig], mujoco.MjModel]
     """Compiled scene: arm, table, `object` (free body, geom `object`) and `goal` (mocap body), `home` key."""
     mimic_joints: tuple[str, ...] = ()
     """Joints that copy the gripper joint (coupled finger), set with it at reset."""
@@ -312,25 +290,20 @@ class ManipView:
     action: np.ndarray
     last_action: np.ndarray
     policy_action: np.ndarray
-    kind: str
-
-
-def _target(s: ManipView) -> np.ndarray:
-    return s.goal if s.kind == "reach" else s.object_pos
+    target: np.ndarray
+    """(N, 3) what the hand reaches for: the goal (reach) or the object."""
+    distance: np.ndarray
+    """(N,) the distance the success criterion is about: ee-goal (reach) or object-goal."""
+    carry_only: bool
+    """The object-to-goal terms count only while the object is lifted (pick-and-place)."""
 
 
 def lifted(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
     return s.object_pos[:, 2] > s.object_rest_z + c.lift_height
 
 
-def task_distance(s: ManipView) -> np.ndarray:
-    """The distance the success criterion is about: ee-goal (reach) or object-goal."""
-    other = s.ee_pos if s.kind == "reach" else s.object_pos
-    return np.linalg.norm(s.goal - other, axis=1)
-
-
 def r_reach(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
-    return 1.0 - np.tanh(np.linalg.norm(_target(s) - s.ee_pos, axis=1) / c.distance_scale)
+    return 1.0 - np.tanh(np.linalg.norm(s.target - s.ee_pos, axis=1) / c.distance_scale)
 
 
 def r_push_pose(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
@@ -343,7 +316,7 @@ def r_push_pose(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
 
 def _object_to_goal(s: ManipView, c: ArmRewardConfig, scale: float) -> np.ndarray:
     value = 1.0 - np.tanh(np.linalg.norm(s.goal - s.object_pos, axis=1) / scale)
-    return value * lifted(s, c) if s.kind == "pick_place" else value
+    return value * lifted(s, c) if s.carry_only else value
 
 
 def r_object_to_goal(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
@@ -370,7 +343,7 @@ def r_grasp(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
 
 
 def r_success(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
-    return (task_distance(s) < c.success_threshold).astype(np.float64)
+    return (s.distance < c.success_threshold).astype(np.float64)
 
 
 def r_action_rate(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
@@ -404,181 +377,3 @@ REWARD_TERMS: dict[str, Callable[[ManipView, ArmRewardConfig], np.ndarray]] = {
     "safety_intervened": r_safety_intervened,
 }
 """Every weighted term named in ArmRewardConfig."""
-
-
-def obs_keys(kind: str) -> list[str]:
-    """`extra.<key>` quantities the task observes (each 3 wide)."""
-    if kind == "reach":
-        return ["ee_pos", "goal_pos", "ee_to_goal"]
-    return ["ee_pos", "object_pos", "ee_to_object", "goal_pos", "object_to_goal", "object_vel"]
-
-
-class ManipulationTask:
-    """A manipulation task for one arm: model, contract, reset distribution, rewards, success, terminations."""
-
-    def __init__(self, name: str, kind: TaskKind, robot: ArmRobot, cfg: ManipulationConfig) -> None:
-        if not isinstance(robot, ArmRobot):
-            raise ConfigError(f"task {name}: robot '{getattr(robot, 'name', robot)}' is not an arm")
-        if kind == "pick_place" and not robot.has_gripper:
-            raise ConfigError(f"task {name}: robot '{robot.name}' has no gripper, pick-and-place needs one")
-        self.name = name
-        self.kind = kind
-        self.robot = robot
-        self.cfg = cfg
-        self.model = robot.build_model(cfg.control, kind)
-        self.decimation = cfg.control.decimation
-        self.max_episode_steps = int(round(cfg.termination.episode_length_s / cfg.control.policy_dt))
-        m = self.model
-        jids = [m.joint(j).id for j in robot.joint_names]
-        self.joint_lower, self.joint_upper = m.jnt_range[jids, 0].copy(), m.jnt_range[jids, 1].copy()
-        if cfg.init.arm_pose and len(cfg.init.arm_pose) != robot.arm_joints:
-            raise ConfigError(f"init.arm_pose has {len(cfg.init.arm_pose)} values for {robot.arm_joints} arm joints")
-        self.kp = robot.kp * cfg.control.kp_scale
-        self.weights = {k: getattr(cfg.rewards, k) for k in REWARD_TERMS}
-        self.contract = self._build_contract()
-        self._held: tuple[np.ndarray, float] | None = None
-        """Object (x, y) and lift of a held or grasped start drawn by initial_joints, consumed by the following
-        sample_object_goal."""
-        self._ik = mujoco.MjData(m)
-        mujoco.mj_resetDataKeyframe(m, self._ik, m.key("home").id)
-        mujoco.mj_kinematics(m, self._ik)
-        self._ee_id = m.site(robot.ee_site).id
-        arm = [m.joint(j).id for j in robot.joint_names[:robot.arm_joints]]
-        self._arm_qadr, self._arm_dadr = m.jnt_qposadr[arm], m.jnt_dofadr[arm]
-        self._down = self._ik.site_xmat[self._ee_id].reshape(3, 3).copy()
-        """Hand orientation at the home pose (pointing down), which the ee_delta controller holds."""
-
-    @property
-    def act_dim(self) -> int:
-        if self.cfg.control.action == "ee_delta":
-            return 3 + (1 if self.robot.has_gripper else 0)
-        return len(self.robot.joint_names)
-
-    def _build_contract(self) -> PolicyContract:
-        c, r = self.cfg.control, self.robot
-        n = len(r.joint_names)
-        terms = [ObsTerm("joint_pos_rel", n), ObsTerm("joint_vel", n, scale=self.cfg.joint_vel_obs_scale)]
-        terms += [ObsTerm(f"extra.{k}", 3) for k in obs_keys(self.kind)]
-        terms.append(ObsTerm("last_action", self.act_dim))
-        if c.action == "ee_delta":
-            action = ActionSpec(type="ee_delta", scale=c.ee_delta_scale, clip=1.0, dim=self.act_dim,
-                                gripper=r.has_gripper)
-        else:
-            action = ActionSpec(type="joint_position_delta", scale=c.joint_delta_scale, clip=1.0, dim=n,
-                                gripper=r.has_gripper)
-        safety = [{"type": "cbf", "model": "coupled", "urdf": r.urdf}] if self.cfg.safety else []
-        return PolicyContract(
-            robot=r.name,
-            joint_names=list(r.joint_names),
-            default_joint_pos=r.default_joint_pos.tolist(),
-            joint_pos_lower=self.joint_lower.tolist(),
-            joint_pos_upper=self.joint_upper.tolist(),
-            joint_vel_limit=r.velocity_limit.tolist(),
-            torque_limit=r.torque_limit.tolist(),
-            kp=self.kp.tolist(),
-            kd=r.kd.tolist(),
-            policy_rate_hz=1.0 / c.policy_dt,
-            physics_rate_hz=1.0 / c.physics_dt,
-            action=action,
-            obs_terms=terms,
-            safety=safety,
-            provenance={"task": self.name, "backend": f"mujoco {mujoco.__version__}", "model": r.source,
-                        "config": to_dict(self.cfg), "randomization": to_dict(self.cfg.randomization),
-                        "controller": {"type": "controllers.osc.EndEffectorController", "ee_site": r.ee_site,
-                                       "arm_joints": r.arm_joints, "ik_damping": c.ik_damping,
-                                       "orientation_gain": c.orientation_gain, "gripper": c.gripper}},
-        )
-
-    # ---- episode -----------------------------------------------------------------------------------------------
-    def sample_object_goal(self, rng: np.random.Generator, rest_z: float) -> tuple[np.ndarray, np.ndarray]:
-        """Object (x, y, rest_z) and goal (x, y, z) of one episode."""
-        init = self.cfg.init
-        xy, lift = self._held if self._held is not None else (rng.uniform(init.object_low, init.object_high), 0.0)
-        self._held = None
-        obj = np.array([*xy, rest_z + lift])
-        goal = rng.uniform(init.goal_low, init.goal_high)
-        for _ in range(10):
-            if np.linalg.norm(goal[:2] - obj[:2]) >= init.goal_min_distance:
-                break
-            goal = rng.uniform(init.goal_low, init.goal_high)
-        if self.kind == "push":
-            goal[2] = rest_z
-        elif self.kind == "reach":
-            obj[:2] = init.object_low  # parked out of the way; reach ignores it
-        return obj, goal
-
-    def initial_joints(self, rng: np.random.Generator, half: float) -> tuple[np.ndarray, np.ndarray]:
-        """One episode's initial joint positions and joint targets (`half`: the episode's cube half edge). A held or
-        grasped start (pick-and-place, `init.held_fraction` / `init.grasped_fraction`) also draws the object's
-        (x, y) and lift, which the next `sample_object_goal` call of the same reset uses."""
-        q = self.robot.default_joint_pos.copy()
-        na = self.robot.arm_joints
-        init = self.cfg.init
-        if init.arm_pose:
-            q[:na] = init.arm_pose
-        self._held = None
-        u = rng.random() if self.kind == "pick_place" else 1.0
-        if u < init.held_fraction + init.grasped_fraction:
-            grasped = u >= init.held_fraction
-            xy = rng.uniform(init.object_low, init.object_high)
-            lift = float(rng.uniform(*init.grasped_lift)) if grasped else 0.0
-            q[:na] = self.hand_at(np.array([*xy, half + lift]), q[:na])
-            q[na:] = half if grasped else self._held_opening()
-            self._held = (xy, lift)
-            q = np.clip(q, self.joint_lower, self.joint_upper)
-            targets = q.copy()
-            if grasped:
-                targets[na:] = self.joint_lower[na:]  # squeezing from the first physics step
-            return q, targets
-        q[:na] += rng.uniform(-init.joint_noise, init.joint_noise, size=na)
-        q = np.clip(q, self.joint_lower, self.joint_upper)
-        return q, q.copy()
-
-    def _object_half(self) -> float:
-        return float(self.model.geom_size[self.model.geom(OBJECT).id, 2])
-
-    def _held_opening(self) -> float:
-        """Finger joint position of a held start: just wider than the largest randomized cube half edge."""
-        size = self.cfg.randomization.object_size
-        high = size.high if self.cfg.randomization.enabled and size.when == "reset" else 1.0
-        return self._object_half() * high + 0.002
-
-    def hand_at(self, target: np.ndarray, q0: np.ndarray, iterations: int = 50) -> np.ndarray:
-        """Arm joints that put the grasp point at `target` (base frame) with the hand pointing down as at the home
-        pose (the ee_delta controller's orientation), by damped least squares from q0."""
-        m, d, site, na = self.model, self._ik, self._ee_id, self.robot.arm_joints
-        lo, hi = self.joint_lower[:na], self.joint_upper[:na]
-        q = np.array(q0, dtype=np.float64)
-        jac = np.zeros((6, m.nv))
-        err = np.zeros(6)
-        for _ in range(iterations):
-            d.qpos[self._arm_qadr] = q
-            mujoco.mj_kinematics(m, d)
-            mujoco.mj_comPos(m, d)
-            err[:3] = target - d.site_xpos[site]
-            err[3:] = orientation_error(d.site_xmat[site].reshape(3, 3), self._down)
-            if np.abs(err).max() < 1e-4:
-                break
-            mujoco.mj_jacSite(m, d, jac[:3], jac[3:], site)
-            q = np.clip(q + damped_least_squares(jac[:, self._arm_dadr], err, 0.01), lo, hi)
-        return q
-
-    # ---- rewards, success, terminations -------------------------------------------------------------------------
-    def rewards(self, s: ManipView, policy_dt: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Total reward and the weighted terms (each multiplied by weight and policy period)."""
-        terms: dict[str, np.ndarray] = {}
-        total = np.zeros(s.ee_pos.shape[0])
-        for name, fn in REWARD_TERMS.items():
-            w = self.weights[name]
-            if w != 0.0:
-                terms[name] = fn(s, self.cfg.rewards) * (w * policy_dt)
-                total += terms[name]
-        return total, terms
-
-    def success(self, s: ManipView) -> np.ndarray:
-        return task_distance(s) < self.cfg.rewards.success_threshold
-
-    def terminated(self, s: ManipView) -> np.ndarray:
-        if self.kind == "reach":
-            return np.zeros(s.ee_pos.shape[0], bool)
-        return s.object_pos[:, 2] < self.cfg.termination.object_drop_height

@@ -1,10 +1,9 @@
 """PyBullet backend: the same tasks, URDFs, RobotState, observations, rewards and randomization as MuJoCo, with
 PyBullet (DIRECT mode, one client per environment) integrating the physics.
 
-The vectorized environments step physics through one call with MuJoCo's rollout signature
-(`rollout(models, datas, state, ctrl, nstep=, state=, sensordata=)` on full-physics state vectors). `BulletRollout`
-implements that call with PyBullet, so everything else (contract, observation, reward, reset and randomization code)
-is the MuJoCo environment's own:
+`BulletEngine` is the "pybullet" physics engine of the environment core (robot_rl.sim.engine.PhysicsEngine, registered
+here): it steps N worlds and reports them in MuJoCo's full-physics state and sensordata layout, so everything else
+(contract, observation, reward, reset and randomization code) is the core's own:
 
 - the robot is loaded from the same URDF (`URDF_USE_INERTIA_FROM_FILE`), joints are matched by name, bodies and
   sites by URDF link name (links MuJoCo fused into their parent map to that parent);
@@ -25,6 +24,7 @@ mapped: a centre-of-mass offset of the base (PyBullet cannot move a link's inert
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,7 @@ import numpy as np
 
 from robot_rl.controllers import pd_torque
 from robot_rl.errors import AssetError, ConfigError
+from robot_rl.sim.engine import EngineRequest, register_engine
 
 GRAVITY = 9.81
 ARM_SUBSTEPS = 2
@@ -107,21 +108,12 @@ class _Layout:
     """(sensordata column, actuator) of actuator-force sensors."""
 
 
-def urdf_of(task: Any) -> str:
-    """The URDF the task's MuJoCo model was built from."""
-    robot = task.robot
-    path = getattr(robot, "urdf", "")
+def _check_urdf(path: str) -> str:
     if not path:
-        import importlib
-
-        try:
-            module = importlib.import_module(f"robot_rl.sim.robots.{robot.name}.model")
-        except ImportError:
-            raise AssetError(f"robot '{robot.name}' has no URDF for the pybullet backend") from None
-        path = str(module.urdf_path())
+        raise AssetError("this task's robot names no URDF for the pybullet backend")
     if not Path(path).is_file():
         raise AssetError(f"URDF not found: {path}")
-    return str(path)
+    return path
 
 
 class BulletWorld:
@@ -444,19 +436,33 @@ def _map_sensors(model: mujoco.MjModel, lay: _Layout) -> None:
             lay.sensors.setdefault(str(int(kind)), []).append(adr)
 
 
-class BulletRollout:
-    """Drop-in for `mujoco.rollout.Rollout` in the vectorized environments, integrating with PyBullet."""
+class BulletEngine:
+    """The "pybullet" physics engine: one PyBullet DIRECT client per world (robot_rl.sim.engine.PhysicsEngine).
 
-    def __init__(self, model: mujoco.MjModel, urdf: str, num_envs: int) -> None:
+    A world's parameters and state are copied into PyBullet before a step whenever its state row is not the one
+    PyBullet left (a reset, a restored row, a push) or `set_params` named it."""
+
+    name = "pybullet"
+
+    def __init__(self, request: EngineRequest) -> None:
+        model = request.model
         self.nominal = model
-        self.layout = build_layout(model, urdf)
-        self.worlds = [BulletWorld(self.layout, model) for _ in range(num_envs)]
+        self.layout = build_layout(model, _check_urdf(request.urdf))
+        self.worlds = [BulletWorld(self.layout, model) for _ in range(request.num_envs)]
         self._kin = mujoco.MjData(model)
-        self._last: list[np.ndarray | None] = [None] * num_envs
+        self._last: list[np.ndarray | None] = [None] * request.num_envs
 
-    def rollout(self, models: list[mujoco.MjModel], datas: Any, initial_state: np.ndarray, control: np.ndarray, *,
-                nstep: int, state: np.ndarray, sensordata: np.ndarray, skip_checks: bool = True) -> None:
+    def load(self, nominal: mujoco.MjModel, num_envs: int) -> list[mujoco.MjModel]:
+        return [copy.copy(nominal) for _ in range(num_envs)]
+
+    def set_params(self, idx: np.ndarray) -> None:
+        for i in idx:
+            self._last[int(i)] = None
+
+    def step(self, models: list[mujoco.MjModel], initial_state: np.ndarray, control: np.ndarray, state: np.ndarray,
+             sensordata: np.ndarray) -> None:
         m = self.nominal
+        nstep = control.shape[1]
         dt = float(m.opt.timestep)
         nu = m.nu
         torques = np.zeros((nstep, nu))
@@ -530,8 +536,7 @@ def _inside(p: np.ndarray, pos: np.ndarray, mat: np.ndarray, kind: int, size: np
 def raw_physics_rate(env: Any, seconds: float) -> float:
     """Bare `stepSimulation` calls per second on one of the environment's PyBullet worlds (torques held; one
     thread): the reference for `robot-rl bench sim --backend pybullet`."""
-    physics = getattr(env, "_physics", None) or env._rollout
-    world = physics.worlds[0]
+    world = env.engine.worlds[0]
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         for _ in range(100):
@@ -540,39 +545,7 @@ def raw_physics_rate(env: Any, seconds: float) -> float:
     return n / world.substeps / (time.perf_counter() - start)
 
 
-# ---- environments ----------------------------------------------------------------------------------------------
-def make_bullet_vec_env(task: Any, num_envs: int, seed: int, safety: bool = True) -> Any:
-    """The task's vectorized environment with PyBullet physics."""
-    from robot_rl.sim.manipulation import ManipulationTask
-
-    if isinstance(task, ManipulationTask):
-        from robot_rl.sim.manipulation_env import ManipVecEnv
-
-        physics = BulletRollout(task.model, urdf_of(task), num_envs)
-        env = ManipVecEnv(task, num_envs, seed, safety=safety, physics=physics)
-        env.backend = "pybullet"
-        return env
-    return BulletLocomotionVecEnv(task, num_envs, seed, safety=safety)
-
-
-def _locomotion_env_cls() -> type:
-    from robot_rl.sim.vec_env import MujocoVecEnv
-
-    return MujocoVecEnv
-
-
-class BulletLocomotionVecEnv(_locomotion_env_cls()):  # type: ignore[misc]
-    """The locomotion VecEnv (robot_rl.sim.vec_env.MujocoVecEnv) with PyBullet physics."""
-
-    backend = "pybullet"
-
-    def __init__(self, task: Any, num_envs: int, seed: int, safety: bool = True) -> None:
-        super().__init__(task, num_envs, seed, safety=safety)
-        self._rollout = BulletRollout(task.model, urdf_of(task), num_envs)
-
-    def close(self) -> None:
-        self._rollout.close()
-        super().close()
+register_engine("pybullet", BulletEngine)
 
 
 def _sim_robot_cls() -> type:
@@ -596,7 +569,7 @@ class BulletSimRobot(_sim_robot_cls()):  # type: ignore[misc]
         import importlib
 
         module = importlib.import_module(f"robot_rl.sim.robots.{robot}.model")
-        self._bullet = BulletRollout(self.nominal, str(module.urdf_path()), 1)
+        self._bullet = BulletEngine(EngineRequest(self.nominal, str(module.urdf_path()), 1, 1))
         nstate = mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
         self._row = np.zeros((1, nstate))
         self._out = np.zeros((1, 1, nstate))
@@ -608,8 +581,7 @@ class BulletSimRobot(_sim_robot_cls()):  # type: ignore[misc]
         for _ in range(n):
             ctrl = np.asarray(self._delay.push(q_des), float).reshape(1, 1, -1)
             mujoco.mj_getState(self.model, self.data, self._row[0], full)
-            self._bullet.rollout([self.model], None, self._row, ctrl, nstep=1, state=self._out,
-                                 sensordata=self._bsens)
+            self._bullet.step([self.model], self._row, ctrl, self._out, self._bsens)
             mujoco.mj_setState(self.model, self.data, self._out[0, -1], full)
         return self.state()
 

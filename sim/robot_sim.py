@@ -15,9 +15,9 @@ import numpy as np
 
 from robot_rl.controllers import DelayLine
 from robot_rl.errors import ConfigError
-from robot_rl.sim.locomotion import ControlConfig
-from robot_rl.sim.mjmodel import FLOOR, SensorSlices, write_pd
-from robot_rl.sim.randomization import EpisodeParams, ModelIds, apply_to_model
+from robot_rl.sim.locomotion import ControlConfig, LeggedRandomizationConfig
+from robot_rl.sim.mjmodel import FLOOR, SensorSlices
+from robot_rl.sim.randomization import EpisodeParams, ModelIds, apply_to_model, write_gains
 from robot_rl.sim.registry import get_robot
 from robot_rl.state import RobotState
 
@@ -41,8 +41,8 @@ class SimRobot:
         n = len(self.joint_names)
         self.kp, self.kd = np.full(n, control.kp), np.full(n, control.kd)
         self.torque_limit = np.asarray(self.robot.torque_limit, float)
-        self._ids = ModelIds.lookup(self.model, FLOOR, self.robot.base_body)
-        self._params = EpisodeParams.nominal(1, n)
+        self._ids = ModelIds.lookup(self.model, floor=FLOOR, base=self.robot.base_body)
+        self._params = EpisodeParams.nominal(LeggedRandomizationConfig(), 1, n)
         self._delay = DelayLine(n, 0)
         sl = SensorSlices.of(self.model)
         self._s = {k: sl.slices[k] for k in ("imu_quat", "imu_gyro", "imu_acc", "imu_vel")}
@@ -73,8 +73,7 @@ class SimRobot:
         self.kp = np.broadcast_to(np.asarray(kp, float), (n,)).copy()
         self.kd = np.broadcast_to(np.asarray(kd, float), (n,)).copy()
         p = self._params
-        write_pd(self.model, self.kp * p.kp_scale[0], self.kd * p.kd_scale[0], p.motor_strength[0],
-                 self.torque_limit)
+        write_gains(self.model, p, 0, self.kp, self.kd, self.torque_limit)
 
     def apply_params(self, params: dict[str, Any]) -> None:
         """Physical parameters (randomization values or identified ones): friction, added_mass, com_offset (3),
@@ -87,12 +86,12 @@ class SimRobot:
             if key == "latency":
                 if int(value) < 0:
                     raise ConfigError("latency must be >= 0 physics steps")
-                p.latency_steps[0] = int(value)
+                p["latency_steps"][0] = int(value)
                 self._delay = DelayLine(len(self.joint_names), int(value))
             elif key == "com_offset":
-                p.com_offset[0] = np.broadcast_to(np.asarray(value, float), (3,))
+                p["com_offset"][0] = np.broadcast_to(np.asarray(value, float), (3,))
             else:
-                getattr(p, key)[0] = float(value)
+                p[key][0] = float(value)
         apply_to_model(self.model, self.nominal, self._ids, p, 0, self.kp, self.kd, self.torque_limit,
                        mujoco.MjData(self.model))
 

@@ -93,3 +93,17 @@ def take_last_state(out: np.ndarray, state: np.ndarray, prev_state: np.ndarray, 
         if not state[e, 0] - prev_state[e, 0] >= dt_min:
             ok = False
     return ok
+
+
+def quat_rotate_inverse(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate world vectors v (N, 3) into the frames of unit quaternions q (N, 4) (w, x, y, z): R(q)^T v (numpy; the
+    form `rotate_inverse_and_gravity` is checked against)."""
+    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    vx, vy, vz = v[:, 0], v[:, 1], v[:, 2]
+    # t = 2 (xyz x v); result = v - w t + xyz x t  (written out: np.cross is slow on small batches)
+    tx, ty, tz = 2.0 * (y * vz - z * vy), 2.0 * (z * vx - x * vz), 2.0 * (x * vy - y * vx)
+    out = np.empty_like(v)
+    out[:, 0] = vx - w * tx + (y * tz - z * ty)
+    out[:, 1] = vy - w * ty + (z * tx - x * tz)
+    out[:, 2] = vz - w * tz + (x * ty - y * tx)
+    return out

@@ -13,7 +13,7 @@ import pytest
 from robot_rl.controllers.osc import EndEffectorController, damped_least_squares, orientation_error
 from robot_rl.errors import AssetError, ConfigError
 from robot_rl.sim import make_vec_env
-from robot_rl.sim.manipulation import ManipulationTask
+from robot_rl.sim.arm_task import PickPlaceTask
 from robot_rl.sim.robots.panda import model as panda_model
 from robot_rl.sim.robots.panda.pick_place import PandaPickPlaceConfig
 from robot_rl.sim.robots.panda.robot import panda_robot
@@ -48,7 +48,7 @@ def test_missing_mesh_is_an_asset_error_naming_the_file(tmp_path: Path) -> None:
 def test_pick_place_needs_a_gripper() -> None:
     arm_only = dataclasses.replace(panda_robot(), joint_names=list(panda_model.ARM_JOINTS))
     with pytest.raises(ConfigError, match="no gripper"):
-        ManipulationTask("panda_pick_place", "pick_place", arm_only, PandaPickPlaceConfig())
+        PickPlaceTask("panda_pick_place", arm_only, PandaPickPlaceConfig())
     with pytest.raises(ConfigError, match="'a1' is not an arm"):
         make_vec_env("panda_pick_place", 1, seed=0, overrides=["robot=a1"])
     with pytest.raises(ConfigError, match="init.arm_pose has 2 values for 7 arm joints"):
@@ -111,7 +111,7 @@ def test_osc_holds_the_hand_pointing_down() -> None:
     env = make_vec_env("panda_push", 2, seed=0, safety=False, overrides=[*QUIET, "init.arm_pose=[]"])
     for k in range(25):
         env.step(np.array([[0.5, 0.5, -1.0, 1.0], [-0.5, -0.5, -1.0, -1.0]]) if k < 15 else np.zeros((2, 4)))
-        rot = env._ee_rot  # noqa: SLF001 - the controller's own view of the hand
+        rot = env.task._ee_rot  # noqa: SLF001 - the controller's own view of the hand
         assert np.all(rot[:, 2, 2] < -0.95)  # tilts less than 18 degrees while moving fast
     assert np.all(rot[:, 2, 2] < -0.99)  # and points down again once it stops
     ee = env.get_state().extras["ee_pos"]
@@ -125,18 +125,18 @@ def test_push_rewards_and_success() -> None:
     assert set(info["reward_terms"]) == {"push_pose", "object_to_goal", "success", "action_rate",
                                          "joint_vel", "safety_intervention"}
     # teleport the cube onto the goal: the success term fires and the episode records success
-    env._state[:, env._obj_q.start:env._obj_q.start + 2] = env._goal[:, :2]  # noqa: SLF001
+    env.physics[:, env.task._obj_q.start:env.task._obj_q.start + 2] = env.task._goal[:, :2]  # noqa: SLF001
     _, reward, _, _, info = env.step(np.zeros((4, 4)))
     assert np.all(info["reward_terms"]["success"] > 0) and np.all(reward > 0.1 * env.policy_dt)
     env2 = make_vec_env("panda_push", 2, seed=0, safety=False, overrides=[*QUIET, "termination.episode_length_s=0.1"])
-    env2._state[:, env2._obj_q.start:env2._obj_q.start + 2] = env2._goal[:, :2]  # noqa: SLF001
+    env2.physics[:, env2.task._obj_q.start:env2.task._obj_q.start + 2] = env2.task._goal[:, :2]  # noqa: SLF001
     eps = env2.step(np.zeros((2, 4)))[4]["episodes"] + env2.step(np.zeros((2, 4)))[4]["episodes"]
     assert len(eps) == 2 and all(e["success"] for e in eps)
 
 
 def test_cube_off_the_table_terminates() -> None:
     env = make_vec_env("panda_push", 2, seed=0, safety=False, overrides=QUIET)
-    env._state[0, env._obj_q.start:env._obj_q.start + 3] = [1.5, 0.0, 0.3]  # noqa: SLF001 - beyond the table
+    env.physics[0, env.task._obj_q.start:env.task._obj_q.start + 3] = [1.5, 0.0, 0.3]  # noqa: SLF001 - beyond table
     for _ in range(10):
         _, _, term, _, info = env.step(np.zeros((2, 4)))
         if term.any():

@@ -111,7 +111,7 @@ def test_randomization_is_mapped_into_pybullet() -> None:
     env = make_vec_env("a1_walk", 3, seed=2, backend="pybullet", safety=False)
     env.step(np.zeros((3, 12)))  # parameters reach PyBullet on the first physics call after a reset
     p = env.episode_params
-    for i, world in enumerate(env._rollout.worlds):  # noqa: SLF001 - inspecting the engine
+    for i, world in enumerate(env.engine.worlds):  # noqa: SLF001 - inspecting the engine
         c = world.c
         assert c.getDynamicsInfo(world.statics[0], -1)[1] == pytest.approx(p["friction"][i])
         assert c.getDynamicsInfo(world.robot, -1)[0] == pytest.approx(world.base_mass0 + p["added_mass"][i])
@@ -120,7 +120,7 @@ def test_randomization_is_mapped_into_pybullet() -> None:
     env.step(np.zeros((3, 4)))
     p = env.episode_params
     nominal = env.task.model
-    for i, world in enumerate(env._physics.worlds):  # noqa: SLF001
+    for i, world in enumerate(env.engine.worlds):  # noqa: SLF001
         obj = world.objects[0]
         assert world.c.getDynamicsInfo(obj, -1)[0] == pytest.approx(nominal.body("object").mass[0]
                                                                      * p["object_mass"][i])

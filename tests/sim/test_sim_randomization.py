@@ -40,30 +40,30 @@ def test_nominal_envs_are_identical() -> None:
 
 def test_friction_changes_floor_and_sliding() -> None:
     env = env_with(friction=(0.05, 0.05))
-    floor = env._ids.floor_geom
+    floor = env.task.param_ids.floor_geom
     assert env.model(0).geom_friction[floor, 0] == pytest.approx(0.05)
     ref = env_with(friction=(1.0, 1.0))
     # the same sideways push slides further on ice
     for e in (env, ref):
-        e._qvel()[:, 0] = 1.0
+        e.physics[:, 1 + e.model().nq] = 1.0
         settle(e, 15)
     assert abs(env.get_state().base_pos[0, 0]) > abs(ref.get_state().base_pos[0, 0]) + 0.02
 
 
 def test_added_mass_changes_mass_and_foot_load() -> None:
     heavy, ref = env_with(added_mass=(3.0, 3.0)), env_with()
-    trunk = heavy._ids.base_body
+    trunk = heavy.task.param_ids.base_body
     assert heavy.model(0).body_mass[trunk] == pytest.approx(ref.model(0).body_mass[trunk] + 3.0)
     # derived constants follow the new mass (mj_setConst): the world's subtree mass is the robot's total mass
     assert heavy.model(0).body_subtreemass[0] == pytest.approx(ref.model(0).body_subtreemass[0] + 3.0)
     settle(heavy, 75), settle(ref, 75)
-    load = [e._sens[:, :, e._s_feet].sum(axis=2).mean() for e in (heavy, ref)]
+    load = [e.sensordata()[:, :, e.task._s_feet].sum(axis=2).mean() for e in (heavy, ref)]  # noqa: SLF001
     assert load[0] - load[1] == pytest.approx(3.0 * 9.81, rel=0.15)
 
 
 def test_com_offset_moves_trunk_com_and_tilts() -> None:
     env, ref = env_with(com_offset=(0.05, 0.05)), env_with()
-    trunk = env._ids.base_body
+    trunk = env.task.param_ids.base_body
     np.testing.assert_allclose(env.model(0).body_ipos[trunk], ref.model(0).body_ipos[trunk] + 0.05)
     settle(env), settle(ref)
     assert not np.allclose(env.get_state().base_quat, ref.get_state().base_quat, atol=1e-3)
@@ -91,8 +91,8 @@ def test_latency_delays_the_applied_target() -> None:
     default = np.asarray(env.contract.default_joint_pos)
     env.step(np.ones((2, 12)))
     new = default + 0.25
-    np.testing.assert_allclose(env._ctrl[:, :3], np.broadcast_to(default, (2, 3, 12)))  # 3 steps of the old one
-    np.testing.assert_allclose(env._ctrl[:, 3], np.broadcast_to(new, (2, 12)))
+    np.testing.assert_allclose(env.controls()[:, :3], np.broadcast_to(default, (2, 3, 12)))  # 3 steps of the old one
+    np.testing.assert_allclose(env.controls()[:, 3], np.broadcast_to(new, (2, 12)))
 
 
 def test_latency_is_drawn_per_episode_in_range() -> None:
@@ -117,9 +117,9 @@ def test_pushes_kick_the_base_at_intervals() -> None:
             "randomization.push_velocity.low=1.0", "randomization.push_velocity.high=1.0",
             "init.base_velocity=0.0", "randomization.friction.low=1.0", "randomization.friction.high=1.0"]
     env = make_vec_env("a1_walk", 2, seed=0, safety=False, overrides=over)
-    before = np.linalg.norm(env._qvel()[:, 0:2], axis=1)
-    env._apply_pushes()
-    after = np.linalg.norm(env._qvel()[:, 0:2], axis=1)
+    before = np.linalg.norm(env.physics[:, 1 + env.model().nq:][:, 0:2], axis=1)
+    env.task.perturb(np.random.default_rng(0))  # the push timers ran out
+    after = np.linalg.norm(env.physics[:, 1 + env.model().nq:][:, 0:2], axis=1)
     assert np.all(after > before + 0.5)
 
 
@@ -136,7 +136,7 @@ def test_randomization_is_seeded_logged_and_resampled_per_episode() -> None:
     assert logged["envs"].tolist() == [0, 1, 2]
     np.testing.assert_array_equal(logged["friction"], a.episode_params["friction"])
     assert not np.allclose(logged["friction"], first["friction"])
-    floor = a._ids.floor_geom
+    floor = a.task.param_ids.floor_geom
     assert a.model(1).geom_friction[floor, 0] == pytest.approx(logged["friction"][1])
 
 

@@ -7,8 +7,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robot_rl.sim.step_kernels import rotate_inverse_and_gravity, sensor_noise, swing_times, take_last_state
-from robot_rl.sim.vec_env import quat_rotate_inverse
+from robot_rl.sim.step_kernels import (
+    quat_rotate_inverse,
+    rotate_inverse_and_gravity,
+    sensor_noise,
+    swing_times,
+    take_last_state,
+)
 from robot_rl.state import projected_gravity
 
 SEEDS = st.integers(0, 2**32 - 1)

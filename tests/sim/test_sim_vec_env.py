@@ -66,7 +66,7 @@ def test_time_limit_truncates_and_auto_resets() -> None:
 
 def test_fall_terminates_and_is_not_truncation() -> None:
     env = make_vec_env("a1_walk", 2, seed=0, safety=False, overrides=QUIET)
-    qpos = env._qpos()
+    qpos = env.physics[:, 1:1 + env.model().nq]
     qpos[0, 2] = 0.15  # drop env 0 upside down onto its back
     qpos[0, 3:7] = [0.0, 1.0, 0.0, 0.0]
     for _ in range(20):
@@ -80,7 +80,7 @@ def test_fall_terminates_and_is_not_truncation() -> None:
 def test_nan_state_resets_that_env_and_is_counted(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)  # MuJoCo writes its instability warning to ./MUJOCO_LOG.TXT
     env = make_vec_env("a1_walk", 3, seed=0, safety=False, overrides=QUIET)
-    env._qvel()[1, 7] = np.nan
+    env.physics[:, 1 + env.model().nq:][1, 7] = np.nan
     obs, rew, term, trunc, info = env.step(np.zeros((3, 12)))
     assert info["nan_resets"] == 1 and env.nan_resets == 1
     assert term[1] and not term[0] and not term[2]
@@ -95,7 +95,7 @@ def test_actions_decode_through_the_contract() -> None:
     action = np.random.default_rng(0).uniform(-2, 2, (2, 12))
     _, _, _, _, info = env.step(action)
     np.testing.assert_allclose(info["applied_action"], np.clip(action, -1, 1))
-    np.testing.assert_allclose(env._ctrl[:, -1], env.contract.act(action))  # no latency when randomization is off
+    np.testing.assert_allclose(env.controls()[:, -1], env.contract.act(action))  # no latency when randomization is off
 
 
 def test_contract_carries_rates_gains_and_cbf_inertia() -> None:
@@ -113,19 +113,21 @@ def test_contract_carries_rates_gains_and_cbf_inertia() -> None:
 
 def test_safety_chain_filters() -> None:
     env = make_vec_env("a1_walk", 2, seed=0, safety=True, overrides=QUIET)
-    assert env._chain is not None
+    assert env.safety_chain is not None
     env.step(np.zeros((2, 12)))
     # env 0's FR hip measured 0.02 rad below its upper limit, moving towards it at 20 rad/s: pushing further up
     # must be corrected; env 1 stands still, asks for its default pose and must pass unchanged (large actions at
     # rest can already cross the chain's margins: pos_margin + worst-case disturbance_torque response, see
     # docs/safety.md)
-    env._noisy.joint_pos[0, 0], env._noisy.joint_vel[0, 0] = 0.78, 20.0
+    seen = env.observed_state
+    seen.joint_pos[0, 0], seen.joint_vel[0, 0] = 0.78, 20.0
     _, rew, _, _, info = env.step(np.array([np.ones(12), np.zeros(12)]))
     assert info["safety"]["safety/intervened"].tolist() == [True, False]
     assert info["applied_action"][0, 0] < 1.0
     np.testing.assert_allclose(info["applied_action"][1], np.zeros(12))
     # applied_action is the action that decodes to the certified targets (outside [-1, 1] when the chain says so)
-    np.testing.assert_allclose(env._targets, np.asarray(env.contract.default_joint_pos) + 0.25 * info["applied_action"])
+    default = np.asarray(env.contract.default_joint_pos)
+    np.testing.assert_allclose(env.control_step.safe, default + 0.25 * info["applied_action"])
     penalty = info["reward_terms"]["safety_intervention"]
     assert penalty[0] < -1e-3 and abs(penalty[1]) < 1e-12
 

@@ -27,4 +27,5 @@ def a1_robot() -> LeggedRobot:
         calves=list(model.CALVES),
         build_model=_build,
         source="pybullet_data a1/a1.urdf via robot_rl.sim.robots.a1.model",
+        urdf=str(model.urdf_path()),
     )

@@ -13,12 +13,12 @@ from robot_rl.sim.locomotion import (
     CommandConfig,
     ControlConfig,
     InitConfig,
+    LeggedRandomizationConfig,
     LocomotionConfig,
     LocomotionTask,
     RewardConfig,
     TerminationConfig,
 )
-from robot_rl.sim.randomization import RandomizationConfig
 from robot_rl.sim.robots.a1.robot import a1_robot
 
 NAME = "a1_walk"
@@ -51,7 +51,7 @@ class A1WalkConfig(LocomotionConfig):
     """Trunk or thigh on the ground, tilt > 1 rad, 20 s time limit."""
     init: InitConfig = field(default_factory=InitConfig)
     """Home pose +-0.1 rad per joint, random heading."""
-    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+    randomization: LeggedRandomizationConfig = field(default_factory=LeggedRandomizationConfig)
     """Friction, mass, CoM, strength, gains, latency, sensor noise/bias, pushes."""
 
 

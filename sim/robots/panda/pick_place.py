@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from robot_rl.sim.arm_task import PickPlaceTask
 from robot_rl.sim.manipulation import (
     ArmControlConfig,
     ArmInitConfig,
     ArmRewardConfig,
     ArmTerminationConfig,
     ManipulationConfig,
-    ManipulationTask,
 )
 from robot_rl.sim.registry import get_robot
 from robot_rl.sim.robots.panda.model import LOW_POSE
@@ -46,5 +46,5 @@ class PandaPickPlaceConfig(ManipulationConfig):
     """Hand 10 cm above the table, goal 10-30 cm above the table."""
 
 
-def make_task(cfg: PandaPickPlaceConfig) -> ManipulationTask:
-    return ManipulationTask(NAME, "pick_place", get_robot(cfg.robot).make_robot(), cfg)
+def make_task(cfg: PandaPickPlaceConfig) -> PickPlaceTask:
+    return PickPlaceTask(NAME, get_robot(cfg.robot).make_robot(), cfg)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from robot_rl.sim.arm_task import PushTask
 from robot_rl.sim.manipulation import (
     ArmInitConfig,
     ArmRewardConfig,
     ArmTerminationConfig,
     ManipulationConfig,
-    ManipulationTask,
 )
 from robot_rl.sim.registry import get_robot
 from robot_rl.sim.robots.panda.model import LOW_POSE
@@ -36,5 +36,5 @@ class PandaPushConfig(ManipulationConfig):
     """Hand 10 cm above the table at x = 0.42 m, cube in a 10 x 20 cm patch, goal 8 cm or more away on the table."""
 
 
-def make_task(cfg: PandaPushConfig) -> ManipulationTask:
-    return ManipulationTask(NAME, "push", get_robot(cfg.robot).make_robot(), cfg)
+def make_task(cfg: PandaPushConfig) -> PushTask:
+    return PushTask(NAME, get_robot(cfg.robot).make_robot(), cfg)

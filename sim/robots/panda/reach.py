@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from robot_rl.sim.arm_task import ReachTask
 from robot_rl.sim.manipulation import (
     ArmInitConfig,
     ArmRewardConfig,
     ArmTerminationConfig,
     ManipulationConfig,
-    ManipulationTask,
 )
 from robot_rl.sim.registry import get_robot
 
@@ -32,5 +32,5 @@ class PandaReachConfig(ManipulationConfig):
     """Targets in a 35 x 50 x 35 cm box in front of the arm."""
 
 
-def make_task(cfg: PandaReachConfig) -> ManipulationTask:
-    return ManipulationTask(NAME, "reach", get_robot(cfg.robot).make_robot(), cfg)
+def make_task(cfg: PandaReachConfig) -> ReachTask:
+    return ReachTask(NAME, get_robot(cfg.robot).make_robot(), cfg)

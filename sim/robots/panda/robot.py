@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import mujoco
 
-from robot_rl.sim.manipulation import ArmControlConfig, ArmRobot, TaskKind
+from robot_rl.sim.manipulation import ArmControlConfig, ArmRobot
 from robot_rl.sim.robots.panda import model
 
 
-def _build(control: ArmControlConfig, kind: TaskKind) -> mujoco.MjModel:
+def _build(control: ArmControlConfig) -> mujoco.MjModel:
     return model.build_model(control.physics_dt, model.KP * control.kp_scale, model.KD)
 
 

@@ -1,0 +1,427 @@
+"""Manipulation tasks for a fixed-base arm: a shared base (`ArmTask`) and one small class per task (`ReachTask`,
+`PushTask`, `PickPlaceTask`), driven by the environment core (robot_rl.sim.env.VecEnv).
+
+The base owns what every arm task shares: model, contract, the action codecs (joint deltas through the contract, or
+end-effector deltas through controllers.osc with the model's Jacobian), kinematics of the grasp point, the sensor
+model (noise on joints and on the object position), the reset of arm, object and goal, reward terms and metrics.
+A task class only states what differs: which quantities it observes, where its object and goal start, what the
+hand reaches for, when the object-to-goal terms count, and when an episode fails.
+
+Task quantities reach the policy through `RobotState.extras` and `extra.<key>` observation terms. All positions are
+in the arm's base frame [m].
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import mujoco
+import numpy as np
+
+from robot_rl.config import to_dict
+from robot_rl.contract import ActionSpec, ObsTerm, PolicyContract
+from robot_rl.control_step import ActionCodec, JointDeltaCodec
+from robot_rl.controllers.osc import EndEffectorController, damped_least_squares, orientation_error
+from robot_rl.errors import ConfigError
+from robot_rl.rewards import weighted_sum
+from robot_rl.sim.manipulation import (
+    GOAL,
+    OBJECT,
+    REWARD_TERMS,
+    TABLE,
+    ArmRobot,
+    ManipulationConfig,
+    ManipView,
+)
+from robot_rl.sim.mjmodel import name_ids
+from robot_rl.sim.randomization import ModelIds, sample_terms
+from robot_rl.sim.task import Batch
+from robot_rl.state import RobotState
+
+
+# ---- action codecs (robot_rl.control_step.ActionCodec) ---------------------------------------------------------
+class ArmJointDeltaCodec:
+    """`joint_position_delta` for an arm: q + scale * action, clipped to the joint range (the arm's controller
+    rejects targets outside it), so decoding is not invertible at the range: inexact."""
+
+    exact = False
+
+    def __init__(self, contract: PolicyContract, lower: np.ndarray, upper: np.ndarray) -> None:
+        self._delta = JointDeltaCodec(contract)
+        self.lower, self.upper = lower, upper
+
+    def decode(self, action: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
+        self._delta.decode(action, state, out)
+        return np.clip(out, self.lower, self.upper, out=out)
+
+    def encode(self, targets: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
+        return self._delta.encode(targets, state, out)
+
+
+class EeDeltaCodec:
+    """`ee_delta`: end-effector displacement (and gripper opening) through controllers.osc with the Jacobian and
+    hand orientation of each world's current kinematics (`jac`, `rot`: arrays the task refreshes in place after
+    every physics step); targets clipped to the joint range. Encoding is a first-order estimate kept inside the
+    action box: inexact."""
+
+    exact = False
+
+    def __init__(self, osc: EndEffectorController, clip: float, jac: np.ndarray, rot: np.ndarray, lower: np.ndarray,
+                 upper: np.ndarray) -> None:
+        self.osc, self.clip = osc, clip
+        self.jac, self.rot = jac, rot
+        self.lower, self.upper = lower, upper
+
+    def decode(self, action: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
+        out[...] = self.osc.targets(action, state.joint_pos, self.jac, self.rot)
+        return np.clip(out, self.lower, self.upper, out=out)
+
+    def encode(self, targets: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
+        out[...] = np.clip(self.osc.action_of(targets, state.joint_pos, self.jac), -self.clip, self.clip)
+        return out
+
+
+# ---- the shared arm task ---------------------------------------------------------------------------------------
+class ArmTask:
+    """An arm task (see the module docstring); subclasses set the class attributes and the hooks below."""
+
+    OBS_KEYS: ClassVar[tuple[str, ...]] = ("ee_pos", "object_pos", "ee_to_object", "goal_pos", "object_to_goal",
+                                           "object_vel")
+    """`extra.<key>` quantities the task observes (each 3 wide), in observation order."""
+    REACHES_GOAL: ClassVar[bool] = False
+    """The hand reaches for the goal (True) or for the object; the success distance is then ee-goal, else
+    object-goal."""
+    CARRY_ONLY: ClassVar[bool] = False
+    """The object-to-goal terms count only while the object is lifted."""
+    NEEDS_GRIPPER: ClassVar[bool] = False
+    DRAWS_START: ClassVar[bool] = False
+    """Every reset draws whether it starts held or grasped (the pick-and-place curriculum, `init.held_fraction`,
+    `init.grasped_fraction`)."""
+
+    def __init__(self, name: str, robot: ArmRobot, cfg: ManipulationConfig) -> None:
+        if not isinstance(robot, ArmRobot):
+            raise ConfigError(f"task {name}: robot '{getattr(robot, 'name', robot)}' is not an arm")
+        if self.NEEDS_GRIPPER and not robot.has_gripper:
+            raise ConfigError(f"task {name}: robot '{robot.name}' has no gripper, {name} needs one")
+        self.name = name
+        self.robot = robot
+        self.cfg = cfg
+        self.model = m = robot.build_model(cfg.control)
+        self.decimation = cfg.control.decimation
+        self.policy_dt = cfg.control.policy_dt
+        self.num_threads = cfg.num_threads
+        self.urdf = robot.urdf
+        self.randomization = cfg.randomization
+        self.max_episode_steps = int(round(cfg.termination.episode_length_s / cfg.control.policy_dt))
+        jids = [m.joint(j).id for j in robot.joint_names]
+        self.joint_lower, self.joint_upper = m.jnt_range[jids, 0].copy(), m.jnt_range[jids, 1].copy()
+        if cfg.init.arm_pose and len(cfg.init.arm_pose) != robot.arm_joints:
+            raise ConfigError(f"init.arm_pose has {len(cfg.init.arm_pose)} values for {robot.arm_joints} arm joints")
+        self.kp = robot.kp * cfg.control.kp_scale
+        self.reward_terms = dict(REWARD_TERMS)
+        self.reward_weights = {k: float(getattr(cfg.rewards, k)) for k in REWARD_TERMS}
+        self.reward_config = cfg.rewards
+        self.contract = self._build_contract()
+        self.param_ids = ModelIds.lookup(m, obj=OBJECT, damped_joints=robot.joint_names[:robot.arm_joints])
+        name_ids(m, mujoco.mjtObj.mjOBJ_GEOM, [TABLE])
+        self._ik = mujoco.MjData(m)
+        mujoco.mj_resetDataKeyframe(m, self._ik, m.key("home").id)
+        mujoco.mj_kinematics(m, self._ik)
+        self._ee_id = m.site(robot.ee_site).id
+        arm = [m.joint(j).id for j in robot.joint_names[:robot.arm_joints]]
+        self._arm_qadr, self._arm_dadr = m.jnt_qposadr[arm], m.jnt_dofadr[arm]
+        self._down = self._ik.site_xmat[self._ee_id].reshape(3, 3).copy()
+        """Hand orientation at the home pose (pointing down), which the ee_delta controller holds."""
+        self.command = np.zeros((0, 0))
+
+    @property
+    def act_dim(self) -> int:
+        if self.cfg.control.action == "ee_delta":
+            return 3 + (1 if self.robot.has_gripper else 0)
+        return len(self.robot.joint_names)
+
+    def _build_contract(self) -> PolicyContract:
+        c, r = self.cfg.control, self.robot
+        n = len(r.joint_names)
+        terms = [ObsTerm("joint_pos_rel", n), ObsTerm("joint_vel", n, scale=self.cfg.joint_vel_obs_scale)]
+        terms += [ObsTerm(f"extra.{k}", 3) for k in self.OBS_KEYS]
+        terms.append(ObsTerm("last_action", self.act_dim))
+        if c.action == "ee_delta":
+            action = ActionSpec(type="ee_delta", scale=c.ee_delta_scale, clip=1.0, dim=self.act_dim,
+                                gripper=r.has_gripper)
+        else:
+            action = ActionSpec(type="joint_position_delta", scale=c.joint_delta_scale, clip=1.0, dim=n,
+                                gripper=r.has_gripper)
+        safety = [{"type": "cbf", "model": "coupled", "urdf": r.urdf}] if self.cfg.safety else []
+        return PolicyContract(
+            robot=r.name,
+            joint_names=list(r.joint_names),
+            default_joint_pos=r.default_joint_pos.tolist(),
+            joint_pos_lower=self.joint_lower.tolist(),
+            joint_pos_upper=self.joint_upper.tolist(),
+            joint_vel_limit=r.velocity_limit.tolist(),
+            torque_limit=r.torque_limit.tolist(),
+            kp=self.kp.tolist(),
+            kd=r.kd.tolist(),
+            policy_rate_hz=1.0 / c.policy_dt,
+            physics_rate_hz=1.0 / c.physics_dt,
+            action=action,
+            obs_terms=terms,
+            safety=safety,
+            provenance={"task": self.name, "backend": f"mujoco {mujoco.__version__}", "model": r.source,
+                        "config": to_dict(self.cfg), "randomization": to_dict(self.cfg.randomization),
+                        "controller": {"type": "controllers.osc.EndEffectorController", "ee_site": r.ee_site,
+                                       "arm_joints": r.arm_joints, "ik_damping": c.ik_damping,
+                                       "orientation_gain": c.orientation_gain, "gripper": c.gripper}},
+        )
+
+    # ---- what differs between arm tasks ------------------------------------------------------------------------
+    def place(self, obj: np.ndarray, goal: np.ndarray, rest_z: float) -> None:
+        """Adjust one episode's drawn object and goal positions in place (the task's own constraints)."""
+
+    def terminated(self, s: ManipView) -> np.ndarray:
+        """(N,) the object fell off the table."""
+        return s.object_pos[:, 2] < self.cfg.termination.object_drop_height
+
+    def extras(self, ee: np.ndarray, goal: np.ndarray, obj: np.ndarray, obj_vel: np.ndarray,
+               out: dict[str, np.ndarray]) -> None:
+        """The observed task quantities (OBS_KEYS) into `out`."""
+        out["ee_pos"][:] = ee
+        out["goal_pos"][:] = goal
+        out["object_pos"][:] = obj
+        out["ee_to_object"][:] = obj - ee
+        out["object_to_goal"][:] = goal - obj
+        out["object_vel"][:] = obj_vel
+
+    # ---- episode start -----------------------------------------------------------------------------------------
+    def sample_object_goal(self, rng: np.random.Generator, rest_z: float,
+                           held: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Object (x, y, rest_z + lift) and goal (x, y, z) of one episode; `held`: the object's (x, y) and lift of a
+        held or grasped start (from `initial_joints`)."""
+        init = self.cfg.init
+        xy, lift = held if held is not None else (rng.uniform(init.object_low, init.object_high), 0.0)
+        obj = np.array([*xy, rest_z + lift])
+        goal = rng.uniform(init.goal_low, init.goal_high)
+        for _ in range(10):
+            if np.linalg.norm(goal[:2] - obj[:2]) >= init.goal_min_distance:
+                break
+            goal = rng.uniform(init.goal_low, init.goal_high)
+        self.place(obj, goal, rest_z)
+        return obj, goal
+
+    def initial_joints(self, rng: np.random.Generator,
+                       half: float) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, float] | None]:
+        """One episode's initial joint positions, joint targets and, for a held or grasped start
+        (`init.held_fraction` / `init.grasped_fraction`), the object's (x, y) and lift (`half`: the episode's cube
+        half edge)."""
+        q = self.robot.default_joint_pos.copy()
+        na = self.robot.arm_joints
+        init = self.cfg.init
+        if init.arm_pose:
+            q[:na] = init.arm_pose
+        u = rng.random() if self.DRAWS_START else 1.0
+        if u < init.held_fraction + init.grasped_fraction:
+            grasped = u >= init.held_fraction
+            xy = rng.uniform(init.object_low, init.object_high)
+            lift = float(rng.uniform(*init.grasped_lift)) if grasped else 0.0
+            q[:na] = self.hand_at(np.array([*xy, half + lift]), q[:na])
+            q[na:] = half if grasped else self._held_opening()
+            q = np.clip(q, self.joint_lower, self.joint_upper)
+            targets = q.copy()
+            if grasped:
+                targets[na:] = self.joint_lower[na:]  # squeezing from the first physics step
+            return q, targets, (xy, lift)
+        q[:na] += rng.uniform(-init.joint_noise, init.joint_noise, size=na)
+        q = np.clip(q, self.joint_lower, self.joint_upper)
+        return q, q.copy(), None
+
+    def _object_half(self) -> float:
+        return float(self.model.geom_size[self.model.geom(OBJECT).id, 2])
+
+    def _held_opening(self) -> float:
+        """Finger joint position of a held start: just wider than the largest randomized cube half edge."""
+        return self._object_half() * self.cfg.randomization.upper("object_size") + 0.002
+
+    def hand_at(self, target: np.ndarray, q0: np.ndarray, iterations: int = 50) -> np.ndarray:
+        """Arm joints that put the grasp point at `target` (base frame) with the hand pointing down as at the home
+        pose (the ee_delta controller's orientation), by damped least squares from q0."""
+        m, d, site, na = self.model, self._ik, self._ee_id, self.robot.arm_joints
+        lo, hi = self.joint_lower[:na], self.joint_upper[:na]
+        q = np.array(q0, dtype=np.float64)
+        jac = np.zeros((6, m.nv))
+        err = np.zeros(6)
+        for _ in range(iterations):
+            d.qpos[self._arm_qadr] = q
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_comPos(m, d)
+            err[:3] = target - d.site_xpos[site]
+            err[3:] = orientation_error(d.site_xmat[site].reshape(3, 3), self._down)
+            if np.abs(err).max() < 1e-4:
+                break
+            mujoco.mj_jacSite(m, d, jac[:3], jac[3:], site)
+            q = np.clip(q + damped_least_squares(jac[:, self._arm_dadr], err, 0.01), lo, hi)
+        return q
+
+    # ---- the task in the environment core (robot_rl.sim.task.Task) ------------------------------------------------
+    def allocate(self, batch: Batch, rng: np.random.Generator) -> None:
+        self._b = batch
+        m, r, n = self.model, self.robot, batch.num_envs
+        self._jq = 1 + np.array([m.jnt_qposadr[m.joint(j).id] for j in r.joint_names])
+        self._jv = 1 + m.nq + np.array([m.jnt_dofadr[m.joint(j).id] for j in r.joint_names])
+        self._mimic_q = np.array([m.jnt_qposadr[m.joint(j).id] for j in r.mimic_joints], np.int64)
+        oq = int(m.jnt_qposadr[m.joint(OBJECT).id])
+        ov = int(m.jnt_dofadr[m.joint(OBJECT).id])
+        self._obj_q = slice(1 + oq, 1 + oq + 7)
+        self._obj_v = slice(1 + m.nq + ov, 1 + m.nq + ov + 3)
+        self._mocap = int(m.body_mocapid[name_ids(m, mujoco.mjtObj.mjOBJ_BODY, [GOAL])[0]])
+        self._arm_dof_cols = np.array([m.jnt_dofadr[m.joint(j).id] for j in r.joint_names[:r.arm_joints]])
+        self._kin = mujoco.MjData(m)
+        self._kin_jac = np.zeros((6, m.nv))
+        self._ee = np.zeros((n, 3))
+        self._ee_rot = np.zeros((n, 3, 3))
+        self._jac = np.zeros((n, 6, r.arm_joints))
+        self._goal = np.zeros((n, 3))
+        self._rest_z = np.zeros(n)
+        self._ep_min_dist = np.zeros(n)
+        self.command = np.zeros((n, 0))
+        nj = len(r.joint_names)
+        self._noisy = RobotState(joint_pos=np.zeros((n, nj)), joint_vel=np.zeros((n, nj)),
+                                 base_quat=np.tile([1.0, 0.0, 0.0, 0.0], (n, 1)), base_ang_vel=np.zeros((n, 3)),
+                                 base_lin_acc=np.tile([0.0, 0.0, 9.81], (n, 1)), timestamp=np.zeros(n),
+                                 extras={k: np.zeros((n, 3)) for k in self.OBS_KEYS})
+        # the arm environment has always drawn one set of reset values at construction (then redrawn by the first
+        # reset); kept, so that seeded runs reproduce
+        sample_terms(self.randomization, rng, n, nj)
+
+    def codec(self) -> ActionCodec:
+        c, r = self.contract, self.robot
+        if c.action.type != "ee_delta":
+            return ArmJointDeltaCodec(c, self.joint_lower, self.joint_upper)
+        grip = (self.joint_lower[-1], self.joint_upper[-1]) if r.has_gripper else (0.0, 0.0)
+        osc = EndEffectorController(
+            arm_joints=r.arm_joints, scale=c.action.scale, damping=self.cfg.control.ik_damping,
+            orientation_gain=self.cfg.control.orientation_gain, target_rot=self._down.copy(),
+            gripper_lower=float(grip[0]), gripper_upper=float(grip[1]),
+            gripper_binary=self.cfg.control.gripper == "binary")
+        return EeDeltaCodec(osc, float(c.action.clip), self._jac, self._ee_rot, self.joint_lower, self.joint_upper)
+
+    def reset_batch(self, idx: np.ndarray, rng: np.random.Generator) -> None:
+        """Nothing drawn per batch: every draw of an arm reset belongs to its world."""
+
+    def init_world(self, i: int, rng: np.random.Generator, model: mujoco.MjModel, data: mujoco.MjData) -> None:
+        half = float(model.geom_size[self.param_ids.object_geom][2])
+        mujoco.mj_resetDataKeyframe(model, data, model.key("home").id)
+        q, targets, held = self.initial_joints(rng, half)
+        data.qpos[self._jq - 1] = q
+        data.qpos[self._mimic_q] = q[-1]
+        obj, goal = self.sample_object_goal(rng, half, held)
+        data.qpos[self._obj_q.start - 1:self._obj_q.start + 2] = obj
+        data.mocap_pos[self._mocap] = goal
+        data.ctrl[:] = targets
+        self._goal[i] = goal
+        self._rest_z[i] = half
+
+    def finish_reset(self, idx: np.ndarray, rng: np.random.Generator) -> None:
+        self._ep_min_dist[idx] = np.inf
+
+    def perturb(self, rng: np.random.Generator) -> None:
+        """No interval events on arms."""
+
+    def sense(self) -> None:
+        """Grasp-point position, orientation and 6 x arm Jacobian of every world from its current joint state."""
+        m, d, jac = self.model, self._kin, self._kin_jac
+        nq, state = m.nq, self._b.state
+        for i in range(self._b.num_envs):
+            d.qpos[:] = state[i, 1:1 + nq]
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_comPos(m, d)
+            mujoco.mj_jacSite(m, d, jac[:3], jac[3:], self._ee_id)
+            self._ee[i] = d.site_xpos[self._ee_id]
+            self._ee_rot[i] = d.site_xmat[self._ee_id].reshape(3, 3)
+            self._jac[i] = jac[:, self._arm_dof_cols]
+
+    def view(self, sensed: None) -> ManipView:
+        b = self._b
+        obj = b.state[:, self._obj_q][:, :3]
+        other = self._ee if self.REACHES_GOAL else obj
+        return ManipView(ee_pos=self._ee, goal=self._goal, object_pos=obj, object_rest_z=self._rest_z,
+                         joint_vel=b.state[:, self._jv], action=b.applied, last_action=b.last_action,
+                         policy_action=b.action, target=self._goal if self.REACHES_GOAL else obj,
+                         distance=np.linalg.norm(self._goal - other, axis=1), carry_only=self.CARRY_ONLY)
+
+    def rewards(self, s: ManipView) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Total reward and the weighted terms (each multiplied by weight and policy period)."""
+        return weighted_sum(self.reward_terms, self.reward_weights, s, self.reward_config, self.policy_dt,
+                            s.ee_pos.shape[0])
+
+    def success(self, s: ManipView) -> np.ndarray:
+        return s.distance < self.cfg.rewards.success_threshold
+
+    def track(self, view: ManipView) -> None:
+        np.minimum(self._ep_min_dist, view.distance, out=self._ep_min_dist)
+
+    def episode_metrics(self, view: ManipView, i: int, terminated: bool) -> dict[str, Any]:
+        return {"success": bool(view.distance[i] < self.cfg.rewards.success_threshold),
+                "final_distance": float(view.distance[i]), "min_distance": float(self._ep_min_dist[i])}
+
+    def measure(self, sensed: None, rng: np.random.Generator) -> RobotState:
+        """Sensor model: white noise on joints and on the object's position (what the policy sees)."""
+        p, s, st = self._b.params, self._noisy, self._b.state
+        n, nj = s.joint_pos.shape
+        s.joint_pos[:] = st[:, self._jq] + rng.standard_normal((n, nj)) * p["joint_pos_noise"][:, None]
+        s.joint_vel[:] = st[:, self._jv] + rng.standard_normal((n, nj)) * p["joint_vel_noise"][:, None]
+        obj = st[:, self._obj_q][:, :3] + rng.standard_normal((n, 3)) * p["object_pos_noise"][:, None]
+        self.extras(self._ee, self._goal, obj, st[:, self._obj_v], s.extras)
+        s.timestamp = self._b.ep_step * self.policy_dt
+        return s
+
+    def true_state(self, sensed: None) -> RobotState:
+        b, n = self._b, self._b.num_envs
+        extras = {k: np.zeros((n, 3)) for k in self.OBS_KEYS}
+        self.extras(self._ee, self._goal, b.state[:, self._obj_q][:, :3], b.state[:, self._obj_v], extras)
+        return RobotState(joint_pos=b.state[:, self._jq].copy(), joint_vel=b.state[:, self._jv].copy(),
+                          base_quat=np.tile([1.0, 0.0, 0.0, 0.0], (n, 1)), base_ang_vel=np.zeros((n, 3)),
+                          base_lin_acc=np.tile([0.0, 0.0, 9.81], (n, 1)), timestamp=b.ep_step * self.policy_dt,
+                          base_pos=np.zeros((n, 3)), extras=extras)
+
+    def render_scene(self, env: int, data: mujoco.MjData) -> mujoco.MjvCamera:
+        """The goal marker at world `env`'s goal; a fixed camera facing the arm."""
+        data.mocap_pos[self._mocap] = self._goal[env]
+        cam = mujoco.MjvCamera()
+        cam.lookat[:] = [0.45, 0.0, 0.15]
+        cam.distance, cam.azimuth, cam.elevation = 1.4, 150.0, -25.0
+        return cam
+
+
+class ReachTask(ArmTask):
+    """Move the grasp point to a goal; the object is parked out of the way and never ends an episode."""
+
+    OBS_KEYS = ("ee_pos", "goal_pos", "ee_to_goal")
+    REACHES_GOAL = True
+
+    def place(self, obj: np.ndarray, goal: np.ndarray, rest_z: float) -> None:
+        obj[:2] = self.cfg.init.object_low  # parked out of the way; reach ignores it
+
+    def terminated(self, s: ManipView) -> np.ndarray:
+        return np.zeros(s.ee_pos.shape[0], bool)
+
+    def extras(self, ee: np.ndarray, goal: np.ndarray, obj: np.ndarray, obj_vel: np.ndarray,
+               out: dict[str, np.ndarray]) -> None:
+        out["ee_pos"][:] = ee
+        out["goal_pos"][:] = goal
+        out["ee_to_goal"][:] = goal - ee
+
+
+class PushTask(ArmTask):
+    """Push the object across the table to a goal on the table."""
+
+    def place(self, obj: np.ndarray, goal: np.ndarray, rest_z: float) -> None:
+        goal[2] = rest_z
+
+
+class PickPlaceTask(ArmTask):
+    """Grasp the object and hold it at a goal in the air; the goal terms count only while it is lifted."""
+
+    CARRY_ONLY = True
+    NEEDS_GRIPPER = True
+    DRAWS_START = True
