@@ -111,8 +111,8 @@ class RewardConfig:
     """Fraction of the joint range inside which no joint-limit penalty is paid."""
     feet_air_time_target: float = 0.25
     """Swing duration that earns zero air-time reward [s]. legged_gym uses 0.5 s; a trot at 2-3 Hz swings for
-    0.15-0.25 s, so 0.5 s made every early step a penalty (the term stayed net negative through a 17-minute run and
-    the policy kept its feet planted)."""
+    0.15-0.25 s, so a 0.5 s target makes every trot step a penalty and teaches the policy to keep its feet
+    planted."""
     only_positive: bool = True
     """Clip the total reward at zero (legged_gym): avoids learning to end episodes early."""
 
