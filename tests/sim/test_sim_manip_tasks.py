@@ -204,3 +204,16 @@ def test_pushing_a_randomized_cube_stays_physical() -> None:
         top = max(top, float(np.linalg.norm(env.get_state().extras["object_vel"], axis=1).max()))
     assert (phase == 2).sum() >= 4  # most envs reached the pushing phase
     assert top < 2.0
+
+
+def test_nan_resets_is_the_count_of_this_step(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """info["nan_resets"] counts this step's restored worlds in the arm env too (it reported a running total)."""
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes its instability warning to ./MUJOCO_LOG.TXT
+    env = make_vec_env("panda_reach", 3, seed=0, safety=False, overrides=QUIET)
+    action = np.zeros((3, 4))
+    action[1] = np.nan  # a policy gone bad: NaN targets blow world 1 up
+    _, rew, term, _, info = env.step(action)
+    assert info["nan_resets"] == 1 and env.nan_resets == 1
+    assert term[1] and not term[0] and rew[1] == 0.0 and info["episodes"][0]["unstable"]
+    _, _, _, _, info = env.step(np.zeros((3, 4)))
+    assert info["nan_resets"] == 0 and env.nan_resets == 1
