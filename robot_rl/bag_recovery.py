@@ -44,6 +44,10 @@ class _Messages:
         self.schemas: dict[int, str] = {}
         self.channels: dict[int, tuple[str, str]] = {}
         self.undecodable: dict[str, int] = {}
+        """topic -> wanted messages that did not deserialize."""
+        self.bad_schemas: set[str] = set()
+        """Schemas (message types) whose definition did not parse."""
+        self.wanted_types: set[str] = set()
 
     def feed(self, record: Any) -> None:
         from mcap.records import Channel, Message, Schema
@@ -58,6 +62,7 @@ class _Messages:
             topic, msgtype = self.channels.get(record.channel_id, ("", ""))
             if not self.keep(topic, msgtype):
                 return
+            self.wanted_types.add(msgtype)
             try:
                 msg = self.store.deserialize_cdr(record.data, msgtype)
             except Exception:  # noqa: BLE001 - a damaged message: rosbags raises several types
@@ -78,8 +83,8 @@ class _Messages:
                 dep = head.removeprefix("MSG: ").strip()
                 types.update(get_types_from_msg(body, dep if "/msg/" in dep else dep.replace("/", "/msg/", 1)))
             self.store.register(types)
-        except Exception:  # noqa: BLE001 - a schema that does not parse: its messages stay undecodable
-            pass
+        except Exception:  # noqa: BLE001 - a schema that does not parse: named, its messages counted undecodable
+            self.bad_schemas.add(name)
 
 
 def _stream_mcap(data: bytes, feed: Callable[[Any], None]) -> str:
@@ -164,6 +169,9 @@ def read_mcap(file: Path, keep: Keep, sink: Sink, typestore: Any, recover: bool)
     naming it and its damage (`recover`); without `recover` damage is a DatasetError naming the file."""
     messages = _Messages(typestore, keep, sink)
     damage = _stream_mcap(file.read_bytes(), messages.feed)
+    bad = sorted(messages.bad_schemas & messages.wanted_types)  # a schema nobody reads costs nothing
+    if bad:
+        damage = "; ".join(d for d in (damage, f"schemas that do not parse: {', '.join(bad)}") if d)
     if messages.undecodable:
         topics = ", ".join(f"{n} on {t}" for t, n in messages.undecodable.items())
         damage = "; ".join(d for d in (damage, f"undecodable messages skipped: {topics}") if d)
@@ -175,43 +183,66 @@ def read_mcap(file: Path, keep: Keep, sink: Sink, typestore: Any, recover: bool)
     return f"{file} is damaged ({damage}): converted the readable part"
 
 
-def read_sqlite_rows(file: Path, keep: Keep, sink: Sink, typestore: Any) -> None:
-    """The wanted messages of a SQLite3 bag file whose rows still read (damaged rows are skipped)."""
+def read_sqlite_rows(file: Path, keep: Keep, sink: Sink, typestore: Any, expected: int | None = None) -> str:
+    """The wanted messages of a SQLite3 bag file whose rows still read. Returns what was lost ('' when nothing):
+    rows that do not deserialize (skipped, counted per topic), where reading stopped if the table breaks off, and
+    how many rows were read of the `expected` (the bag's metadata.yaml message count for the file)."""
     try:
         con = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return
+    except sqlite3.Error as exc:
+        return f"not opened ({type(exc).__name__}: {exc})"
+    rows, last_id, stopped = 0, None, ""
+    undecodable: dict[str, int] = {}
     try:
         topics = {tid: (name, typ) for tid, name, typ in con.execute("SELECT id, name, type FROM topics")}
-        cursor = con.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY id")
+        cursor = con.execute("SELECT id, topic_id, timestamp, data FROM messages ORDER BY id")
         while True:
             try:
                 row = cursor.fetchone()
-            except sqlite3.Error:
+            except sqlite3.Error as exc:
+                stopped = f"reading stopped after row id {last_id} ({type(exc).__name__}: {exc})"
                 break
             if row is None:
                 break
-            topic, msgtype = topics.get(row[0], ("", ""))
+            rows, last_id = rows + 1, row[0]
+            topic, msgtype = topics.get(row[1], ("", ""))
             if not keep(topic, msgtype):
                 continue
             try:
-                msg = typestore.deserialize_cdr(row[2], msgtype)
-            except Exception:  # noqa: BLE001 - a damaged row is skipped
+                msg = typestore.deserialize_cdr(row[3], msgtype)
+            except Exception:  # noqa: BLE001 - a damaged row: counted, skipped
+                undecodable[topic] = undecodable.get(topic, 0) + 1
                 continue
-            sink(topic, msgtype, int(row[1]), msg)
-    except sqlite3.Error:
-        pass
+            sink(topic, msgtype, int(row[2]), msg)
+    except sqlite3.Error as exc:
+        stopped = stopped or f"reading stopped after row id {last_id} ({type(exc).__name__}: {exc})"
     finally:
         con.close()
+    lost = [f"{n} undecodable rows skipped on {t}" for t, n in undecodable.items()]
+    read = f"{rows} of {expected} rows read" if expected is not None else f"{rows} rows read"
+    return "; ".join([read, *lost, stopped]) if lost or stopped or (expected is not None and rows < expected) else ""
+
+
+def _message_counts(bag: Path) -> dict[str, int]:
+    """Messages per storage file as the bag's metadata.yaml lists them (empty when it does not read)."""
+    import yaml
+
+    try:
+        info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        return {str(f["path"]): int(f["message_count"]) for f in info.get("files", [])}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return {}
 
 
 def recover_bag(bag: Path, keep: Keep, sink: Sink, typestore: Any) -> str:
     """The readable part of every storage file of a bag whose index did not read. Returns a note naming exactly the
     damaged files, or saying that none is."""
     notes = [read_mcap(f, keep, sink, typestore, recover=True) for f in split_files(bag)]
+    expected = _message_counts(bag)
     for f in sorted(bag.glob("*.db3")):
         why = sqlite_damage(f)
-        read_sqlite_rows(f, keep, sink, typestore)
-        notes.append(f"{f} is damaged ({why}): converted the rows that still read" if why else "")
+        lost = read_sqlite_rows(f, keep, sink, typestore, expected.get(f.name))
+        damage = "; ".join(d for d in (why, lost) if d)
+        notes.append(f"{f} is damaged ({damage}): converted the rows that still read" if damage else "")
     damaged = [n for n in notes if n]
     return "; ".join(damaged) or "no storage file is damaged (the bag's index did not read): read them directly"

@@ -144,3 +144,58 @@ def test_single_intact_mcap_file_reads_without_recover(tmp_path: Path, contract,
     assert main(["replay", str(split), "--out", str(tmp_path / "ds")]) == 0
     assert "recovered" not in capsys.readouterr().out
     assert _ticks(tmp_path / "ds") == len(log.ticks)
+
+
+def test_damaged_sqlite_bag_counts_what_it_lost(tmp_path: Path, contract, log: SimLog,  # type: ignore[no-untyped-def]
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A SQLite3 bag with one page overwritten: the rows before it are converted, and the note says how many of the
+    bag's messages were read and where reading stopped (before: 'converted the rows that still read', no count)."""
+    import re
+
+    from robot_rl.logs import write_tick_bag
+
+    bag = write_tick_bag(tmp_path / "bag", log, contract, storage="sqlite3")
+    (db,) = bag.glob("*.db3")
+    data = bytearray(db.read_bytes())
+    at = int(len(data) * 0.6) // 4096 * 4096
+    data[at:at + 4096] = b"\xff" * 4096  # one page of the messages table
+    db.write_bytes(bytes(data))
+    assert main(["replay", str(bag), "--out", str(tmp_path / "ds"), "--recover"]) == 0
+    (note,) = [line for line in capsys.readouterr().out.splitlines() if "recovered" in line]
+    assert f"{db} is damaged" in note and "reading stopped after row id" in note
+    found = re.search(r"(\d+) of (\d+) rows read", note)
+    assert found is not None
+    read, total = int(found[1]), int(found[2])
+    assert total == 2 * len(log.ticks) + 1  # ticks, poses and the contract, as metadata.yaml counts them
+    assert 0 < read < total
+    assert 0 < _ticks(tmp_path / "ds") < len(log.ticks)
+
+
+def test_schema_that_does_not_parse_is_named_and_its_messages_counted(tmp_path: Path) -> None:
+    from mcap.writer import CompressionType, Writer
+
+    from robot_rl.bag_recovery import read_mcap
+
+    path = tmp_path / "odd.mcap"
+    with path.open("wb") as fh:
+        writer = Writer(fh, compression=CompressionType.NONE)
+        writer.start()
+        good = writer.register_channel("/text", "cdr", writer.register_schema("std_msgs/msg/String", "ros2msg",
+                                                                              b"string data"))
+        odd = writer.register_channel("/odd", "cdr", writer.register_schema("my_pkg/msg/Odd", "ros2msg",
+                                                                            b"%%% not a message definition"))
+        skipped = writer.register_channel("/unread", "cdr", writer.register_schema("my_pkg/msg/Unread", "ros2msg",
+                                                                                   b"neither ]["))
+        store = typestore()
+        text = bytes(store.serialize_cdr(store.types["std_msgs/msg/String"](data="hi"), "std_msgs/msg/String"))
+        for i in range(3):
+            writer.add_message(good, log_time=i, data=text, publish_time=i)
+            writer.add_message(odd, log_time=i, data=b"\x00\x01", publish_time=i)
+            writer.add_message(skipped, log_time=i, data=b"\x00\x01", publish_time=i)
+        writer.finish()
+    got: list[str] = []
+    note = read_mcap(path, lambda topic, msgtype: topic != "/unread", lambda t, m, ns, msg: got.append(t), store,
+                     recover=True)
+    assert got == ["/text"] * 3
+    assert "schemas that do not parse: my_pkg/msg/Odd" in note and "3 on /odd" in note
+    assert "Unread" not in note and "/unread" not in note  # not wanted: nothing lost
