@@ -10,13 +10,13 @@ import json
 import os
 from pathlib import Path
 
-from robot_rl.config import from_dict, load_config
+from robot_rl.config import add_config_arguments, from_dict, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="YAML file with TrainConfig fields")
-    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override config fields, e.g. --set num_envs=32 ppo.learning_rate=3e-4")
+    from robot_rl.runner import TrainConfig
+
+    add_config_arguments(parser, TrainConfig, "num_envs=32 ppo.learning_rate=3e-4")
     parser.add_argument("--resume", metavar="RUN_OR_CKPT",
                         help="continue a run folder (latest checkpoint) or a checkpoint file, in its run folder")
     parser.add_argument("--run-dir", type=Path, help="write the run here instead of runs/<task>-<timestamp>")
