@@ -153,16 +153,17 @@ class InitConfig:
 @dataclass(frozen=True)
 class LeggedRandomizationConfig(RandomizationConfig):
     """Randomization of a legged robot, its sensors and its world (ranges follow legged_gym, walk-these-ways and
-    MuJoCo Playground's Go1). Terms are drawn in this order."""
+    MuJoCo Playground's Go1); the PD, latency and joint noise terms are RandomizationConfig's."""
 
     TERMS: ClassVar[dict[str, TermSpec]] = {
-        "friction": TermSpec(nominal=1.0), "added_mass": TermSpec(signed=True),
-        "com_offset": TermSpec(shape="xyz", signed=True), "motor_strength": TermSpec(nominal=1.0),
-        "kp_scale": TermSpec(nominal=1.0), "kd_scale": TermSpec(nominal=1.0), "joint_pos_noise": TermSpec(),
-        "joint_vel_noise": TermSpec(), "ang_vel_noise": TermSpec(), "quat_noise": TermSpec(),
+        **RandomizationConfig.TERMS, "friction": TermSpec(nominal=1.0), "added_mass": TermSpec(signed=True),
+        "com_offset": TermSpec(shape="xyz", signed=True), "ang_vel_noise": TermSpec(), "quat_noise": TermSpec(),
         "joint_pos_bias": TermSpec(shape="joints", signed=True), "ang_vel_bias": TermSpec(shape="xyz", signed=True),
-        "latency_steps": TermSpec(integer=True), "push_interval_s": TermSpec(interval=True, positive=True),
-        "push_velocity": TermSpec(interval=True)}
+        "push_interval_s": TermSpec(interval=True, positive=True), "push_velocity": TermSpec(interval=True)}
+    ORDER: ClassVar[tuple[str, ...]] = (
+        "friction", "added_mass", "com_offset", "motor_strength", "kp_scale", "kd_scale", "joint_pos_noise",
+        "joint_vel_noise", "ang_vel_noise", "quat_noise", "joint_pos_bias", "ang_vel_bias", "latency_steps",
+        "push_interval_s", "push_velocity")
 
     friction: Uniform = field(default_factory=lambda: Uniform(0.5, 1.25))
     """Ground sliding friction coefficient (legged_gym's range)."""
@@ -170,16 +171,6 @@ class LeggedRandomizationConfig(RandomizationConfig):
     """Mass added to the trunk [kg] (payload, battery variants)."""
     com_offset: Uniform = field(default_factory=lambda: Uniform(-0.03, 0.03))
     """Trunk centre-of-mass shift per axis [m]."""
-    motor_strength: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
-    """Scale on the PD torque before the torque limit (walk-these-ways' range)."""
-    kp_scale: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
-    """Scale on the proportional gain (gain calibration error)."""
-    kd_scale: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
-    """Scale on the derivative gain."""
-    joint_pos_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 0.01))
-    """Std of white noise on measured joint positions [rad], drawn per episode then applied every step."""
-    joint_vel_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 1.5))
-    """Std of white noise on measured joint velocities [rad/s]."""
     ang_vel_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 0.2))
     """Std of white noise on the gyro [rad/s]."""
     quat_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 0.02))
@@ -188,8 +179,6 @@ class LeggedRandomizationConfig(RandomizationConfig):
     """Constant per-episode encoder offset per joint [rad]."""
     ang_vel_bias: Uniform = field(default_factory=lambda: Uniform(-0.05, 0.05))
     """Constant per-episode gyro bias per axis [rad/s]."""
-    latency_steps: Uniform = field(default_factory=lambda: Uniform(0, 4))
-    """Action latency in physics steps, an integer drawn per episode (0-20 ms at 200 Hz)."""
     push_interval_s: Uniform = field(default_factory=lambda: Uniform(4.0, 10.0, "interval"))
     """Time between random pushes [s]; each wait is drawn from this range."""
     push_velocity: Uniform = field(default_factory=lambda: Uniform(0.0, 1.0, "interval"))

@@ -172,14 +172,16 @@ class ArmRewardConfig:
 
 @dataclass(frozen=True)
 class ArmRandomizationConfig(RandomizationConfig):
-    """Randomization of the arm, the object and the sensors (timing as in sim.randomization); terms are drawn in
-    this order."""
+    """Randomization of the arm, the object and the sensors (timing as in sim.randomization); the PD, latency and
+    joint noise terms are RandomizationConfig's (ManipulationConfig sets the arm's ranges for latency and noise)."""
 
     TERMS: ClassVar[dict[str, TermSpec]] = {
-        "object_mass": TermSpec(nominal=1.0), "object_size": TermSpec(nominal=1.0),
-        "object_friction": TermSpec(nominal=1.0), "joint_damping": TermSpec(), "motor_strength": TermSpec(nominal=1.0),
-        "kp_scale": TermSpec(nominal=1.0), "kd_scale": TermSpec(nominal=1.0), "latency_steps": TermSpec(integer=True),
-        "joint_pos_noise": TermSpec(), "joint_vel_noise": TermSpec(), "object_pos_noise": TermSpec()}
+        **RandomizationConfig.TERMS, "object_mass": TermSpec(nominal=1.0), "object_size": TermSpec(nominal=1.0),
+        "object_friction": TermSpec(nominal=1.0), "joint_damping": TermSpec(), "object_pos_noise": TermSpec()}
+    ORDER: ClassVar[tuple[str, ...]] = (
+        "object_mass", "object_size", "object_friction", "joint_damping", "motor_strength", "kp_scale", "kd_scale",
+        "latency_steps", "joint_pos_noise", "joint_vel_noise", "object_pos_noise")
+
     object_mass: Uniform = field(default_factory=lambda: Uniform(0.5, 1.5))
     """Scale on the object's mass (and inertia)."""
     object_size: Uniform = field(default_factory=lambda: Uniform(0.85, 1.15))
@@ -188,20 +190,15 @@ class ArmRandomizationConfig(RandomizationConfig):
     """Sliding friction coefficient of every object contact."""
     joint_damping: Uniform = field(default_factory=lambda: Uniform(0.0, 0.5))
     """Passive damping added to every arm joint [N m s/rad]."""
-    motor_strength: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
-    """Scale on the PD torque before the torque limit."""
-    kp_scale: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
-    """Scale on the stiffness."""
-    kd_scale: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
-    """Scale on the damping gain."""
-    latency_steps: Uniform = field(default_factory=lambda: Uniform(0, 2))
-    """Action latency in physics steps (integer per episode)."""
-    joint_pos_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 0.005))
-    """Std of white noise on measured joint positions [rad or m]."""
-    joint_vel_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 0.05))
-    """Std of white noise on measured joint velocities."""
     object_pos_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 0.005))
     """Std of white noise on the observed object position [m] (a camera-based pose estimate)."""
+
+
+def arm_randomization() -> ArmRandomizationConfig:
+    """The arms' defaults: latency 0-2 physics steps (0-10 ms), joint noise std up to 0.005 rad (or m, the finger)
+    and 0.05 rad/s; every other term at its declared default."""
+    return ArmRandomizationConfig(latency_steps=Uniform(0, 2), joint_pos_noise=Uniform(0.0, 0.005),
+                                  joint_vel_noise=Uniform(0.0, 0.05))
 
 
 @dataclass(frozen=True)
@@ -230,8 +227,8 @@ class ManipulationConfig:
     """Episode end conditions."""
     init: ArmInitConfig = field(default_factory=ArmInitConfig)
     """Reset distribution."""
-    randomization: ArmRandomizationConfig = field(default_factory=ArmRandomizationConfig)
-    """Domain randomization."""
+    randomization: ArmRandomizationConfig = field(default_factory=arm_randomization)
+    """Domain randomization (arm_randomization: the arms' latency and noise ranges)."""
     joint_vel_obs_scale: float = 0.1
     """Observation scale of the joint velocity term."""
     safety: bool = False

@@ -1,12 +1,13 @@
 """Domain randomization shared by every task family: declared terms, one validator, one sampler, one applier.
 
-A task family declares its terms as fields of a frozen config (a subclass of `RandomizationConfig`), each a `Uniform`
-term (range, distribution, when), and says what each term is (`TermSpec`: its shape, its nominal value, whether it
-may be negative, drawn as an integer, or fire at intervals) in the class's `TERMS` table. Everything else is shared:
+A task family declares its terms as fields of a frozen config (a subclass of `RandomizationConfig`, which holds the
+terms of every robot with PD actuators), each a `Uniform` term (range, distribution, when), says what each term is
+(`TermSpec`: its shape, its nominal value, whether it may be negative, drawn as an integer, or fire at intervals) in
+the class's `TERMS` table and the order they are drawn in (`ORDER`). Everything else is shared:
 
 - validation (`RandomizationConfig.__post_init__`): finite bounds, low <= high, non-negative unless the term is an
   offset, log-uniform bounds positive, interval timing only for interval terms; one-line ConfigErrors naming the field;
-- sampling (`sample_terms`, `EpisodeParams`): pure functions of (config, rng, n), terms drawn in declaration order;
+- sampling (`sample_terms`, `EpisodeParams`): pure functions of (config, rng, n), terms drawn in ORDER;
 - applying (`apply_to_model`): a world's values written into its own MjModel from the nominal model, through the
   per-term writers in `MODEL_WRITERS`, with ids looked up by name (`ModelIds`).
 
@@ -72,15 +73,37 @@ class TermSpec:
 
 @dataclass(frozen=True)
 class RandomizationConfig:
-    """Base of every family's randomization section: the master switch and the shared validation."""
+    """Base of every family's randomization section: the master switch, the terms every robot with PD actuators has
+    (the environment core applies them), and the shared validation. A family adds its own terms as fields, their
+    specs to TERMS and the draw order in ORDER."""
 
-    TERMS: ClassVar[dict[str, TermSpec]] = {}
-    """Field name -> TermSpec of every term the family declares (each a `Uniform` field)."""
+    TERMS: ClassVar[dict[str, TermSpec]] = {
+        "motor_strength": TermSpec(nominal=1.0), "kp_scale": TermSpec(nominal=1.0), "kd_scale": TermSpec(nominal=1.0),
+        "latency_steps": TermSpec(integer=True), "joint_pos_noise": TermSpec(), "joint_vel_noise": TermSpec()}
+    """Field name -> TermSpec of every declared term (each a `Uniform` field)."""
+    ORDER: ClassVar[tuple[str, ...]] = ("motor_strength", "kp_scale", "kd_scale", "joint_pos_noise",
+                                        "joint_vel_noise", "latency_steps")
+    """The order terms are drawn in (every name in TERMS once): part of what a seed reproduces."""
 
     enabled: bool = True
     """Master switch; False simulates the nominal world (evaluation, sim-to-sim checks)."""
+    motor_strength: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
+    """Scale on the PD torque before the torque limit (walk-these-ways' range)."""
+    kp_scale: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
+    """Scale on the proportional gain (gain calibration error)."""
+    kd_scale: Uniform = field(default_factory=lambda: Uniform(0.9, 1.1))
+    """Scale on the derivative gain."""
+    latency_steps: Uniform = field(default_factory=lambda: Uniform(0, 4))
+    """Action latency in physics steps, an integer drawn per episode (0-20 ms at 200 Hz)."""
+    joint_pos_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 0.01))
+    """Std of white noise on measured joint positions [rad], drawn per episode then applied every step."""
+    joint_vel_noise: Uniform = field(default_factory=lambda: Uniform(0.0, 1.5))
+    """Std of white noise on measured joint velocities [rad/s]."""
 
     def __post_init__(self) -> None:
+        fields = {f.name for f in dataclasses.fields(self) if f.type in ("Uniform", Uniform)}
+        if sorted(self.ORDER) != sorted(self.TERMS) or set(self.TERMS) != fields:
+            raise TypeError(f"{type(self).__name__}: ORDER, TERMS and the Uniform fields must name the same terms")
         for name, term, spec in self.terms():
             where = f"randomization.{name}"
             if not (np.isfinite(term.low) and np.isfinite(term.high)):
@@ -99,11 +122,9 @@ class RandomizationConfig:
                 raise ConfigError(f"{where}: values must be positive (low {term.low})")
 
     def terms(self) -> Iterator[tuple[str, Uniform, TermSpec]]:
-        """(name, term, spec) of every declared term, in declaration order (the order values are drawn in)."""
-        for f in dataclasses.fields(self):
-            spec = self.TERMS.get(f.name)
-            if spec is not None:
-                yield f.name, getattr(self, f.name), spec
+        """(name, term, spec) of every declared term, in ORDER (the order values are drawn in)."""
+        for name in self.ORDER:
+            yield name, getattr(self, name), self.TERMS[name]
 
     def drawn_at(self, name: str, when: When) -> bool:
         """Does term `name` get drawn with this timing (randomization enabled, term active with it)?"""
@@ -132,7 +153,7 @@ def _draw(term: Uniform, spec: TermSpec, rng: np.random.Generator, shape: tuple[
 
 def sample_terms(cfg: RandomizationConfig, rng: np.random.Generator, n: int, num_joints: int,
                  when: When = "reset") -> dict[str, np.ndarray]:
-    """Values of the terms drawn with timing `when` for n environments, in declaration order (none when disabled)."""
+    """Values of the terms drawn with timing `when` for n environments, in ORDER (none when disabled)."""
     out: dict[str, np.ndarray] = {}
     if not cfg.enabled:
         return out
