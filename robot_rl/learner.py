@@ -19,6 +19,7 @@ exports (with its observation statistics). `state_dict()` holds plain tensors an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -74,12 +75,6 @@ class Learner(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class AlgorithmConfig(Protocol):
-    """An algorithm's config builds the fresh actor it starts from when no bundle is given."""
-
-    def new_policy(self, obs_dim: int, act_dim: int) -> Policy: ...
-
-
 C = TypeVar("C")
 C_contra = TypeVar("C_contra", contravariant=True)
 
@@ -92,10 +87,17 @@ class LearnerFactory(Protocol[C_contra]):
 
 @dataclass(frozen=True)
 class Algorithm(Generic[C]):
-    """A registry entry: the algorithm's config class and the learner class it configures."""
+    """A registry entry: the algorithm's config class, the learner class it configures, and how that config
+    builds the fresh actor a learner starts from when no bundle is given."""
 
     config: type[C]
     learner: LearnerFactory[C]
+    new_policy: Callable[[C, int, int], Policy]
+
+
+def actor_section_policy(cfg: Any, obs_dim: int, act_dim: int) -> Policy:
+    """A fresh actor from the config's `actor` section (robot_rl.offline.offpolicy.ActorConfig)."""
+    return cfg.actor.new_policy(obs_dim, act_dim)
 
 
 def algorithms() -> dict[str, Algorithm[Any]]:
@@ -106,8 +108,11 @@ def algorithms() -> dict[str, Algorithm[Any]]:
     from robot_rl.offline.td3bc import TD3BC, TD3BCConfig
     from robot_rl.ppo import PPO, PPOConfig
 
-    return {"ppo": Algorithm(PPOConfig, PPO), "sac": Algorithm(SACConfig, SAC), "iql": Algorithm(IQLConfig, IQL),
-            "td3bc": Algorithm(TD3BCConfig, TD3BC), "bc": Algorithm(BCConfig, BC)}
+    return {"ppo": Algorithm(PPOConfig, PPO, PPOConfig.new_policy),
+            "sac": Algorithm(SACConfig, SAC, actor_section_policy),
+            "iql": Algorithm(IQLConfig, IQL, actor_section_policy),
+            "td3bc": Algorithm(TD3BCConfig, TD3BC, actor_section_policy),
+            "bc": Algorithm(BCConfig, BC, actor_section_policy)}
 
 
 def get_algorithm(name: str) -> Algorithm[Any]:

@@ -28,8 +28,11 @@ from robot_rl.normalizer import RunningNormalizer
 
 @dataclass(frozen=True)
 class PPOConfig:
+    """PPO hyperparameters and the fresh actor-critic it builds (a bundle's actor brings its own layers)."""
+
     num_steps: int = 24
-    """Rollout length per environment and iteration."""
+    """Rollout length per environment and iteration: every update learns from num_envs * num_steps transitions
+    (the learner's rollout_steps)."""
     num_epochs: int = 5
     """Passes over each rollout."""
     num_minibatches: int = 4
@@ -53,6 +56,7 @@ class PPOConfig:
     desired_kl: float = 0.01
     """Target KL divergence per minibatch for the adaptive schedule."""
     min_lr: float = 1e-5
+    """Lower bound of the adaptive learning rate."""
     max_lr: float = 3e-3
     """Upper bound of the adaptive learning rate (Adam on CPU-sized minibatches diverges near 1e-2)."""
     max_grad_norm: float = 1.0
@@ -60,7 +64,9 @@ class PPOConfig:
     init_noise_std: float = 0.6
     """Initial standard deviation of the Gaussian policy (in action units; the A1 scales actions by 0.25 rad)."""
     actor_hidden: list[int] = field(default_factory=lambda: [256, 128, 64])
+    """Hidden widths of a fresh actor (ELU MLP)."""
     critic_hidden: list[int] = field(default_factory=lambda: [256, 128, 64])
+    """Hidden widths of the value MLP."""
     normalize_obs: bool = True
     """Running mean/std observation normalization (its statistics go into the bundle contract); off: the actor's
     own fixed statistics (a bundle's, when fine-tuning it)."""
@@ -68,6 +74,7 @@ class PPOConfig:
     """Iterations at the start that fit only the value function (actor and log std frozen): when starting from a
     trained actor, its first steps then follow a fitted advantage rather than a random critic."""
     normalize_advantage: bool = True
+    """Standardize the advantages of each rollout."""
     store_applied_action: bool = False
     """Store info["applied_action"] (after the safety chain) instead of the sampled action where they differ. Off
     by default: where the chain clips hard, the stored actions sit several standard deviations from the policy

@@ -116,9 +116,9 @@ class TrainConfig:
 def build_learner(cfg: TrainConfig, obs_dim: int, act_dim: int, action_clip: float) -> Learner:
     """A fresh learner of `cfg.algo` for an environment of these dimensions."""
     section = cfg.learner_config()
-    policy = section.new_policy(obs_dim, act_dim)
-    return get_algorithm(cfg.algo).learner(policy, section, LearnerSetup(num_envs=cfg.num_envs,
-                                                                          action_clip=action_clip, seed=cfg.seed))
+    algo = get_algorithm(cfg.algo)
+    return algo.learner(algo.new_policy(section, obs_dim, act_dim), section,
+                        LearnerSetup(num_envs=cfg.num_envs, action_clip=action_clip, seed=cfg.seed))
 
 
 def task_defaults(task: str) -> TrainConfig:

@@ -18,7 +18,7 @@ from robot_rl.errors import ConfigError
 from robot_rl.learner import LearnerSetup
 from robot_rl.networks import Policy
 from robot_rl.offline.buffer import Batch
-from robot_rl.offline.offpolicy import ActorConfig, ReplayConfig, ReplayFeed, ReplayLearner
+from robot_rl.offline.offpolicy import ActorConfig, ReplayConfig, ReplayLearner
 
 
 @dataclass(frozen=True)
@@ -36,17 +36,12 @@ class BCConfig:
         if self.max_grad_norm <= 0 or self.weight_decay < 0:
             raise ConfigError("bc: max_grad_norm must be positive, weight_decay >= 0")
 
-    def new_policy(self, obs_dim: int, act_dim: int) -> Policy:
-        return self.actor.new_policy(obs_dim, act_dim)
-
-
 class BC(ReplayLearner):
     """Mean-squared error between the policy mean and the logged action."""
 
     def __init__(self, policy: Policy, cfg: BCConfig, setup: LearnerSetup) -> None:
+        super().__init__(policy, cfg.replay, setup)
         self.cfg = cfg
-        self.policy = policy
-        self.feed = ReplayFeed(policy, cfg.replay, setup)
         self.optimizer = torch.optim.AdamW(policy.net.parameters(), lr=cfg.actor.learning_rate,
                                            weight_decay=cfg.weight_decay)
 

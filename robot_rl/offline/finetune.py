@@ -29,9 +29,19 @@ from robot_rl.learner import Learner, LearnerSetup, algorithms, get_algorithm, m
 from robot_rl.networks import Policy
 from robot_rl.offline.buffer import ReplayBuffer, Transitions
 from robot_rl.offline.loop import evaluate_policy, run_online, train_offline
-from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig
+from robot_rl.offline.offpolicy import ActorConfig, ReplayConfig
 from robot_rl.offline.sac import SAC, SACConfig
 from robot_rl.ppo import PPO, PPOConfig
+
+FINETUNE_PPO = dataclasses.replace(PPOConfig(), learning_rate=3e-4, desired_kl=0.005, entropy_coef=0.0,
+                                   normalize_obs=False, critic_warmup=10)
+"""PPO as fine-tuning runs it (online_algo="ppo"): the bundle's fixed observation statistics (its weights assume
+them), half the training KL target and a slower start so the policy stays near the bundle's, and a critic fitted
+for 10 iterations before the actor moves."""
+FINETUNE_SAC = dataclasses.replace(SACConfig(), replay=ReplayConfig(warmup_steps=0),
+                                   actor=ActorConfig(learning_rate=1e-4), droq=True, init_alpha=0.01)
+"""SAC as fine-tuning runs it online: no random warm-up (it starts from a bundle), an actor slower than the critics
+(early critic errors must not undo the policy), DroQ critics and a low start temperature."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class FinetuneConfig:
     offline_steps: int = 5000
     """Gradient steps on the logged data (0: skip the offline phase)."""
     batch_size: int = 256
+    """Transitions per gradient step of the offline learner (and online of whichever learner runs but PPO)."""
     actions: Literal["applied", "policy"] = "policy"
     """Logged actions to learn from: the policy's output as the safety chain received it (default; a deployed actor's
     output goes through the chain again) or the executed (certified) ones (Dataset.transitions). Raw-topic logs
@@ -62,20 +73,17 @@ class FinetuneConfig:
     """Online learner: "" continues the offline one (IQL / TD3+BC with their critics and the logged data in an RLPD
     buffer; SAC after BC or SAC); "ppo" runs on-policy PPO from the (offline-trained) actor (FINETUNE_PPO; no
     replay of the logs)."""
-    ppo_steps: int = 24
-    """PPO rollout length per environment (online_algo="ppo"): iterations = online_steps // (num_envs * ppo_steps)."""
+    online_ppo: PPOConfig = field(default_factory=lambda: FINETUNE_PPO)
+    """PPO online (online_algo="ppo"): iterations = online_steps // (num_envs * online_ppo.num_steps)."""
+    online_sac: SACConfig = field(default_factory=lambda: FINETUNE_SAC)
+    """SAC online after BC or SAC (its replay batch_size and utd_ratio are the fields below; its reward scale is
+    1 / std of the logged per-step rewards)."""
     critic_warmup_steps: int = 2000
     """Critic updates on the logged data before online SAC (actor frozen)."""
     num_envs: int = 8
     """Parallel simulated robots for online fine-tuning and evaluation."""
     utd_ratio: float = 1.0
-    """Critic updates per collected transition online."""
-    droq: bool = True
-    """Dropout + LayerNorm critics online (DroQ)."""
-    init_alpha: float = 0.01
-    """Initial SAC temperature online (low: fine-tuning starts from a good policy)."""
-    online_actor_lr: float = 1e-4
-    """Actor learning rate online (slower than the critics, so early critic errors do not undo the policy)."""
+    """Critic updates per collected transition online (of whichever learner runs online but PPO)."""
     init_std: float = 0.15
     """Initial exploration std of the fine-tuned Gaussian policy."""
     task: str = ""
@@ -151,13 +159,6 @@ REWARD_SCALED = ("iql", "td3bc")
 """Offline learners whose rewards finetune scales to unit per-step std (see offline_learner_config)."""
 CONTINUED_ONLINE = ("iql", "td3bc")
 """Offline learners that go on online with their own critics; SAC takes over after the others."""
-
-FINETUNE_PPO = dataclasses.replace(PPOConfig(), learning_rate=3e-4, desired_kl=0.005, entropy_coef=0.0,
-                                   normalize_obs=False, critic_warmup=10)
-"""PPO as fine-tuning runs it (online_algo="ppo"): the bundle's fixed observation statistics (its weights assume
-them), half the training KL target and a slower start so the policy stays near the bundle's, and a critic fitted
-for 10 iterations before the actor moves."""
-
 
 def with_overrides(algo: str, base: Any, overrides: dict[str, Any]) -> Any:
     """`base` (an algorithm config) with the user's `overrides`; sections merge key by key. An unknown setting is
@@ -257,17 +258,18 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
         online: Learner = learner
         if cfg.online_algo == "ppo":
             torch.manual_seed(cfg.seed)
-            online = PPO(policy, dataclasses.replace(FINETUNE_PPO, num_steps=cfg.ppo_steps),
-                         LearnerSetup(num_envs=cfg.num_envs, action_clip=clip, seed=cfg.seed))
-            steps = max(1, cfg.online_steps // (cfg.num_envs * cfg.ppo_steps)) * cfg.num_envs * cfg.ppo_steps
+            online = PPO(policy, cfg.online_ppo, LearnerSetup(num_envs=cfg.num_envs, action_clip=clip, seed=cfg.seed))
+            batch = cfg.num_envs * cfg.online_ppo.num_steps
+            steps = max(1, cfg.online_steps // batch) * batch
         elif cfg.algo not in CONTINUED_ONLINE:
             # SAC (or after BC): rewards scaled to unit per-step std, a low start temperature and a slow actor,
             # critics first fitted on the logged data with the actor frozen
             scale = 1.0 / max(float(np.std(data.reward)), 1e-3)
-            sac = SAC(policy, SACConfig(replay=ReplayConfig(batch_size=cfg.batch_size, utd_ratio=cfg.utd_ratio),
-                                        actor=ActorConfig(learning_rate=cfg.online_actor_lr),
-                                        critic=CriticConfig(reward_scale=scale), droq=cfg.droq,
-                                        init_alpha=cfg.init_alpha), setup)
+            sac_cfg = cfg.online_sac
+            sac_cfg = dataclasses.replace(
+                sac_cfg, replay=dataclasses.replace(sac_cfg.replay, batch_size=cfg.batch_size, utd_ratio=cfg.utd_ratio),
+                critic=dataclasses.replace(sac_cfg.critic, reward_scale=scale))
+            sac = SAC(policy, sac_cfg, setup)
             if cfg.critic_warmup_steps:
                 sac.update_steps(cfg.critic_warmup_steps, actor=False)
             metrics["online/reward_scale"] = scale

@@ -23,7 +23,7 @@ from robot_rl.errors import ConfigError
 from robot_rl.learner import LearnerSetup
 from robot_rl.networks import Critic, Policy, ValueNet, soft_update
 from robot_rl.offline.buffer import Batch
-from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig, ReplayFeed, ReplayLearner
+from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig, ReplayLearner
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class IQLConfig:
     actor: ActorConfig = field(default_factory=ActorConfig)
     """Fresh actor and its learning rate."""
     critic: CriticConfig = field(default_factory=CriticConfig)
-    """Q and V networks and their targets (critic.learning_rate is also V's)."""
+    """Q and V networks and their targets; critic.learning_rate is V's too, and critic.reward_scale brings the
+    advantages to the order one that the advantage weights exp(temperature * A) assume."""
     expectile: float = 0.7
     """tau of the expectile regression of V on Q (0.5 = mean, -> 1 = max)."""
     temperature: float = 3.0
@@ -46,8 +47,7 @@ class IQLConfig:
     """Transition point of the Huber loss."""
     clip_logged_actions: bool = True
     """Clip logged actions to the action clip for the policy's likelihood (off: learn from the policy's own raw
-    outputs, beyond the clip too). The advantage weights exp(temperature * A) assume advantages of order one: see
-    critic.reward_scale."""
+    outputs, beyond the clip too)."""
     anchor: float = 0.0
     """Weight of a squared-error term that keeps the actor's mean close to the start actor's on the logged states
     (a KL regularizer to the policy being fine-tuned, for equal stds): 0 lets the advantage-weighted regression
@@ -59,17 +59,12 @@ class IQLConfig:
         if self.temperature < 0 or self.max_weight <= 0 or self.huber_delta <= 0 or self.anchor < 0:
             raise ConfigError("iql: temperature >= 0, max_weight > 0, huber_delta > 0 and anchor >= 0 are required")
 
-    def new_policy(self, obs_dim: int, act_dim: int) -> Policy:
-        return self.actor.new_policy(obs_dim, act_dim)
-
-
 class IQL(ReplayLearner):
     """IQL on batches from its replay feed (logged data, and fresh data when collecting)."""
 
     def __init__(self, policy: Policy, cfg: IQLConfig, setup: LearnerSetup) -> None:
+        super().__init__(policy, cfg.replay, setup)
         self.cfg = c = cfg
-        self.policy = policy
-        self.feed = ReplayFeed(policy, c.replay, setup)
         self.likelihood_clip = setup.action_clip if c.clip_logged_actions else float("inf")
         self.critic = Critic(policy.obs_dim, policy.act_dim, c.critic.hidden)
         self.critic_target = copy.deepcopy(self.critic)

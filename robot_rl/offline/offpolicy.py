@@ -27,7 +27,8 @@ class ReplayConfig:
     """Collection and sampling of an off-policy learner."""
 
     batch_size: int = 256
-    """Transitions per gradient step (split between logged and online data, see offline_fraction)."""
+    """Transitions per gradient step, split between logged and online data when there are both (see
+    offline_fraction)."""
     utd_ratio: float = 1.0
     """Gradient steps per collected transition (DroQ uses 20; 1 is plain SAC)."""
     update_every: int = 1
@@ -53,7 +54,8 @@ class ActorConfig:
     """The actor of an off-policy learner trained from scratch, and its optimizer."""
 
     hidden: list[int] = field(default_factory=lambda: [256, 128, 64])
-    """Hidden widths of a fresh actor (a bundle brings its own)."""
+    """Hidden widths of a fresh actor (ELU MLP, as PPO's, so either exports the same bundle; a bundle brings its
+    own)."""
     init_std: float = 0.3
     """Initial standard deviation of a fresh Gaussian actor (action units)."""
     learning_rate: float = 3e-4
@@ -72,7 +74,8 @@ class CriticConfig:
     """The temporal-difference side of SAC, IQL and TD3+BC."""
 
     hidden: list[int] = field(default_factory=lambda: [256, 256])
-    """Hidden widths of each Q (and V) network."""
+    """Hidden widths of each Q (and V) network (ReLU MLPs on the normalized observation and, for Q, the
+    action)."""
     learning_rate: float = 3e-4
     """Adam learning rate of the critics."""
     gamma: float = 0.99
@@ -171,8 +174,10 @@ class ReplayLearner(ABC):
     the feed owes (one per collected transition times replay.utd_ratio; one when learning from logged data only),
     nothing while warming up. Checkpoints hold the named `parts()` and the feed's counters."""
 
-    policy: Policy
-    feed: ReplayFeed
+    def __init__(self, policy: Policy, replay: ReplayConfig, setup: LearnerSetup) -> None:
+        self.policy = policy
+        self.action_clip = setup.action_clip
+        self.feed = ReplayFeed(policy, replay, setup)
 
     @property
     def rollout_steps(self) -> int:

@@ -30,7 +30,7 @@ from robot_rl.errors import ConfigError
 from robot_rl.learner import LearnerSetup
 from robot_rl.networks import Critic, Policy, soft_update
 from robot_rl.offline.buffer import Batch
-from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig, ReplayFeed, ReplayLearner
+from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig, ReplayLearner
 
 
 @dataclass(frozen=True)
@@ -62,10 +62,6 @@ class SACConfig:
         if self.init_alpha <= 0 or self.alpha_lr <= 0 or not 0.0 <= self.dropout < 1.0:
             raise ConfigError("sac: init_alpha and alpha_lr must be positive, dropout in [0, 1)")
 
-    def new_policy(self, obs_dim: int, act_dim: int) -> Policy:
-        return self.actor.new_policy(obs_dim, act_dim)
-
-
 class _Temperature(nn.Module):
     """The entropy temperature alpha = exp(log_alpha), learned."""
 
@@ -78,10 +74,8 @@ class SAC(ReplayLearner):
     """SAC learner with its online replay buffer and optional logged data (`setup.offline`)."""
 
     def __init__(self, policy: Policy, cfg: SACConfig, setup: LearnerSetup) -> None:
+        super().__init__(policy, cfg.replay, setup)
         self.cfg = c = cfg
-        self.policy = policy
-        self.action_clip = setup.action_clip
-        self.feed = ReplayFeed(policy, c.replay, setup)
         self.critic = Critic(policy.obs_dim, policy.act_dim, c.critic.hidden, c.num_q, layer_norm=c.droq,
                              dropout=c.dropout if c.droq else 0.0)
         self.critic_target = copy.deepcopy(self.critic)

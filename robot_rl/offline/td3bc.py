@@ -22,7 +22,7 @@ from robot_rl.errors import ConfigError
 from robot_rl.learner import LearnerSetup
 from robot_rl.networks import Critic, Policy, soft_update
 from robot_rl.offline.buffer import Batch
-from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig, ReplayFeed, ReplayLearner
+from robot_rl.offline.offpolicy import ActorConfig, CriticConfig, ReplayConfig, ReplayLearner
 
 
 @dataclass(frozen=True)
@@ -51,18 +51,12 @@ class TD3BCConfig:
         if self.policy_delay < 1 or self.alpha < 0 or self.critic_warmup < 0:
             raise ConfigError("td3bc: policy_delay >= 1, alpha >= 0 and critic_warmup >= 0 are required")
 
-    def new_policy(self, obs_dim: int, act_dim: int) -> Policy:
-        return self.actor.new_policy(obs_dim, act_dim)
-
-
 class TD3BC(ReplayLearner):
     """TD3+BC on batches from its replay feed (logged data, and fresh data when collecting)."""
 
     def __init__(self, policy: Policy, cfg: TD3BCConfig, setup: LearnerSetup) -> None:
+        super().__init__(policy, cfg.replay, setup)
         self.cfg = c = cfg
-        self.policy = policy
-        self.action_clip = setup.action_clip
-        self.feed = ReplayFeed(policy, c.replay, setup)
         self.policy_target = copy.deepcopy(policy)
         self.critic = Critic(policy.obs_dim, policy.act_dim, c.critic.hidden)
         self.critic_target = copy.deepcopy(self.critic)

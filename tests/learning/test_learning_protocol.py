@@ -56,7 +56,8 @@ def test_registered_learner_follows_the_protocol(name: str, tmp_path: Path) -> N
     env = make_env("gym:Pendulum-v1", 4, 0)
     cfg = SMALL[name]
     setup = LearnerSetup(num_envs=4, action_clip=env.contract.action.clip, seed=0)
-    learner = make_learner(name, cfg.new_policy(env.obs_dim, env.act_dim), cfg, setup)
+    new_policy = algorithms()[name].new_policy
+    learner = make_learner(name, new_policy(cfg, env.obs_dim, env.act_dim), cfg, setup)
     start = [p.detach().clone() for p in learner.policy.parameters()]
     obs = env.reset(seed=0)
     for _ in range(2):
@@ -67,7 +68,7 @@ def test_registered_learner_follows_the_protocol(name: str, tmp_path: Path) -> N
     # state through a checkpoint file (weights only) into a fresh learner: it acts the same
     path = save_checkpoint(tmp_path / "learner.pt", {"learner": learner.state_dict()})
     state = torch.load(path, map_location="cpu", weights_only=True)["learner"]
-    again = make_learner(name, cfg.new_policy(env.obs_dim, env.act_dim), cfg, setup)
+    again = make_learner(name, new_policy(cfg, env.obs_dim, env.act_dim), cfg, setup)
     again.load_state_dict(state)
     probe = np.random.default_rng(1).normal(size=(8, env.obs_dim)).astype(np.float32)
     np.testing.assert_array_equal(again.policy.act(probe), learner.policy.act(probe))
