@@ -1,6 +1,7 @@
 """`robot-rl train [--config FILE] [--set key.sub=value ...] [--resume RUN_OR_CKPT]`: train, evaluate, export.
 
-With no arguments: the A1 walking task (MuJoCo) within the default wall-clock budget.
+With no arguments: the A1 walking task (MuJoCo) within the default wall-clock budget, learned by PPO; `--set algo=sac`
+(or any name in robot_rl.learner.algorithms()) trains with another learner, configured by its section (`sac.*`).
 """
 
 from __future__ import annotations
