@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from robot_rl.contract import PolicyContract
-from robot_rl.errors import BundleError
+from robot_rl.errors import BundleError, ConfigError
 
 
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, out_gain: float = 1.0) -> nn.Sequential:
@@ -46,6 +46,13 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, out_gain: float = 1.0)
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0
 """Bounds on the policy log standard deviation (std in [0.007, 2.7] action units). The upper bound matters for
 entropy-maximizing learners (SAC): with actions clipped to [-1, 1] a wider Gaussian only saturates."""
+
+
+def check_init_std(value: float, name: str) -> None:
+    """A fresh actor's initial std must lie within the log-std bounds (a one-line ConfigError naming `name`)."""
+    low, high = math.exp(LOG_STD_MIN), math.exp(LOG_STD_MAX)
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be in [{low:.3g}, {high:.3g}] (the actor's std bounds), got {value}")
 
 
 class Policy(nn.Module):

@@ -14,7 +14,6 @@ the learner stores that action.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,7 +22,7 @@ import torch
 
 from robot_rl.errors import ConfigError
 from robot_rl.learner import LearnerSetup
-from robot_rl.networks import LOG_STD_MAX, LOG_STD_MIN, Policy, mlp
+from robot_rl.networks import Policy, check_init_std, mlp
 from robot_rl.normalizer import RunningNormalizer
 
 
@@ -95,9 +94,7 @@ class PPOConfig:
         for name in ("clip_param", "learning_rate", "desired_kl", "init_noise_std", "max_grad_norm"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"ppo.{name} must be positive, got {getattr(self, name)}")
-        if not math.exp(LOG_STD_MIN) <= self.init_noise_std <= math.exp(LOG_STD_MAX):
-            raise ConfigError(f"ppo.init_noise_std must be in [{math.exp(LOG_STD_MIN):.3g}, "
-                              f"{math.exp(LOG_STD_MAX):.3g}] (the actor's std bounds), got {self.init_noise_std}")
+        check_init_std(self.init_noise_std, "ppo.init_noise_std")
 
     def new_policy(self, obs_dim: int, act_dim: int) -> Policy:
         return Policy(obs_dim, act_dim, self.actor_hidden, init_std=self.init_noise_std)

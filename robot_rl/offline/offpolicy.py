@@ -9,7 +9,6 @@ each gradient step's batch half from the logged data, half from fresh data (RLPD
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,7 +18,7 @@ import torch
 
 from robot_rl.errors import ConfigError
 from robot_rl.learner import LearnerSetup
-from robot_rl.networks import LOG_STD_MAX, LOG_STD_MIN, Policy
+from robot_rl.networks import Policy, check_init_std
 from robot_rl.offline.buffer import Batch, ReplayBuffer, sample_symmetric, step_transitions
 
 
@@ -65,9 +64,7 @@ class ActorConfig:
     def __post_init__(self) -> None:
         if self.learning_rate <= 0:
             raise ConfigError(f"actor.learning_rate must be positive, got {self.learning_rate}")
-        if not math.exp(LOG_STD_MIN) <= self.init_std <= math.exp(LOG_STD_MAX):
-            raise ConfigError(f"actor.init_std must be in [{math.exp(LOG_STD_MIN):.3g}, {math.exp(LOG_STD_MAX):.3g}] "
-                              f"(the actor's std bounds), got {self.init_std}")
+        check_init_std(self.init_std, "actor.init_std")
 
     def new_policy(self, obs_dim: int, act_dim: int) -> Policy:
         return Policy(obs_dim, act_dim, self.hidden, init_std=self.init_std)
