@@ -13,6 +13,7 @@ telemetry, and the chain may replace the result by its backup.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 from robot_rl.contract import PolicyContract
 from robot_rl.safety.config import CbfConfig, WorkspaceConfig
 from robot_rl.safety.coupled import CoupledModel, CoupledRows
-from robot_rl.safety.intervals import clip_to, joint_intervals
+from robot_rl.safety.intervals import clip_to, joint_intervals, kernel_tables
 from robot_rl.safety.kinematics import SerialChain
 from robot_rl.safety.model import Rows, barrier_rows, interval_table, pd_response
 from robot_rl.safety.protocol import Batch, Certified, row_norms
@@ -102,8 +103,8 @@ class CbfFilter:
         self.lower, self.upper = lower, upper
         self.weights = np.ones(n) if cfg.weights is None else np.broadcast_to(np.asarray(cfg.weights, float), (n,))
         self.uniform_weights = bool(np.all(self.weights == self.weights[0]))
-        self._stacked = np.ascontiguousarray(np.stack(self.tables))
-        """(levels, 3, 2, R, n): what safety.intervals.joint_intervals reads."""
+        self._stacked = kernel_tables(self.tables)
+        """(levels, n, 2, R, 3): what safety.intervals.joint_intervals reads."""
         self._buffers: dict[int, _Intervals] = {}
         """Interval-kernel buffers per batch size."""
         self.workspace = _Workspace(cfg.workspace, contract, self.response, dec, cfg.gamma) \
@@ -123,7 +124,7 @@ class CbfFilter:
         return w.lo[0].copy(), w.hi[0].copy(), int(w.level[0])
 
     def interval_tables(self) -> np.ndarray | None:
-        """(levels, 3, 2, R, n) tables of `safety.intervals.joint_intervals` when this filter is exactly the
+        """(levels, n, 2, R, 3) tables of `safety.intervals.joint_intervals` when this filter is exactly the
         clip into the joint intervals (decoupled model, no workspace, solver auto); None otherwise. A compiled chain
         reads them (safety/fast.py)."""
         if self.coupled is not None or self.workspace is not None or self.cfg.solver == "daqp":
@@ -143,19 +144,15 @@ class CbfFilter:
         if self.coupled is not None:
             return self._certify_coupled_rows(q, v, u_pi)
         num = q.shape[0]
-        w = self._intervals(num)
-        joint_intervals(self._stacked, np.ascontiguousarray(q), np.ascontiguousarray(v), w.lo, w.hi, w.level,
-                        SLACK_LEVEL)
-        lo, hi, level = w.lo.copy(), w.hi.copy(), w.level.copy()
-        u = np.empty_like(u_pi)
-        active = np.empty(num, np.int64)
-        clip_to(np.ascontiguousarray(u_pi), lo, hi, u, active, w.correction_sq)
-        slack = np.zeros(num)
-        iters = np.zeros(num, dtype=np.int64)
+        lo, hi, u = np.empty_like(u_pi), np.empty_like(u_pi), np.empty_like(u_pi)
+        level, active = np.empty(num, np.int64), np.empty(num, np.int64)
+        joint_intervals(self._stacked, np.ascontiguousarray(q), np.ascontiguousarray(v), lo, hi, level, SLACK_LEVEL)
+        clip_to(np.ascontiguousarray(u_pi), lo, hi, u, active, self._intervals(num).correction_sq)
+        slack, iters, solver = _interval_only(num)
         status = _LEVEL_NAMES[level]
-        solver = np.full(num, "interval", dtype=_SOLVER_NAME)
         feasible = level == 0
         if self.workspace is not None or self.cfg.solver == "daqp":
+            slack, iters, solver = slack.copy(), iters.copy(), solver.copy()
             ok = np.ones(num, dtype=bool)
             rows = np.flatnonzero(self.workspace.violated_batch(q, v, u)) if self.cfg.solver == "auto" and \
                 self.workspace is not None else range(num)
@@ -310,6 +307,16 @@ class CbfFilter:
         lam = info["lam"]
         n_act = int(np.count_nonzero(np.abs(lam[n + 1:]) > 1e-12)) if m else 0
         return u, float(max(x[n], 0.0)), int(info["iterations"]), "daqp", n_act, True
+
+
+@functools.cache
+def _interval_only(num: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """cbf/slack, cbf/iterations, cbf/solver of `num` robots clipped into their intervals (no QP); shared and
+    read-only."""
+    out = np.zeros(num), np.zeros(num, dtype=np.int64), np.full(num, "interval", dtype=_SOLVER_NAME)
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 class _Intervals:

@@ -7,9 +7,11 @@ code (and reports its telemetry as plain values). The only single-robot special 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from robot_rl.config import from_dict
 from robot_rl.contract import PolicyContract
@@ -22,6 +24,9 @@ from robot_rl.safety.shields import SanityShield, StateShield
 from robot_rl.state import RobotState
 
 _NONFINITE = "a filter returned non-finite targets"
+_HEALTHY = {"safety/backup": False, "safety/shield": "", "safety/reason": "", "safety/latched": False,
+            "safety/damping": False}
+"""The chain's telemetry of one robot on which no shield fired."""
 
 
 def parse_safety(contract: PolicyContract) -> list[tuple[str, Any]]:
@@ -52,7 +57,7 @@ def build_chain(contract: PolicyContract) -> SafetyChain:
 
 
 class _Screen:
-    """What the shields decided for a batch: rows to replace by the backup, and why."""
+    """What the shields decided for a batch: the robots to put on the backup, and why."""
 
     def __init__(self, bad: np.ndarray, latched: np.ndarray, fresh: np.ndarray) -> None:
         self.bad, self.latched, self.fresh = bad, latched, fresh
@@ -84,7 +89,7 @@ class SafetyChain:
                                      else contract.default_joint_pos, float)
         specs: list[tuple[FilterSpec, Any]] = [(FILTERS[name], cfg) for name, cfg in configs if name not in SHIELDS]
         self.filters: list[Filter] = [spec.build(contract, cfg) for spec, cfg in specs]
-        self._fast = LegPath.build(contract, self.filters, specs)
+        self._fast = LegPath.build(contract, self.sanity, self.filters, specs)
         """The filters as one compiled call for one robot (None: no such kernel for these filters)."""
         self._estop_reason = ""
         self._last = self.stand_pose.copy()
@@ -126,42 +131,45 @@ class SafetyChain:
     def certify(self, state: RobotState, targets: Any, now: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Safe targets (n,) and telemetry (plain values). Never raises: malformed input gives the backup and the
         reason."""
-        nan = np.full((1, self.n), np.nan)
         try:
             raw = np.asarray(targets, dtype=float)
         except (TypeError, ValueError):
-            return self._single(*self._fallback(state, nan, "sanity", "targets are not numeric"))
+            return self._single(*self._fallback(state, 1, "sanity", "targets are not numeric"))
         try:
             why = self.sanity.shape_reason(state.joint_pos, state.joint_vel, raw, ())
             if why:
-                return self._single(*self._fallback(state, nan, "sanity", why))
-            q = np.asarray(state.joint_pos, dtype=float)[None]
-            v = np.asarray(state.joint_vel, dtype=float)[None]
-            screen = self._screen(state, q, v, raw[None], now)
-            fast = self._fast.run(q[0], v[0], raw) if self._fast is not None and not screen.fire[0] else None
-            if fast is not None:
-                return self._single_fast(state, raw, *fast)
-            u, filter_info, failed = self._filter(q, v, raw[None], screen.fire)
-            u, commit, tel = self._finish(state, q, v, raw[None], u, screen, failed)
+                return self._single(*self._fallback(state, 1, "sanity", why))
+            q1, v1 = np.asarray(state.joint_pos, dtype=float), np.asarray(state.joint_vel, dtype=float)
+            latched, fresh = self._latch(state, now, 1)
+            if self._fast is not None and not latched[0]:
+                fast = self._fast.run(q1, v1, raw)  # None: the shields and filters below say why
+                if fast is not None:
+                    return self._single_fast(state, raw, *fast)
+            q, v, raw2 = q1[None], v1[None], raw[None]
+            screen = _Screen(self.sanity.check(q, v, raw2), latched, fresh)
+            u, filter_info, failed = self._filter(q, v, raw2, screen.fire)
+            u, commit, tel = self._finish(state, q, v, raw2, u, screen, failed)
         except Exception as exc:  # noqa: BLE001 - certify must never raise; the reason is telemetry
-            return self._single(*self._fallback(state, nan, "chain", f"{type(exc).__name__}: {exc}"))
+            return self._single(*self._fallback(state, 1, "chain", f"{type(exc).__name__}: {exc}", raw[None]))
         # a robot on its backup reports no filter telemetry: the filters did not shape what it got
         return self._single(u, {} if tel["safety/backup"][0] else filter_info, commit, tel)
 
     def _single(self, u: np.ndarray, *parts: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         """One robot's view of a batch of one: its row, and its telemetry as plain values."""
         self._last = u[0]
-        return u[0], {k: _value(val) for part in parts for k, val in part.items()}
+        return u[0], {k: val.item() if val.ndim == 1 else val[0] for part in parts for k, val in part.items()}
 
     def _single_fast(self, state: RobotState, raw: np.ndarray, u: np.ndarray,
                      info: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         """Finish a tick the compiled path certified: commit, then the telemetry `_tell` gives such a tick."""
         assert self._fast is not None
-        info.update({k: _value(val) for k, val in self._commit(state, u[None]).items()})
+        for key, val in self._commit(state, u[None]).items():
+            info[key] = _value(val)
         norm = self._fast.correction_norm()
-        info.update({"safety/correction": u - raw, "safety/correction_norm": norm, "safety/intervened": norm > 1e-9,
-                     "safety/backup": False, "safety/shield": "", "safety/reason": "", "safety/latched": False,
-                     "safety/damping": False})
+        info["safety/correction"] = u - raw
+        info["safety/correction_norm"] = norm
+        info["safety/intervened"] = norm > 1e-9
+        info.update(_HEALTHY)
         self._last = u
         return u, info
 
@@ -176,77 +184,79 @@ class SafetyChain:
             if why:
                 raise ValueError(why)
             q, v = np.asarray(state.joint_pos, dtype=float), np.asarray(state.joint_vel, dtype=float)
-            screen = self._screen(state, q, v, raw, now)
+            screen = _Screen(self.sanity.check(q, v, raw), *self._latch(state, now, num))
             u, filter_info, failed = self._filter(q, v, raw, screen.fire)
             u, commit, tel = self._finish(state, q, v, raw, u, screen, failed)
         except Exception as exc:  # noqa: BLE001 - certify_batch must never raise
-            u, commit, tel = self._fallback(state, np.full((max(num, 1), self.n), np.nan), "chain",
-                                            f"{type(exc).__name__}: {exc}")
+            u, commit, tel = self._fallback(state, max(num, 1), "chain", f"{type(exc).__name__}: {exc}")
             filter_info = {}
         return u, {**filter_info, **commit, **tel}
 
     # ---- the one implementation ----------------------------------------------------------------------------------
-    def _screen(self, state: RobotState, q: np.ndarray, v: np.ndarray, raw: np.ndarray,
-                now: float | None) -> _Screen:
-        """The shields: sanity of the inputs, state checks and the e-stop (both latch)."""
-        num = q.shape[0]
-        bad = self.sanity.check(q, v, raw)
-        fresh = np.zeros(num, dtype=bool)
-        if self.state_shield is not None:
-            quat = np.asarray(state.base_quat, dtype=float).reshape(num, -1)
-            pos = None if state.base_pos is None else np.asarray(state.base_pos, dtype=float).reshape(num, -1)
-            fresh = self.state_shield.check(quat, pos, state.timestamp, now, num)
-            latched = self.state_shield.latched.copy()
-        else:
-            latched = fresh.copy()
+    def _latch(self, state: RobotState, now: float | None, num: int) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) robots whose backup is latched (state shield or e-stop), and those the state shield latched now."""
+        sh = self.state_shield
+        if sh is None:
+            fresh = np.zeros(num, dtype=bool)
+            return np.full(num, bool(self._estop_reason)), fresh
+        quat = np.asarray(state.base_quat, dtype=float).reshape(num, -1)
+        pos = None if state.base_pos is None else np.asarray(state.base_pos, dtype=float).reshape(num, -1)
+        fresh = sh.check(quat, pos, state.timestamp, now, num)
+        latched = sh.latched.copy()
         if self._estop_reason:
             latched[:] = True
-        return _Screen(bad, latched, fresh)
+        return latched, fresh
 
     def _filter(self, q: np.ndarray, v: np.ndarray, raw: np.ndarray,
-                fire: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+                fire: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
         """The filters in order on every row (rows the shields fired for hold q, with finite stand-ins); returns
         the targets, the filters' telemetry and the rows a filter could not certify."""
         u = raw
-        if fire.any():
+        if np.count_nonzero(fire):
             q = np.where(fire[:, None] | ~np.isfinite(q), 0.0, q)
             v = np.where(fire[:, None] | ~np.isfinite(v), 0.0, v)
             u = np.where(fire[:, None], q, raw)
         batch = Batch(q, v)
         info: dict[str, np.ndarray] = {}
-        failed = np.zeros(q.shape[0], dtype=bool)
+        failed = None
         for f in self.filters:
             res = f.certify(batch, u)
             u = res.targets
             info.update(res.info)
             if res.failed is not None:
-                failed |= res.failed
+                failed = res.failed if failed is None else failed | res.failed
             if res.feasible is not None:
                 batch.feasible = res.feasible
         return u, info, failed
 
     def _finish(self, state: RobotState, q: np.ndarray, v: np.ndarray, raw: np.ndarray, u: np.ndarray,
-                screen: _Screen, failed: np.ndarray) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+                screen: _Screen, failed: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
         """Backup for every fired, failed or non-finite row; commit; the chain's telemetry."""
-        failed = failed | ~np.all(np.isfinite(u), axis=1)
+        nonfinite = _nonfinite_rows(u)
+        failed = nonfinite if failed is None else failed | nonfinite
         fire = screen.fire | failed
-        shield = reason = np.full(fire.shape[0], "")
-        if fire.any():
+        if np.count_nonzero(fire):
             u = np.where(fire[:, None], self.backup(state), u)
             shield, reason = self._reasons(q, v, raw, screen, failed)
-        return u, self._commit(state, u), self._tell(raw, u, fire, screen.latched, shield, reason)
+            # rows with a non-finite raw target fired: their correction counts only the finite entries
+            corr = np.where(np.isfinite(raw), u - raw, 0.0)
+            return u, self._commit(state, u), self._tell(corr, fire, screen.latched, shield, reason)
+        blank = _blank(fire.shape[0])
+        return u, self._commit(state, u), self._tell(u - raw, fire, screen.latched, blank, blank)
 
-    def _fallback(self, state: RobotState, raw: np.ndarray, shield: str,
-                  reason: str) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
-        """Every robot on its backup (inputs the shields cannot read, or an exception)."""
-        num = raw.shape[0]
+    def _fallback(self, state: RobotState, num: int, shield: str, reason: str,
+                  raw: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+        """Every robot on its backup (inputs the shields cannot read, or an exception); the correction counts the
+        finite entries of `raw` when it has the batch's shape."""
         u = np.broadcast_to(self.backup(state), (num, self.n)).astype(float)
         if u.shape[0] != num:
             u = np.tile(self.stand_pose, (num, 1))
         latched = np.full(num, bool(self._estop_reason))
         if self.state_shield is not None and self.state_shield.latched.shape[0] == num:
             latched |= self.state_shield.latched
-        tel = self._tell(raw, u, np.ones(num, dtype=bool), latched, np.full(num, shield), np.full(num, reason))
+        corr = np.where(np.isfinite(raw), u - raw, 0.0) if raw is not None and raw.shape == u.shape else \
+            np.zeros_like(u)
+        tel = self._tell(corr, np.ones(num, dtype=bool), latched, np.full(num, shield), np.full(num, reason))
         return u, self._commit(state, u), tel
 
     def _reasons(self, q: np.ndarray, v: np.ndarray, raw: np.ndarray, screen: _Screen,
@@ -277,13 +287,33 @@ class SafetyChain:
                 continue
         return info
 
-    def _tell(self, raw: np.ndarray, u: np.ndarray, fire: np.ndarray, latched: np.ndarray, shield: np.ndarray,
+    def _tell(self, corr: np.ndarray, fire: np.ndarray, latched: np.ndarray, shield: np.ndarray,
               reason: np.ndarray) -> dict[str, Any]:
-        corr = np.where(np.isfinite(raw), u - raw, 0.0)
+        """The chain's telemetry: correction (applied - raw), backup, which shield, why, latch, damping."""
         norm = row_norms(corr)
         return {"safety/correction": corr, "safety/correction_norm": norm, "safety/intervened": fire | (norm > 1e-9),
                 "safety/backup": fire, "safety/shield": shield, "safety/reason": reason, "safety/latched": latched,
                 "safety/damping": fire & (self.backup_mode == "damping")}
+
+
+@njit(cache=True, nogil=True)
+def _nonfinite_rows(u: np.ndarray) -> np.ndarray:
+    """(N,) rows of u (N, n) holding a NaN or an infinity."""
+    out = np.zeros(u.shape[0], dtype=np.bool_)
+    for e in range(u.shape[0]):
+        for j in range(u.shape[1]):
+            if u[e, j] - u[e, j] != 0.0:
+                out[e] = True
+                break
+    return out
+
+
+@functools.cache
+def _blank(num: int) -> np.ndarray:
+    """`num` empty strings (the shield and reason of robots on which no shield fired); shared and read-only."""
+    out = np.full(num, "")
+    out.flags.writeable = False
+    return out
 
 
 def _value(val: Any) -> Any:

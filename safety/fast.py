@@ -1,11 +1,12 @@
 """The legged chain's filters for one robot in one compiled call: an accelerated path of `SafetyChain.certify`.
 
 A chain whose filters are exactly [rate_limit, cbf] with a CBF that is only the clip into its joint intervals
-(decoupled model, no workspace, solver auto) runs, on a healthy tick of one robot, `safety.intervals.leg_chain`
-instead of the two filters' numpy code: a control tick starts with cold caches, where each numpy call costs
-microseconds. The kernel reads what the filters publish (the limiter's `step`, `prev`, `valid`; the CBF's
-`interval_tables()`), writes nothing of theirs (the chain commits the applied target to every filter, as on the
-filter path), and is checked against the filters when it is built: a mismatch raises instead of silently differing.
+(decoupled model, no workspace, solver auto) runs, on a healthy tick of one robot, `leg_chain` (the sanity
+shield's own row check, then the two filters) instead of their numpy code: a control tick starts with cold caches,
+where each numpy call costs microseconds. The kernel reads what the shield and filters publish (the shield's
+`lower`, `upper`; the limiter's `step`, `prev`, `valid`; the CBF's `interval_tables()`), writes nothing of theirs
+(the chain commits the applied target to every filter, as on the filter path), and is checked against the filters
+when it is built: a mismatch raises instead of silently differing.
 """
 
 from __future__ import annotations
@@ -14,32 +15,76 @@ import math
 from typing import Any, cast
 
 import numpy as np
+from numba import njit
 
 from robot_rl.contract import PolicyContract
 from robot_rl.safety.cbf import RELAX_LEVELS, SLACK_LEVEL, CbfFilter
-from robot_rl.safety.intervals import leg_chain
+from robot_rl.safety.intervals import joint_intervals
 from robot_rl.safety.protocol import Batch, Filter, FilterSpec
-from robot_rl.safety.shields import RateLimiter
+from robot_rl.safety.shields import RateLimiter, SanityShield, unusable_row
 from robot_rl.state import RobotState
 
 KERNEL_FILTERS = ("rate_limit", "cbf")
 """The filter sequence the kernel reproduces."""
 
 
+@njit(cache=True, nogil=True)
+def leg_chain(q: np.ndarray, v: np.ndarray, raw: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+              prev: np.ndarray, has_prev: bool, step: np.ndarray, tables: np.ndarray, slack_level: int,
+              box: np.ndarray, level: np.ndarray, u_rate: np.ndarray, u: np.ndarray, counts: np.ndarray,
+              sums: np.ndarray) -> bool:
+    """The sanity shield's check (`unusable_row` with its [lower, upper]), then a rate limiter and the CBF's
+    interval clip, for one robot in one call. The rate window is prev +- step (q +- step without a previous
+    target); the CBF interval comes from `joint_intervals`. Returns False when the inputs are unusable or the
+    result is not finite (the caller then runs the shields and filters, which say why). On success `u` holds the
+    safe targets, `box` (2, n) the CBF interval, counts = (rate-limited joints, CBF-moved joints) and
+    sums = (squared CBF correction, squared total correction)."""
+    n = raw.shape[0]
+    if unusable_row(q, v, raw, lower, upper):
+        return False
+    rate_active = 0
+    for j in range(n):
+        ref = prev[j] if has_prev else q[j]
+        lo, hi = ref - step[j], ref + step[j]
+        x = lo if raw[j] < lo else raw[j]
+        x = hi if x > hi else x
+        u_rate[j] = x
+        if x != raw[j]:
+            rate_active += 1
+    joint_intervals(tables, q.reshape(1, n), v.reshape(1, n), box[0:1], box[1:2], level, slack_level)
+    cbf_active, cbf_sq, total_sq = 0, 0.0, 0.0
+    for j in range(n):
+        a, low, high = u_rate[j], box[0, j], box[1, j]
+        x = np.nan if low != low else (low if a < low else a)
+        x = np.nan if x != x or high != high else (high if x > high else x)
+        if x - x != 0.0:
+            return False
+        u[j] = x
+        d = x - a
+        if d != 0.0:
+            cbf_active += 1
+        cbf_sq += d * d
+        c = x - raw[j]
+        total_sq += c * c
+    counts[0], counts[1] = rate_active, cbf_active
+    sums[0], sums[1] = cbf_sq, total_sq
+    return True
+
+
 class LegPath:
     """[rate_limit, cbf (interval clip)] for one robot: `run(q, v, raw)` -> (safe targets (n,), filter telemetry)."""
 
-    def __init__(self, rate: RateLimiter, tables: np.ndarray) -> None:
+    def __init__(self, sanity: SanityShield, rate: RateLimiter, tables: np.ndarray) -> None:
         n = rate.step.shape[0]
-        self.rate, self.tables = rate, tables
+        self.sanity, self.rate, self.tables = sanity, rate, tables
         self.step = np.ascontiguousarray(rate.step, dtype=float)
         self.box, self.level = np.zeros((2, n)), np.zeros(1, np.int64)
         self.u_rate, self.u = np.zeros(n), np.zeros(n)
         self.counts, self.sums = np.zeros(2, np.int64), np.zeros(2)
 
     @classmethod
-    def build(cls, contract: PolicyContract, filters: list[Filter], specs: list[tuple[FilterSpec, Any]],
-              check: bool = True) -> LegPath | None:
+    def build(cls, contract: PolicyContract, sanity: SanityShield, filters: list[Filter],
+              specs: list[tuple[FilterSpec, Any]], check: bool = True) -> LegPath | None:
         """The compiled path of `filters` (built from `specs`, the registry entries and configs), or None when they
         are not what the kernel reproduces. With `check`, fresh filters from `specs` are run beside the kernel on
         random tick sequences, and any difference raises ValueError."""
@@ -49,22 +94,25 @@ class LegPath:
         tables = cbf.interval_tables()
         if tables is None:
             return None
-        path = cls(rate, tables)
+        path = cls(sanity, rate, tables)
         if check:
             path.verify(contract, specs)
         return path
 
     def run(self, q: np.ndarray, v: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, dict[str, Any]] | None:
-        """Safe targets and the filters' telemetry (one robot's values) for finite (n,) inputs, or None when the
-        result is not finite (the filters then run and the chain applies its backup)."""
-        rate = self.rate
-        has_prev = rate.valid.shape[0] == 1 and bool(rate.valid[0])
-        prev = rate.prev[0] if has_prev else q
-        if not leg_chain(q, v, raw, prev, has_prev, self.step, self.tables, SLACK_LEVEL, self.box, self.level,
-                         self.u_rate, self.u, self.counts, self.sums):
+        """Safe targets and the filters' telemetry (one robot's values) for (n,) float inputs, or None when the
+        sanity shield refuses them or the result is not finite (the shields and filters then run, and the chain
+        applies its backup)."""
+        valid = self.rate.valid
+        has_prev = valid.shape[0] == 1 and valid[0]
+        sanity = self.sanity
+        if not leg_chain(q, v, raw, sanity.lower, sanity.upper, self.rate.prev[0] if has_prev else q, has_prev,
+                         self.step, self.tables, SLACK_LEVEL, self.box, self.level, self.u_rate, self.u, self.counts,
+                         self.sums):
             return None
-        level = int(self.level[0])
-        return self.u.copy(), {"rate_limit/active": int(self.counts[0]), "cbf/active": int(self.counts[1]),
+        level = self.level.item()
+        rate_active, cbf_active = self.counts.tolist()
+        return self.u.copy(), {"rate_limit/active": rate_active, "cbf/active": cbf_active,
                                "cbf/correction_norm": math.sqrt(self.sums[0]), "cbf/slack": 0.0,
                                "cbf/status": RELAX_LEVELS[level], "cbf/level": level, "cbf/iterations": 0,
                                "cbf/solver": "interval", "cbf/feasible": level == 0}
@@ -82,12 +130,16 @@ class LegPath:
         span, vmax = upper - lower, np.asarray(contract.joint_vel_limit, float)
         for _ in range(sequences):
             ref = [spec.build(contract, cfg) for spec, cfg in specs]
-            mine = LegPath(cast(RateLimiter, ref[0]), self.tables)
+            mine = LegPath(self.sanity, cast(RateLimiter, ref[0]), self.tables)
             for _ in range(ticks):
                 q = lower + rng.uniform(-0.05, 1.05, lower.shape) * span
                 v = rng.uniform(-1.5, 1.5) * vmax * rng.standard_normal(lower.shape)
                 raw = q + rng.uniform(0.0, 0.6) * rng.standard_normal(lower.shape)
                 got = mine.run(q, v, raw)
+                if self.sanity.check(q[None], v[None], raw[None])[0]:
+                    if got is not None:
+                        raise ValueError("compiled leg path certified a tick the sanity shield refuses")
+                    continue
                 u = raw[None]
                 info: dict[str, Any] = {}
                 batch = Batch(q[None], v[None])

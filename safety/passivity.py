@@ -101,8 +101,8 @@ class PassivityFilter:
         if self.tank.shape[0] != num:
             self.tank = np.full(num, self.cfg.tank_init)
             self.injected, self.refilled = np.zeros(num), np.zeros(num)
-        q = np.ascontiguousarray(state.joint_pos, dtype=float).reshape(applied.shape)
-        v = np.ascontiguousarray(state.joint_vel, dtype=float).reshape(applied.shape)
+        q = np.asarray(state.joint_pos, dtype=float).reshape(applied.shape)
+        v = np.asarray(state.joint_vel, dtype=float).reshape(applied.shape)
         power = np.empty(num)
         _charge(self.tank, q, v, applied, self.kp, self.kd, self.dt, self.cfg.tank_max, self.cfg.refill, power,
                 self.refilled, self.injected)

@@ -19,18 +19,22 @@ from robot_rl.safety.protocol import Batch, Certified, selected
 from robot_rl.state import RobotState
 
 
+@njit(cache=True, nogil=True, inline="always")
+def unusable_row(q: np.ndarray, v: np.ndarray, targets: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> bool:
+    """One robot (n,): a non-finite position, velocity or target, or a target outside [lower, upper]."""
+    for j in range(q.shape[0]):
+        t = targets[j]
+        if q[j] - q[j] != 0.0 or v[j] - v[j] != 0.0 or t - t != 0.0 or t < lower[j] or t > upper[j]:
+            return True
+    return False
+
+
 @njit(cache=True, nogil=True)
 def _unusable(q: np.ndarray, v: np.ndarray, targets: np.ndarray, lower: np.ndarray, upper: np.ndarray,
               bad: np.ndarray) -> None:
-    """bad[e]: a non-finite position, velocity or target in row e, or a target outside [lower, upper]."""
+    """bad[e]: `unusable_row` of row e."""
     for e in range(q.shape[0]):
-        b = False
-        for j in range(q.shape[1]):
-            t = targets[e, j]
-            if q[e, j] - q[e, j] != 0.0 or v[e, j] - v[e, j] != 0.0 or t - t != 0.0 or t < lower[j] or t > upper[j]:
-                b = True
-                break
-        bad[e] = b
+        bad[e] = unusable_row(q[e], v[e], targets[e], lower, upper)
 
 
 _NO_HEIGHT = np.zeros(0)
@@ -107,6 +111,9 @@ class SanityShield:
     def shape_reason(self, q: Any, v: Any, targets: Any, rows: tuple[int, ...]) -> str:
         """Why the arrays cannot be certified as `rows` robots ("" when their shapes fit); () is one robot."""
         want = (*rows, self.n)
+        if type(q) is np.ndarray and type(v) is np.ndarray and type(targets) is np.ndarray and \
+                q.shape == v.shape == targets.shape == want:
+            return ""
         for label, a in (("state joint_pos", q), ("state joint_vel", v), ("targets", targets)):
             shape = np.shape(a)
             if shape != want:
@@ -144,6 +151,7 @@ class StateShield:
         """Why each latched robot latched."""
         self._last_ts = np.zeros(0)
         self._repeats = np.zeros(0, dtype=np.int64)
+        self._one_ts = np.zeros(1)
         off = math.nan
         self._limits = np.array([off if cfg.max_tilt is None else cfg.max_tilt,
                                  off if cfg.min_base_height is None else cfg.min_base_height,
@@ -158,7 +166,11 @@ class StateShield:
         `latch_reason`). Updates the staleness counters."""
         self._resize(num)
         fresh = np.zeros(num, dtype=bool)
-        ts = np.asarray(timestamp, dtype=float).reshape(-1)
+        if type(timestamp) is np.ndarray:
+            ts = timestamp.astype(float, copy=False).reshape(-1)
+        else:
+            ts = self._one_ts
+            ts[0] = timestamp
         height = _NO_HEIGHT if self.cfg.min_base_height is None or base_pos is None else base_pos[:, 2]
         if self.cfg.max_tilt is not None and quat.shape != (num, 4):
             quat = np.full((num, 4), np.nan)  # no orientation to check: fails the tilt check
@@ -224,8 +236,8 @@ class RateLimiter:
         if self.prev.shape != applied.shape:
             self.prev = np.zeros_like(applied)
             self.valid = np.zeros(applied.shape[0], dtype=bool)
-        self.prev[:] = applied
-        self.valid[:] = True
+        np.copyto(self.prev, applied)
+        self.valid.fill(True)
         return {}
 
     def reset(self, mask: np.ndarray | None = None) -> None:

@@ -101,7 +101,9 @@ def test_kernel_is_checked_against_the_filters_when_built() -> None:
     path = fast._fast
     specs = [(FILTERS[f.name], cfg) for f, (_, cfg) in zip(fast.filters, parse_safety(fast.contract)[2:])]
     path.verify(fast.contract, specs)  # the chain's own kernel agrees with fresh filters
-    wrong = LegPath(path.rate, path.tables * np.array([1.0, 1.0, 0.5])[None, :, None, None, None])
+    tables = path.tables.copy()
+    tables[..., 0] -= 0.05  # every bound 0.05 rad tighter
+    wrong = LegPath(path.sanity, path.rate, tables)
     with pytest.raises(ValueError, match="compiled leg path"):
         wrong.verify(fast.contract, specs)
 
