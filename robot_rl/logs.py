@@ -16,7 +16,7 @@ import numpy as np
 
 from robot_rl.contract import PolicyContract
 from robot_rl.control_step import ControlStep
-from robot_rl.tick_record import STATUS, TICK_TYPE, TickRecord, flatten_info, to_bag_message, typestore
+from robot_rl.tick_record import STATUS, TICK_TYPE, TickRecord, effort_or_empty, flatten_info, to_bag_message, typestore
 
 GROUND_TRUTH_TOPIC = "/sim_robot/ground_truth"
 TICK_TOPIC = "/robot_rl/ticks"
@@ -147,7 +147,7 @@ def write_raw_bag(path: str | Path, log: SimLog, contract: PolicyContract, joint
             s = rec.state
             stamp = ty["builtin_interfaces/msg/Time"](sec=t_ns // 1_000_000_000, nanosec=t_ns % 1_000_000_000)
             header = ty["std_msgs/msg/Header"](stamp=stamp, frame_id="base")
-            effort = np.asarray(s.joint_effort if s.joint_effort is not None else np.zeros(len(names)), float)
+            effort = effort_or_empty(s.joint_effort)  # none measured: empty, as JointState says
             put("/joint_states", t_ns - 1000, ty["sensor_msgs/msg/JointState"](
                 header=header, name=names, position=np.asarray(s.joint_pos, float),
                 velocity=np.asarray(s.joint_vel, float), effort=effort))

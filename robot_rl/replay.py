@@ -197,7 +197,9 @@ def ticks_from_raw(content: BagContent, contract: PolicyContract,
         m = imu[int(np.searchsorted(t_imu, t, "right")) - 1][1]
         if list(j.name) != names0:
             order = np.array([list(j.name).index(n) for n in bag_names])
-        eff = np.asarray(j.effort)[order] if len(j.effort) == len(j.name) else None
+        eff = np.asarray(j.effort, np.float64)[order] if len(j.effort) == len(j.name) else None
+        if eff is not None and not np.all(np.isfinite(eff)):
+            eff = None  # a bad reading is no measurement: never a torque for the reward or system identification
         o = m.orientation
         state = RobotState(joint_pos=np.asarray(j.position)[order], joint_vel=np.asarray(j.velocity)[order],
                            base_quat=np.array([o.w, o.x, o.y, o.z]),

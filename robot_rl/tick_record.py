@@ -33,7 +33,7 @@ float64 stamp
 string[] joint_names
 float64[] joint_pos
 float64[] joint_vel
-float64[] joint_effort
+float64[] joint_effort  # empty: the robot does not report efforts
 float64[4] base_quat
 float64[3] base_ang_vel
 float64[3] base_lin_acc
@@ -224,7 +224,8 @@ def unpack(labels: list[tuple[str, int]], data: np.ndarray) -> TickRecord:
     state = RobotState(joint_pos=sections["joint_pos"], joint_vel=sections["joint_vel"],
                        base_quat=sections["base_quat"], base_ang_vel=sections["base_ang_vel"],
                        base_lin_acc=sections["base_lin_acc"], timestamp=float(sections["state_stamp"][0]),
-                       joint_effort=sections["joint_effort"])
+                       joint_effort=effort_or_empty(sections["joint_effort"]) if np.isfinite(
+                           sections["joint_effort"]).any() else None)
     return TickRecord(seq=int(sections["seq"][0]), stamp=float(sections["stamp"][0]),
                       status=int(sections["status"][0]), reason=reason,
                       compute_time=float(sections["compute_time"][0]), state_age=float(sections["state_age"][0]),
@@ -255,8 +256,7 @@ def to_bag_message(store: Any, rec: TickRecord, joint_names: list[str]) -> Any:
     s = rec.state
     state = types["robot_rl_msgs/msg/RobotState"](
         stamp=float(s.timestamp), joint_names=list(joint_names), joint_pos=np.asarray(s.joint_pos, np.float64),
-        joint_vel=np.asarray(s.joint_vel, np.float64),
-        joint_effort=np.asarray(s.joint_effort if s.joint_effort is not None else [], np.float64),
+        joint_vel=np.asarray(s.joint_vel, np.float64), joint_effort=effort_or_empty(s.joint_effort),
         base_quat=np.asarray(s.base_quat, np.float64), base_ang_vel=np.asarray(s.base_ang_vel, np.float64),
         base_lin_acc=np.asarray(s.base_lin_acc, np.float64))
     keys, sizes, values, text = [], [], [], []
@@ -278,6 +278,15 @@ def to_bag_message(store: Any, rec: TickRecord, joint_names: list[str]) -> Any:
         observation=np.asarray(rec.observation, np.float32), action=np.asarray(rec.action, np.float32),
         targets=np.asarray(rec.targets, np.float64), safe_targets=np.asarray(rec.safe_targets, np.float64),
         safety=safety)
+
+
+def effort_or_empty(effort: np.ndarray | None) -> np.ndarray:
+    """Joint efforts for a message: empty when not measured (None, or the NaN the policy node's reader writes for a
+    robot that reports none), so a log never shows zero torque that nobody measured."""
+    if effort is None:
+        return np.zeros(0)
+    arr = np.asarray(effort, np.float64)
+    return np.zeros(0) if arr.size and np.isnan(arr).all() else arr
 
 
 def from_bag_message(msg: Any) -> TickRecord:

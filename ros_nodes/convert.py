@@ -43,7 +43,9 @@ class JointStateReader:
         return [j for j in self.joint_names if j not in present]
 
     def read(self, msg: Any, pos_out: np.ndarray, vel_out: np.ndarray, eff_out: np.ndarray | None = None) -> str | None:
-        """Fill `pos_out`/`vel_out` (contract order) from `msg`; return None, or why the message is unusable.
+        """Fill `pos_out`/`vel_out`/`eff_out` (contract order) from `msg`; return None, or why the message is
+        unusable. A message without efforts (a robot that does not report torques) fills `eff_out` with NaN: not
+        measured, which the tick log records as absent, never as zero torque.
 
         Everything is checked before anything is written: on a fault the outputs keep their previous values."""
         names = msg.name
@@ -59,16 +61,20 @@ class JointStateReader:
         if self._missing:
             return "joint_states lacks contract joints: " + ", ".join(self._missing)
         n = len(names)
-        position, velocity = msg.position, msg.velocity
-        if len(position) != n or len(velocity) != n:
-            return f"joint_states mis-sized: {n} names, {len(position)} positions, {len(velocity)} velocities"
-        if not math.isfinite(sum(position) + sum(velocity)):  # a NaN or inf anywhere makes the sum non-finite
+        position, velocity, effort = msg.position, msg.velocity, msg.effort
+        if len(position) != n or len(velocity) != n or len(effort) not in (0, n):  # JointState: same size or empty
+            return (f"joint_states mis-sized: {n} names, {len(position)} positions, {len(velocity)} velocities, "
+                    f"{len(effort)} efforts")
+        if not math.isfinite(sum(position) + sum(velocity) + sum(effort)):  # any NaN / inf makes the sum non-finite
             return "joint_states has non-finite values"
         idx = self._idx
         pos_out[:] = _floats(position)[idx]  # fancy indexing: several times cheaper than np.take(out=) at n = 12
         vel_out[:] = _floats(velocity)[idx]
-        if eff_out is not None and len(msg.effort) == n:
-            eff_out[:] = _floats(msg.effort)[idx]
+        if eff_out is not None:
+            if len(effort):
+                eff_out[:] = _floats(effort)[idx]
+            else:
+                eff_out[:] = np.nan
         return None
 
 

@@ -32,6 +32,7 @@ from builtin_interfaces.msg import Duration as DurationMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy
 from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
@@ -44,7 +45,7 @@ from robot_rl.tick_record import STATUS, TickPacker, encode_labels
 
 from .convert import JointStateReader, TwistCommand, new_state, read_imu, targets_to_array
 from .loopstats import LoopStats
-from .qos import declare_qos, qos_param, quiet_pub, quiet_sub
+from .qos import declare_qos, loud_sub, qos_param, quiet_pub
 from .runtime import declare_realtime, init, spin
 
 _NUMBER = re.compile(r"[0-9.]+")
@@ -78,7 +79,7 @@ class PolicyNode(LifecycleNode):
         # and the safety chain, which still certify every target; 0 (the default) deploys the deterministic policy
         p("exploration_std", 0.0)
         p("exploration_seed", 0)
-        for group in ("state", "cmd_vel", "command", "estop", "tick"):
+        for group in ("state", "cmd_vel", "command", "estop", "estop_in", "tick"):
             declare_qos(self, group)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10, event_callbacks=quiet_pub())
         self._latency_pending: float | None = None
@@ -87,8 +88,13 @@ class PolicyNode(LifecycleNode):
                                                 event_callbacks=quiet_pub())
         self.create_service(Trigger, "~/estop", self._on_estop)
         self.create_service(Trigger, "~/reset", self._on_reset)
-        self._estop_sub = self.create_subscription(Bool, self.get_parameter("estop_topic").value, self._on_estop_msg,
-                                                   qos_param(self, "estop"), event_callbacks=quiet_sub())
+        estop_topic = self.get_parameter("estop_topic").value
+        self._estop_subs = [  # default-QoS (volatile) publishers, and latched ones from before this node started
+            self.create_subscription(Bool, estop_topic, self._on_estop_msg, qos_param(self, "estop_in"),
+                                     event_callbacks=loud_sub(self, estop_topic)),
+            self.create_subscription(Bool, estop_topic, self._on_estop_msg, qos_param(self, "estop"),
+                                     event_callbacks=loud_sub(self, estop_topic, "volatile publishers: read by the "
+                                                                                 "volatile e-stop subscription"))]
         self.estopped = False
         self.estop_reason = ""
         self.refusal = ""
@@ -117,6 +123,7 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._take_estops()  # before the first tick: the executor would run a ready timer before the e-stop
         self.chain.reset()
         self.observer.reset()
         self.last_action[:] = 0.0
@@ -205,6 +212,7 @@ class PolicyNode(LifecycleNode):
                                else "tick: observer -> bundle.act -> control step")
         self._check_topic_types()
         self._wait_first_messages(float(gp("first_state_timeout_s").value))
+        self._await_latched_estop(float(gp("first_state_timeout_s").value))
         self.packer = TickPacker(n, len(c.command_names), c.obs_dim, c.act_dim)
         self._views = {name: self.packer.view(name) for name, _ in self.packer.labels}
         self._status_names = list(STATUS)
@@ -251,12 +259,12 @@ class PolicyNode(LifecycleNode):
         gp = self.get_parameter
         state_qos = qos_param(self, "state")
         cb = self._on_joint_state_tick if self.trigger == "state" else self._on_joint_state
+        js, imu, vel = gp("joint_states_topic").value, gp("imu_topic").value, gp("cmd_vel_topic").value
         self._resources = [
-            self.create_subscription(JointState, gp("joint_states_topic").value, cb, state_qos,
-                                     event_callbacks=quiet_sub()),
-            self.create_subscription(Imu, gp("imu_topic").value, self._on_imu, state_qos, event_callbacks=quiet_sub()),
-            self.create_subscription(Twist, gp("cmd_vel_topic").value, self._on_cmd_vel, qos_param(self, "cmd_vel"),
-                                     event_callbacks=quiet_sub()),
+            self.create_subscription(JointState, js, cb, state_qos, event_callbacks=loud_sub(self, js)),
+            self.create_subscription(Imu, imu, self._on_imu, state_qos, event_callbacks=loud_sub(self, imu)),
+            self.create_subscription(Twist, vel, self._on_cmd_vel, qos_param(self, "cmd_vel"),
+                                     event_callbacks=loud_sub(self, vel)),
         ]
         if self.output_mode == "forward":
             self._cmd_pub = self.create_lifecycle_publisher(Float64MultiArray, gp("command_topic").value,
@@ -370,6 +378,29 @@ class PolicyNode(LifecycleNode):
     def _on_estop_msg(self, msg: Bool) -> None:
         if msg.data and not self.estopped:
             self.latch_estop("e-stop topic")
+
+    def _take_estops(self) -> int:
+        """Handle the e-stop messages received but not yet dispatched by the executor; returns how many."""
+        taken = 0
+        for sub in self._estop_subs:
+            with sub.handle:
+                while (msg := sub.handle.take_message(sub.msg_type, sub.raw)) is not None:
+                    self._on_estop_msg(msg[0])
+                    taken += 1
+        return taken
+
+    def _await_latched_estop(self, timeout: float) -> None:
+        """When a latched (transient-local) publisher is on the e-stop topic, take its value before the first tick:
+        an e-stop asserted before this node started must hold from the first command."""
+        topic = self.resolve_topic_name(self.get_parameter("estop_topic").value)
+        latched = [i for i in self.get_publishers_info_by_topic(topic)
+                   if i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL]
+        deadline = time.monotonic() + timeout
+        while latched and not self._take_estops():
+            if time.monotonic() > deadline:
+                self.get_logger().warning(f"{topic}: a latched publisher sent nothing within {timeout:g} s")
+                return
+            time.sleep(0.005)
 
     def _publish_estop_state(self) -> None:
         self._estop_pub.publish(Bool(data=self.estopped))

@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray, String
 
 from robot_rl.tick_record import TICK_TYPE, decode_labels, to_bag_message, typestore, unpack
 
 from .bagwriter import RotatingBagWriter
-from .qos import declare_qos, qos_param
+from .qos import declare_qos, loud_sub, qos_param
 from .runtime import init, spin
 
 DEFAULT_TOPICS = ["/joint_states", "/imu", "/cmd_vel", "/forward_position_controller/commands",
@@ -63,10 +64,11 @@ class RecorderNode(Node):
         self.ticks = 0
         self.raw_counts: dict[str, int] = {}
         self._subs: dict[str, Any] = {}
-        self.create_subscription(Float64MultiArray, self.get_parameter("tick_topic").value, self._on_tick,
-                                 qos_param(self, "tick"))
-        self.create_subscription(String, self.get_parameter("contract_topic").value, self._on_contract,
-                                 qos_param(self, "estop"))
+        tick_topic, contract_topic = self.get_parameter("tick_topic").value, self.get_parameter("contract_topic").value
+        self.create_subscription(Float64MultiArray, tick_topic, self._on_tick, qos_param(self, "tick"),
+                                 event_callbacks=loud_sub(self, tick_topic))
+        self.create_subscription(String, contract_topic, self._on_contract, qos_param(self, "estop"),
+                                 event_callbacks=loud_sub(self, contract_topic))
         self._discover()
         self.create_timer(float(self.get_parameter("discovery_period_s").value), self._discover)
         self.get_logger().info(f"recording to {output}")
@@ -86,11 +88,23 @@ class RecorderNode(Node):
                 self.get_logger().warning(f"not recording {topic} ({type_name}): {exc}")
                 self._subs[topic] = None
                 continue
-            qos = qos_param(self, "estop") if topic.endswith(("/contract", "estop_state", "/estop")) \
-                else qos_param(self, "record")
             self._subs[topic] = self.create_subscription(
-                cls, topic, lambda data, t=topic: self._on_raw(t, data), qos, raw=True)
+                cls, topic, lambda data, t=topic: self._on_raw(t, data), self._record_qos(topic), raw=True,
+                event_callbacks=loud_sub(self, topic))
             self.get_logger().info(f"recording {topic} ({type_name})")
+
+    def _record_qos(self, topic: str) -> QoSProfile:
+        """qos.record.* with the publishers' own reliability and durability where they all offer more (as
+        `ros2 bag record` adapts): a reliable stream is recorded without loss, a latched one (contract, e-stop
+        state, a latched e-stop) with the value published before the recorder started; best effort and volatile
+        otherwise, which match every publisher."""
+        qos = qos_param(self, "record")
+        offered = [info.qos_profile for info in self.get_publishers_info_by_topic(topic)]
+        if offered and all(q.reliability == ReliabilityPolicy.RELIABLE for q in offered):
+            qos.reliability = ReliabilityPolicy.RELIABLE
+        if offered and all(q.durability == DurabilityPolicy.TRANSIENT_LOCAL for q in offered):
+            qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
+        return qos
 
     def _on_raw(self, topic: str, data: bytes) -> None:
         self.writer.write(topic, time.time_ns(), data)

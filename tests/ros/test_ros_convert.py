@@ -50,6 +50,39 @@ def test_joint_state_faults_are_reported_not_raised() -> None:
     assert "duplicate" in reader.read(dup, pos, vel)
 
 
+def test_joint_effort_is_checked_and_absent_effort_stays_absent() -> None:
+    """Effort flows into the tick log, replay's torque reward and system identification: a non-finite or mis-sized
+    effort is a fault like a bad position; a robot that reports none is recorded as not measured, never as zeros."""
+    reader = JointStateReader(["a", "b"])
+    pos, vel, eff = np.zeros(2), np.zeros(2), np.full(2, 7.0)
+    nan = JointState(name=["a", "b"], position=[0.1, 0.2], velocity=[0.0, 0.0], effort=[np.inf, 1.0])
+    assert "non-finite" in reader.read(_wire(nan), pos, vel, eff)
+    assert not pos.any() and np.all(eff == 7.0), "a faulty message must leave the state untouched"
+    short = JointState(name=["a", "b"], position=[0.1, 0.2], velocity=[0.0, 0.0], effort=[1.0])
+    assert "mis-sized" in reader.read(_wire(short), pos, vel, eff)
+    ok = JointState(name=["b", "a"], position=[0.2, 0.1], velocity=[0.0, 0.0], effort=[2.0, 1.0])
+    assert reader.read(_wire(ok), pos, vel, eff) is None
+    np.testing.assert_array_equal(eff, [1.0, 2.0])
+    none = JointState(name=["a", "b"], position=[0.1, 0.2], velocity=[0.0, 0.0])
+    assert reader.read(_wire(none), pos, vel, eff) is None
+    assert np.all(np.isnan(eff)), "absent effort must not keep the previous message's values or read as zeros"
+    # the recorder's bag form keeps "not measured" apart from zero torque
+    store = typestore()
+    state = RobotState(joint_pos=pos, joint_vel=vel, base_quat=np.array([1.0, 0, 0, 0]), base_ang_vel=np.zeros(3),
+                       base_lin_acc=np.zeros(3), joint_effort=eff)
+    rec = unpack(*_packed(state))
+    msg = store.deserialize_cdr(store.serialize_cdr(to_bag_message(store, rec, ["a", "b"]), TICK_TYPE), TICK_TYPE)
+    assert len(msg.state.joint_effort) == 0
+
+
+def _packed(state: RobotState) -> tuple[list[tuple[str, int]], np.ndarray]:
+    packer = TickPacker(2, 0, 1, 2)
+    for name in ("joint_pos", "joint_vel", "joint_effort", "base_quat", "base_ang_vel", "base_lin_acc"):
+        packer.view(name)[:] = getattr(state, name)
+    packer.pack({}, "")
+    return packer.labels, packer.buffer
+
+
 def test_state_round_trip_through_messages() -> None:
     """Simulated robot side writes JointState/Imu; policy side reads them back into the same RobotState."""
     rng = np.random.default_rng(1)
