@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 import mujoco
 import numpy as np
 
-from robot_rl.config import to_dict
 from robot_rl.contract import ActionSpec, ObsTerm, PolicyContract
 from robot_rl.control_step import ActionCodec, JointDeltaCodec
 from robot_rl.controllers.osc import EndEffectorController, damped_least_squares, orientation_error
@@ -35,7 +34,7 @@ from robot_rl.sim.manipulation import (
 )
 from robot_rl.sim.mjmodel import name_ids
 from robot_rl.sim.randomization import ModelIds, sample_terms
-from robot_rl.sim.task import Batch
+from robot_rl.sim.task import Batch, TaskBase, contract_basics
 from robot_rl.state import RobotState
 
 
@@ -82,7 +81,7 @@ class EeDeltaCodec:
 
 
 # ---- the shared arm task ---------------------------------------------------------------------------------------
-class ArmTask:
+class ArmTask(TaskBase):
     """An arm task (see the module docstring); subclasses set the class attributes and the hooks below."""
 
     OBS_KEYS: ClassVar[tuple[str, ...]] = ("ee_pos", "object_pos", "ee_to_object", "goal_pos", "object_to_goal",
@@ -103,18 +102,10 @@ class ArmTask:
             raise ConfigError(f"task {name}: robot '{getattr(robot, 'name', robot)}' is not an arm")
         if self.NEEDS_GRIPPER and not robot.has_gripper:
             raise ConfigError(f"task {name}: robot '{robot.name}' has no gripper, {name} needs one")
-        self.name = name
-        self.robot = robot
-        self.cfg = cfg
-        self.model = m = robot.build_model(cfg.control)
-        self.decimation = cfg.control.decimation
-        self.policy_dt = cfg.control.policy_dt
-        self.num_threads = cfg.num_threads
-        self.urdf = robot.urdf
-        self.randomization = cfg.randomization
-        self.max_episode_steps = int(round(cfg.termination.episode_length_s / cfg.control.policy_dt))
-        jids = [m.joint(j).id for j in robot.joint_names]
-        self.joint_lower, self.joint_upper = m.jnt_range[jids, 0].copy(), m.jnt_range[jids, 1].copy()
+        super().__init__(name, robot, cfg)
+        self.robot: ArmRobot = robot
+        self.cfg: ManipulationConfig = cfg
+        m = self.model
         if cfg.init.arm_pose and len(cfg.init.arm_pose) != robot.arm_joints:
             raise ConfigError(f"init.arm_pose has {len(cfg.init.arm_pose)} values for {robot.arm_joints} arm joints")
         self.kp = robot.kp * cfg.control.kp_scale
@@ -153,27 +144,12 @@ class ArmTask:
             action = ActionSpec(type="joint_position_delta", scale=c.joint_delta_scale, clip=1.0, dim=n,
                                 gripper=r.has_gripper)
         safety = [{"type": "cbf", "model": "coupled", "urdf": r.urdf}] if self.cfg.safety else []
-        return PolicyContract(
-            robot=r.name,
-            joint_names=list(r.joint_names),
-            default_joint_pos=r.default_joint_pos.tolist(),
-            joint_pos_lower=self.joint_lower.tolist(),
-            joint_pos_upper=self.joint_upper.tolist(),
-            joint_vel_limit=r.velocity_limit.tolist(),
-            torque_limit=r.torque_limit.tolist(),
-            kp=self.kp.tolist(),
-            kd=r.kd.tolist(),
-            policy_rate_hz=1.0 / c.policy_dt,
-            physics_rate_hz=1.0 / c.physics_dt,
-            action=action,
-            obs_terms=terms,
-            safety=safety,
-            provenance={"task": self.name, "backend": f"mujoco {mujoco.__version__}", "model": r.source,
-                        "config": to_dict(self.cfg), "randomization": to_dict(self.cfg.randomization),
-                        "controller": {"type": "controllers.osc.EndEffectorController", "ee_site": r.ee_site,
-                                       "arm_joints": r.arm_joints, "ik_damping": c.ik_damping,
-                                       "orientation_gain": c.orientation_gain, "gripper": c.gripper}},
-        )
+        basics = contract_basics(self.name, r, self.joint_lower, self.joint_upper, c, self.cfg)
+        basics["provenance"]["controller"] = {
+            "type": "controllers.osc.EndEffectorController", "ee_site": r.ee_site, "arm_joints": r.arm_joints,
+            "ik_damping": c.ik_damping, "orientation_gain": c.orientation_gain, "gripper": c.gripper}
+        return PolicyContract(**basics, kp=self.kp.tolist(), kd=r.kd.tolist(), action=action, obs_terms=terms,
+                              safety=safety)
 
     # ---- what differs between arm tasks ------------------------------------------------------------------------
     def place(self, obj: np.ndarray, goal: np.ndarray, rest_z: float) -> None:

@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 import mujoco
 import numpy as np
 
-from robot_rl.config import to_dict
 from robot_rl.contract import ActionSpec, ObsTerm, PolicyContract
 from robot_rl.control_step import ActionCodec, JointPositionCodec
 from robot_rl.errors import ConfigError
@@ -23,7 +22,7 @@ from robot_rl.rewards import weighted_sum
 from robot_rl.sim.mjmodel import FLOOR, SensorSlices, as_slice
 from robot_rl.sim.randomization import ModelIds, RandomizationConfig, TermSpec, Uniform
 from robot_rl.sim.step_kernels import rotate_inverse_and_gravity, sensor_noise, swing_times
-from robot_rl.sim.task import Batch, ControlRates
+from robot_rl.sim.task import Batch, ControlRates, TaskBase, TaskConfig, contract_basics
 from robot_rl.state import RobotState, projected_gravity
 
 
@@ -245,7 +244,7 @@ class LocomotionSafetyConfig:
 
 
 @dataclass(frozen=True)
-class LocomotionConfig:
+class LocomotionConfig(TaskConfig):
     """A velocity-tracking task: everything tunable, saved beside every run."""
 
     control: ControlConfig = field(default_factory=ControlConfig)
@@ -266,12 +265,6 @@ class LocomotionConfig:
     """Observation scale of the gyro term (legged_gym)."""
     joint_vel_obs_scale: float = 0.05
     """Observation scale of the joint velocity term."""
-    num_threads: int = 1
-    """Physics threads (mujoco.rollout); each steps a share of the environments with the GIL released."""
-
-    def __post_init__(self) -> None:
-        if self.num_threads < 1:
-            raise ConfigError("num_threads must be >= 1")
 
 
 # ---- the robot as the task sees it -----------------------------------------------------------------------------
@@ -411,26 +404,18 @@ REWARD_TERMS: dict[str, Callable[[StepView, RewardConfig], np.ndarray]] = {
 """Every term named in RewardConfig; the joint-limit term needs the robot's limits and lives on the task."""
 
 
-class LocomotionTask:
+class LocomotionTask(TaskBase):
     """A velocity-tracking task for one legged robot: model, contract, commands, rewards, terminations."""
 
     def __init__(self, name: str, robot: LeggedRobot, cfg: LocomotionConfig) -> None:
-        self.name = name
-        self.robot = robot
-        self.cfg = cfg
-        self.model = m = robot.build_model(cfg.control)
+        super().__init__(name, robot, cfg)
+        self.robot: LeggedRobot = robot
+        self.cfg: LocomotionConfig = cfg
+        m = self.model
         if m.jnt_type[0] != mujoco.mjtJoint.mjJNT_FREE:
             raise ConfigError(f"task {name}: locomotion models must start with a free joint")
-        self.decimation = cfg.control.decimation
-        self.policy_dt = cfg.control.policy_dt
-        self.num_threads = cfg.num_threads
-        self.urdf = robot.urdf
-        self.randomization = cfg.randomization
-        self.max_episode_steps = int(round(cfg.termination.episode_length_s / cfg.control.policy_dt))
-        jids = [m.joint(j).id for j in robot.joint_names]
-        lo, hi = m.jnt_range[jids, 0].copy(), m.jnt_range[jids, 1].copy()
+        lo, hi = self.joint_lower, self.joint_upper
         mid, half = (lo + hi) / 2, (hi - lo) / 2 * cfg.rewards.soft_joint_limit
-        self.joint_lower, self.joint_upper = lo, hi
         self._soft_lo, self._soft_hi = mid - half, mid + half
         self.reward_terms: dict[str, Callable[[StepView, RewardConfig], np.ndarray]] = {
             **REWARD_TERMS, "joint_limits": self._r_joint_limits}
@@ -467,24 +452,14 @@ class LocomotionTask:
                  ObsTerm("last_action", n)]
         cmd = self.cfg.commands
         return PolicyContract(
-            robot=r.name,
-            joint_names=list(r.joint_names),
-            default_joint_pos=r.default_joint_pos.tolist(),
-            joint_pos_lower=self.joint_lower.tolist(),
-            joint_pos_upper=self.joint_upper.tolist(),
-            joint_vel_limit=r.velocity_limit.tolist(),
-            torque_limit=r.torque_limit.tolist(),
+            **contract_basics(self.name, r, self.joint_lower, self.joint_upper, c, self.cfg),
             kp=[c.kp] * n,
             kd=[c.kd] * n,
-            policy_rate_hz=1.0 / c.policy_dt,
-            physics_rate_hz=1.0 / c.physics_dt,
             action=ActionSpec(type="joint_position", scale=c.action_scale, clip=c.action_clip),
             obs_terms=terms,
             command_names=["vx", "vy", "yaw_rate"],
             command_ranges=[(r[0], r[1]) for r in (cmd.vx, cmd.vy, cmd.yaw_rate)],
             safety=self.cfg.safety.entries(self.joint_inertia().round(6).tolist()),
-            provenance={"task": self.name, "backend": f"mujoco {mujoco.__version__}", "model": r.source,
-                        "config": to_dict(self.cfg), "randomization": to_dict(self.cfg.randomization)},
         )
 
     # ---- episode -----------------------------------------------------------------------------------------------

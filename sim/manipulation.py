@@ -22,7 +22,7 @@ import numpy as np
 from robot_rl.errors import ConfigError
 from robot_rl.sim.locomotion import corrected
 from robot_rl.sim.randomization import RandomizationConfig, TermSpec, Uniform
-from robot_rl.sim.task import ControlRates
+from robot_rl.sim.task import ControlRates, TaskConfig
 
 OBJECT = "object"
 """Scene names every arm model provides: the object (free body, joint and geom of this name), the goal marker
@@ -214,7 +214,7 @@ class ArmTerminationConfig:
 
 
 @dataclass(frozen=True)
-class ManipulationConfig:
+class ManipulationConfig(TaskConfig):
     """A manipulation task: everything tunable, saved beside every run."""
 
     robot: str = "panda"
@@ -235,12 +235,6 @@ class ManipulationConfig:
     """Put the arm CBF (coupled model on the URDF, joint position/velocity limits) into the contract's safety
     chain, so training and deployment run it. Off by default: the coupled model's per-tick QP costs several times
     the environment step and corrects a large share of exploratory actions (docs/manipulation.md)."""
-    num_threads: int = 1
-    """Physics threads (mujoco.rollout)."""
-
-    def __post_init__(self) -> None:
-        if self.num_threads < 1:
-            raise ConfigError("num_threads must be >= 1")
 
 
 # ---- the arm as the task sees it -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 import mujoco
 import numpy as np
 
+from robot_rl.config import to_dict
 from robot_rl.contract import PolicyContract
 from robot_rl.control_step import ActionCodec
 from robot_rl.errors import ConfigError
@@ -44,6 +45,62 @@ class ControlRates:
     def decimation(self) -> int:
         """Physics steps per policy step."""
         return int(round(self.policy_dt / self.physics_dt))
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """What every task family's config has besides its own sections."""
+
+    num_threads: int = 1
+    """Physics threads the engine may use (mujoco.rollout steps a share of the worlds per thread, GIL released)."""
+
+    def __post_init__(self) -> None:
+        if self.num_threads < 1:
+            raise ConfigError("num_threads must be >= 1")
+
+
+class RobotDescription(Protocol):
+    """The fields of a robot description (LeggedRobot, ArmRobot) that every contract states."""
+
+    name: str
+    joint_names: list[str]
+    default_joint_pos: np.ndarray
+    velocity_limit: np.ndarray
+    torque_limit: np.ndarray
+    source: str
+
+
+def contract_basics(task: str, robot: RobotDescription, lower: np.ndarray, upper: np.ndarray, rates: ControlRates,
+                    cfg: Any) -> dict[str, Any]:
+    """The PolicyContract fields every task writes the same way: robot, joints, limits, rates, provenance (task,
+    engine version, model source, resolved config and randomization ranges)."""
+    return {"robot": robot.name, "joint_names": list(robot.joint_names),
+            "default_joint_pos": robot.default_joint_pos.tolist(), "joint_pos_lower": lower.tolist(),
+            "joint_pos_upper": upper.tolist(), "joint_vel_limit": robot.velocity_limit.tolist(),
+            "torque_limit": robot.torque_limit.tolist(), "policy_rate_hz": 1.0 / rates.policy_dt,
+            "physics_rate_hz": 1.0 / rates.physics_dt,
+            "provenance": {"task": task, "backend": f"mujoco {mujoco.__version__}", "model": robot.source,
+                           "config": to_dict(cfg), "randomization": to_dict(cfg.randomization)}}
+
+
+class TaskBase:
+    """What every task's constructor sets the same way from its robot and config (the attributes of `Task` that
+    are not task-specific): the compiled model, rates, episode length, joint range, randomization, URDF."""
+
+    def __init__(self, name: str, robot: Any, cfg: Any) -> None:
+        self.name = name
+        self.robot = robot
+        self.cfg = cfg
+        self.model = m = robot.build_model(cfg.control)
+        self.decimation: int = cfg.control.decimation
+        self.policy_dt: float = cfg.control.policy_dt
+        self.num_threads: int = cfg.num_threads
+        self.urdf: str = robot.urdf
+        self.randomization: RandomizationConfig = cfg.randomization
+        self.max_episode_steps = int(round(cfg.termination.episode_length_s / cfg.control.policy_dt))
+        jids = [m.joint(j).id for j in robot.joint_names]
+        self.joint_lower: np.ndarray = m.jnt_range[jids, 0].copy()
+        self.joint_upper: np.ndarray = m.jnt_range[jids, 1].copy()
 
 
 @dataclass
