@@ -206,7 +206,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, example: st
     parser.add_argument(*config_flags, dest="config", type=Path, metavar="FILE.yaml",
                         help=f"YAML file of {cls.__name__} fields")
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                        help=f"override {cls.__name__} fields by name, e.g. --set {example}")
+                        help=f"override {cls.__name__} fields by name, e.g. --set {example} (fields: "
+                             f"{', '.join(f.name for f in dataclasses.fields(cls))}; nested ones as a.b=value)")
 
 
 class _SetField(argparse.Action):
@@ -245,7 +246,7 @@ def add_field_flag(parser: argparse.ArgumentParser, flag: str, field: str, help:
         kwargs.setdefault("metavar", field.upper())
         shown = f"{field}=..."
     parser.add_argument(flag, dest="overrides", action=_SetField, field=field, default=[],
-                        help=f"{help} (= --set {shown})", **kwargs)
+                        help=f"{help} (= --set {shown})".replace("%", "%%"), **kwargs)  # argparse formats %
 
 
 def field_docs(cls: type) -> dict[str, str]:
