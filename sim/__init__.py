@@ -13,7 +13,7 @@ from typing import Any
 from robot_rl.config import load_config
 from robot_rl.errors import ConfigError
 from robot_rl.sim import pybullet_backend  # noqa: F401 - registers the "pybullet" engine
-from robot_rl.sim.engine import engine_names
+from robot_rl.sim.engine import engine_names, robot_sim_factory
 from robot_rl.sim.registry import get_task, task_names
 
 __all__ = ["make_vec_env", "make_robot_sim", "task_names", "task_config"]
@@ -65,15 +65,7 @@ def make_vec_env(task: str, num_envs: int, seed: int, *, backend: str = "mujoco"
 
 def make_robot_sim(robot: str, backend: str = "mujoco", params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     """One simulated robot stepped at physics rate with held PD targets (see robot_rl.sim.robot_sim)."""
-    if backend not in engine_names():
-        raise ConfigError(f"unknown backend '{backend}' (choose from {', '.join(engine_names())})")
-    if backend == "pybullet":
-        from robot_rl.sim.pybullet_backend import BulletSimRobot
-
-        return BulletSimRobot(robot, params=params, **kwargs)
-    from robot_rl.sim.robot_sim import SimRobot
-
-    return SimRobot(robot, params=params, **kwargs)
+    return robot_sim_factory(backend)(robot, params=params, **kwargs)
 
 
 def _register_gymnasium() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import mujoco
 import numpy as np
@@ -67,9 +67,26 @@ EngineFactory = Callable[[EngineRequest], PhysicsEngine]
 _ENGINES: dict[str, EngineFactory] = {}
 
 
-def register_engine(name: str, factory: EngineFactory) -> None:
-    """Make `make_engine(name, ...)` (and `make_vec_env(backend=name)`) build engines with `factory`."""
+RobotSimFactory = Callable[..., Any]
+"""(robot, params=None, **kwargs) -> a single simulated robot at physics rate (robot_rl.sim.robot_sim.SimRobot API)."""
+
+_ROBOT_SIMS: dict[str, RobotSimFactory] = {}
+
+
+def register_engine(name: str, factory: EngineFactory, robot_sim: RobotSimFactory | None = None) -> None:
+    """Make `make_engine(name, ...)` (and `make_vec_env(backend=name)`) build engines with `factory`, and
+    `make_robot_sim(..., backend=name)` build `robot_sim` when the engine has a single-robot simulator."""
     _ENGINES[name] = factory
+    if robot_sim is not None:
+        _ROBOT_SIMS[name] = robot_sim
+
+
+def robot_sim_factory(name: str) -> RobotSimFactory:
+    """The single-robot simulator of engine `name`; ConfigError naming the backend when there is none."""
+    factory = _ROBOT_SIMS.get(name)
+    if factory is None:
+        raise ConfigError(f"unknown backend '{name}' (choose from {', '.join(sorted(_ROBOT_SIMS))})")
+    return factory
 
 
 def engine_names() -> list[str]:
@@ -109,4 +126,10 @@ class MujocoEngine:
         """Nothing held beyond Python objects."""
 
 
-register_engine("mujoco", MujocoEngine)
+def _mujoco_robot_sim(robot: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    from robot_rl.sim.robot_sim import SimRobot
+
+    return SimRobot(robot, params=params, **kwargs)
+
+
+register_engine("mujoco", MujocoEngine, robot_sim=_mujoco_robot_sim)

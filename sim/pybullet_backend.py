@@ -36,6 +36,7 @@ import numpy as np
 from robot_rl.controllers import pd_torque
 from robot_rl.errors import AssetError, ConfigError
 from robot_rl.sim.engine import EngineRequest, register_engine
+from robot_rl.sim.robot_sim import SimRobot
 
 GRAVITY = 9.81
 ARM_SUBSTEPS = 2
@@ -545,16 +546,7 @@ def raw_physics_rate(env: Any, seconds: float) -> float:
     return n / world.substeps / (time.perf_counter() - start)
 
 
-register_engine("pybullet", BulletEngine)
-
-
-def _sim_robot_cls() -> type:
-    from robot_rl.sim.robot_sim import SimRobot
-
-    return SimRobot
-
-
-class BulletSimRobot(_sim_robot_cls()):  # type: ignore[misc]
+class BulletSimRobot(SimRobot):
     """`make_robot_sim(robot, backend="pybullet")`: robot_rl.sim.robot_sim.SimRobot with PyBullet physics.
 
     Targets pass through the same delay line; the MuJoCo model and data mirror PyBullet's state after every physics
@@ -563,6 +555,8 @@ class BulletSimRobot(_sim_robot_cls()):  # type: ignore[misc]
     """
 
     backend = "pybullet"
+    _bsens: np.ndarray | None = None
+    """PyBullet's sensordata of the last physics step (None until PyBullet exists, during SimRobot.__init__)."""
 
     def __init__(self, robot: str, params: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(robot, params=params, **kwargs)
@@ -578,16 +572,18 @@ class BulletSimRobot(_sim_robot_cls()):  # type: ignore[misc]
     def step(self, targets: np.ndarray, n: int = 1) -> Any:
         full = mujoco.mjtState.mjSTATE_FULLPHYSICS
         q_des = np.asarray(targets, float)
+        sens = self._bsens
+        assert sens is not None  # set in __init__
         for _ in range(n):
             ctrl = np.asarray(self._delay.push(q_des), float).reshape(1, 1, -1)
             mujoco.mj_getState(self.model, self.data, self._row[0], full)
-            self._bullet.step([self.model], self._row, ctrl, self._out, self._bsens)
+            self._bullet.step([self.model], self._row, ctrl, self._out, sens)
             mujoco.mj_setState(self.model, self.data, self._out[0, -1], full)
         return self.state()
 
     def state(self) -> Any:
         s = super().state()
-        if not hasattr(self, "_bsens"):
+        if self._bsens is None:
             return s  # during SimRobot.__init__, before PyBullet exists
         sens = self._bsens[0, -1]
         s.base_lin_acc = sens[self._s["imu_acc"]].copy()
@@ -597,3 +593,6 @@ class BulletSimRobot(_sim_robot_cls()):  # type: ignore[misc]
 
     def close(self) -> None:
         self._bullet.close()
+
+
+register_engine("pybullet", BulletEngine, robot_sim=BulletSimRobot)
