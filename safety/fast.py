@@ -29,19 +29,19 @@ KERNEL_FILTERS = ("rate_limit", "cbf")
 
 
 @njit(cache=True, nogil=True)
-def leg_chain(q: np.ndarray, v: np.ndarray, raw: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-              prev: np.ndarray, has_prev: bool, step: np.ndarray, tables: np.ndarray, slack_level: int,
-              box: np.ndarray, level: np.ndarray, u_rate: np.ndarray, u: np.ndarray, counts: np.ndarray,
-              sums: np.ndarray) -> bool:
-    """The sanity shield's check (`unusable_row` with its [lower, upper]), then a rate limiter and the CBF's
-    interval clip, for one robot in one call. The rate window is prev +- step (q +- step without a previous
-    target); the CBF interval comes from `joint_intervals`. Returns False when the inputs are unusable or the
-    result is not finite (the caller then runs the shields and filters, which say why). On success `u` holds the
-    safe targets, `box` (2, n) the CBF interval, counts = (rate-limited joints, CBF-moved joints) and
-    sums = (squared CBF correction, squared total correction)."""
+def leg_chain(q: np.ndarray, v: np.ndarray, raw: np.ndarray, prev: np.ndarray, has_prev: bool, limits: np.ndarray,
+              tables: np.ndarray, slack_level: int, work: np.ndarray, ints: np.ndarray, sums: np.ndarray) -> bool:
+    """The sanity shield's check (`unusable_row` with limits[0], limits[1] = its lower, upper), then a rate limiter
+    (step limits[2]) and the CBF's interval clip, for one robot in one call. The rate window is prev +- step
+    (q +- step without a previous target); the CBF interval comes from `joint_intervals`. Returns False when the
+    inputs are unusable or the result is not finite (the caller then runs the shields and filters, which say why).
+    On success work = (interval lower, interval upper, rate-limited targets, safe targets) (4, n),
+    ints = (relaxation level, rate-limited joints, CBF-moved joints), sums = (squared CBF correction, squared total
+    correction)."""
     n = raw.shape[0]
-    if unusable_row(q, v, raw, lower, upper):
+    if unusable_row(q, v, raw, limits[0], limits[1]):
         return False
+    step, u_rate, u = limits[2], work[2], work[3]
     rate_active = 0
     for j in range(n):
         ref = prev[j] if has_prev else q[j]
@@ -51,10 +51,10 @@ def leg_chain(q: np.ndarray, v: np.ndarray, raw: np.ndarray, lower: np.ndarray, 
         u_rate[j] = x
         if x != raw[j]:
             rate_active += 1
-    joint_intervals(tables, q.reshape(1, n), v.reshape(1, n), box[0:1], box[1:2], level, slack_level)
+    joint_intervals(tables, q.reshape(1, n), v.reshape(1, n), work[0:1], work[1:2], ints[0:1], slack_level)
     cbf_active, cbf_sq, total_sq = 0, 0.0, 0.0
     for j in range(n):
-        a, low, high = u_rate[j], box[0, j], box[1, j]
+        a, low, high = u_rate[j], work[0, j], work[1, j]
         x = np.nan if low != low else (low if a < low else a)
         x = np.nan if x != x or high != high else (high if x > high else x)
         if x - x != 0.0:
@@ -66,7 +66,7 @@ def leg_chain(q: np.ndarray, v: np.ndarray, raw: np.ndarray, lower: np.ndarray, 
         cbf_sq += d * d
         c = x - raw[j]
         total_sq += c * c
-    counts[0], counts[1] = rate_active, cbf_active
+    ints[1], ints[2] = rate_active, cbf_active
     sums[0], sums[1] = cbf_sq, total_sq
     return True
 
@@ -77,10 +77,9 @@ class LegPath:
     def __init__(self, sanity: SanityShield, rate: RateLimiter, tables: np.ndarray) -> None:
         n = rate.step.shape[0]
         self.sanity, self.rate, self.tables = sanity, rate, tables
-        self.step = np.ascontiguousarray(rate.step, dtype=float)
-        self.box, self.level = np.zeros((2, n)), np.zeros(1, np.int64)
-        self.u_rate, self.u = np.zeros(n), np.zeros(n)
-        self.counts, self.sums = np.zeros(2, np.int64), np.zeros(2)
+        self.limits = np.stack([sanity.lower, sanity.upper, rate.step]).astype(float)
+        """The shield's target range and the limiter's step, as the kernel reads them."""
+        self.work, self.ints, self.sums = np.zeros((4, n)), np.zeros(3, np.int64), np.zeros(2)
 
     @classmethod
     def build(cls, contract: PolicyContract, sanity: SanityShield, filters: list[Filter],
@@ -105,14 +104,11 @@ class LegPath:
         applies its backup)."""
         valid = self.rate.valid
         has_prev = valid.shape[0] == 1 and valid[0]
-        sanity = self.sanity
-        if not leg_chain(q, v, raw, sanity.lower, sanity.upper, self.rate.prev[0] if has_prev else q, has_prev,
-                         self.step, self.tables, SLACK_LEVEL, self.box, self.level, self.u_rate, self.u, self.counts,
-                         self.sums):
+        if not leg_chain(q, v, raw, self.rate.prev[0] if has_prev else q, has_prev, self.limits, self.tables,
+                         SLACK_LEVEL, self.work, self.ints, self.sums):
             return None
-        level = self.level.item()
-        rate_active, cbf_active = self.counts.tolist()
-        return self.u.copy(), {"rate_limit/active": rate_active, "cbf/active": cbf_active,
+        level, rate_active, cbf_active = self.ints.tolist()
+        return self.work[3].copy(), {"rate_limit/active": rate_active, "cbf/active": cbf_active,
                                "cbf/correction_norm": math.sqrt(self.sums[0]), "cbf/slack": 0.0,
                                "cbf/status": RELAX_LEVELS[level], "cbf/level": level, "cbf/iterations": 0,
                                "cbf/solver": "interval", "cbf/feasible": level == 0}
