@@ -119,9 +119,10 @@ def to_dict(obj: Any) -> Any:
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any, cls: Any) -> None:
     """Set `a.b.c` in the plain tree of dataclass `cls`: sections are dataclasses (only their fields) or dict-typed
-    fields (any key, e.g. `learner.temperature`)."""
+    fields (any key, e.g. `learner.temperature`, nested mappings made as needed: `learner.critic.reward_scale`)."""
     keys = dotted.split(".")
     node, tp = tree, cls
+    free = False  # inside a dict-typed field
     for i, k in enumerate(keys):
         if dataclasses.is_dataclass(tp):
             hints = typing.get_type_hints(tp)
@@ -129,14 +130,17 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any, cls: Any) -> None:
                 raise ConfigError(f"unknown key {dotted}")
             sub = hints[k]
         elif get_origin(tp) is dict:
+            free = True
             sub = get_args(tp)[1] if get_args(tp) else Any
-        elif k in node:
+        elif free or k in node:
             sub = Any
         else:
             raise ConfigError(f"unknown key {dotted}")
         if i == len(keys) - 1:
             node[k] = value
             return
+        if free and k not in node:
+            node[k] = {}
         if not isinstance(node.get(k), dict):
             raise ConfigError(f"{dotted}: '{k}' is not a config section")
         node, tp = node[k], sub

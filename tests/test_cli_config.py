@@ -11,6 +11,7 @@ import yaml
 
 from robot_rl.cli import main
 from robot_rl.config import add_config_arguments, add_field_flag, config_from_args
+from robot_rl.errors import ConfigError
 from robot_rl.replay import TopicMapping
 from robot_rl.sysid import SysIdConfig
 
@@ -126,3 +127,14 @@ def test_deploy_without_the_ros_runtime_is_one_line(tmp_path: Path) -> None:
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "ROS 2 runtime is missing" in err[0] and "robot-rl[ros]" in err[0], proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr and not (tmp_path / "rec").exists()
+
+
+def test_set_makes_nested_mappings_inside_dict_fields() -> None:
+    from robot_rl.config import load_config
+    from robot_rl.offline.finetune import FinetuneConfig
+
+    base = FinetuneConfig(bundle="b", data="d", out="o")
+    cfg = load_config(FinetuneConfig, None, ["learner.critic.reward_scale=2", "learner.temperature=3"], base=base)
+    assert cfg.learner == {"critic": {"reward_scale": 2}, "temperature": 3}
+    with pytest.raises(ConfigError, match="unknown key learner_typo.x"):
+        load_config(FinetuneConfig, None, ["learner_typo.x=1"], base=base)
