@@ -38,7 +38,8 @@ from robot_rl.offline.sac import SACConfig
 from robot_rl.offline.td3bc import TD3BCConfig
 from robot_rl.ppo import PPOConfig
 
-CHECKPOINT_FORMAT = "robot_rl.checkpoint/1"
+CHECKPOINT_FORMAT = "robot_rl.checkpoint/2"
+"""/2: the learner's state under "learner" (any registered algorithm); /1 held PPO's under "ppo"."""
 
 
 class CheckpointError(RobotRLError):
@@ -187,6 +188,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - torch raises many types for truncated/garbled archives
         reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: corrupted or not a robot_rl checkpoint ({reason})") from None
+    if isinstance(data, dict) and data.get("format") == "robot_rl.checkpoint/1":
+        raise CheckpointError(f"{path}: an older checkpoint format (robot_rl.checkpoint/1, PPO only); this version "
+                              f"reads {CHECKPOINT_FORMAT}: export its bundle with the version that wrote it")
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a robot_rl checkpoint (format tag missing)")
     return data

@@ -112,6 +112,9 @@ def test_corrupted_checkpoint_is_one_line_error(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "corrupted" in err and str(ckpt) in err
+    torch.save({"format": "robot_rl.checkpoint/1", "ppo": {}}, ckpt)
+    with pytest.raises(CheckpointError, match="older checkpoint format"):
+        load_checkpoint(ckpt)
     ckpt.write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match="corrupted"):
         load_checkpoint(ckpt)
