@@ -67,3 +67,39 @@ def test_checkpoint_missing_keys(tmp_path: Path, capsys: pytest.CaptureFixture[s
     line = _one_line(capsys)
     assert str(ckpt) in line and "env_steps" in line
     assert not (tmp_path / "bundle").exists()
+
+
+def _without_root_file_access() -> None:
+    """In the child before exec: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set, so a root
+    process is refused files by their permissions like any user (no-op for a user, who lacks them anyway)."""
+    import ctypes
+    import os
+
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_contract_without_read_permission(tmp_path: Path, bag: Path) -> None:
+    """A contract.json the user may not read: one line naming it (was: internal error, exit 1). Root reads every
+    file through two capabilities (DAC override, DAC read search): as root the command runs without them, as a
+    user whose file permissions are checked."""
+    import os
+    import subprocess
+    import sys
+
+    from robot_rl.logs import a1_contract
+
+    contract = tmp_path / "contract.json"
+    contract.write_text(a1_contract().to_json())
+    contract.chmod(0)
+    proc = subprocess.run([sys.executable, "-m", "robot_rl.cli", "replay", str(bag), "--out", str(tmp_path / "ds"),
+                           "--bundle", str(contract)], capture_output=True, text=True, timeout=120,
+                          preexec_fn=_without_root_file_access, env={**os.environ, "MPLCONFIGDIR": str(tmp_path)})
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and str(contract) in err[0] and "Permission denied" in err[0], proc.stderr
+    assert not (tmp_path / "ds").exists()
