@@ -243,6 +243,8 @@ class Runner:
         self.env_steps = 0
         self.wall_s = 0.0
         self.history: dict[str, list[float]] = {"wall_s": [], "env_steps": [], "return": []}
+        self.last_checkpoint: Path | None = None
+        """The newest checkpoint this runner saved."""
         if checkpoint is not None:
             stored = PolicyContract.from_dict(checkpoint["contract"])
             if stored.obs_dim != self.contract.obs_dim or stored.act_dim != self.contract.act_dim:
@@ -279,6 +281,7 @@ class Runner:
         path = save_checkpoint(folder / f"model_{self.iteration}.pt", self.checkpoint_payload())
         for old in sorted(folder.glob("model_*.pt"), key=_iteration_of)[:-self.cfg.keep_checkpoints]:
             old.unlink(missing_ok=True)
+        self.last_checkpoint = path
         return path
 
     def policy(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -299,7 +302,7 @@ class Runner:
         batch = rollout_steps * cfg.num_envs
         scalars: dict[str, float] = {}
         bar = _Progress(self.progress, self._fraction_done())
-        last_print = time.monotonic()
+        last_print = -math.inf  # plain log: the first iteration at once, then every 30 s
         try:
             while self._fraction_done() < 1.0:
                 start = time.perf_counter()
@@ -381,7 +384,7 @@ class Runner:
             finally:
                 eval_env.close()
             (self.run_dir / "eval.json").write_text(json.dumps(metrics, indent=2))
-        export_learner(self.run_dir / "bundle", self.learner, self.contract, self.provenance(), metrics)
+        self.export(metrics)
         if self.history["return"]:
             plot_learning_curve(self.history["wall_s"], self.history["env_steps"], self.history["return"],
                                 self.run_dir / "learning_curve.png", title=cfg.task)
@@ -393,6 +396,10 @@ class Runner:
                 print(f"robot-rl train: warning: no video ({type(exc).__name__}: {str(exc).splitlines()[0]})",
                       file=sys.stderr)
         return metrics
+
+    def export(self, metrics: dict[str, Any]) -> Path:
+        """Export the learner's actor as the run's bundle (`run_dir/bundle`) with these evaluation metrics."""
+        return export_learner(self.run_dir / "bundle", self.learner, self.contract, self.provenance(), metrics)
 
     def record_video(self, path: Path) -> Path:
         from robot_rl.video import record_video

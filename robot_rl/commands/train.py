@@ -2,6 +2,9 @@
 
 With no arguments: the A1 walking task (MuJoCo) within the default wall-clock budget, learned by PPO; `--set algo=sac`
 (or any name in robot_rl.learner.algorithms()) trains with another learner, configured by its section (`sac.*`).
+
+Ctrl-C (SIGINT) ends training after the current iteration: the run's checkpoint and its bundle (not evaluated) are
+written, their paths printed, and the command exits 130. A second Ctrl-C aborts at once.
 """
 
 from __future__ import annotations
@@ -9,7 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import sys
+import threading
 from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
 
 from robot_rl.config import add_config_arguments, from_dict, load_config
 
@@ -22,6 +30,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue a run folder (latest checkpoint) or a checkpoint file, in its run folder")
     parser.add_argument("--run-dir", type=Path, help="write the run here instead of runs/<task>-<timestamp>")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+
+
+INTERRUPTED = 130
+"""Exit code after Ctrl-C (128 + SIGINT, as shells report it)."""
+
+
+class StopOnInterrupt:
+    """While active, the first SIGINT only sets `requested` (training stops after the iteration in progress, whose
+    state is then consistent); the handler that was there before takes the next one (a second Ctrl-C aborts)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> StopOnInterrupt:
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+        # os.write, not print: a handler may run while the main thread is inside a print to the same stream
+        os.write(2, b"robot-rl train: interrupted, saving after this iteration (Ctrl-C again to abort)\n")
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +84,14 @@ def run(args: argparse.Namespace) -> int:
     runner = Runner(cfg, run_dir, checkpoint=checkpoint, progress=not args.no_progress)
     try:
         print(f"robot-rl train: {cfg.task} ({cfg.backend}), {cfg.num_envs} envs, run folder {run_dir}", flush=True)
-        runner.train()
+        with StopOnInterrupt() as interrupt:
+            runner.train(callback=lambda _runner, _episodes: not interrupt.requested)
+        if interrupt.requested:
+            bundle = runner.export({})
+            print(f"robot-rl train: interrupted at iteration {runner.iteration}; checkpoint {runner.last_checkpoint}",
+                  file=sys.stderr, flush=True)
+            print(f"robot-rl train: bundle (not evaluated) {bundle}", file=sys.stderr, flush=True)
+            return INTERRUPTED
         metrics = runner.finish()
     finally:
         runner.close()
