@@ -143,11 +143,12 @@ def main() -> None:
     if args.compare:
         with open(args.compare) as f:
             ref = json.load(f)
-        diff = {k: {f: (ref.get(k, {}).get(f), v.get(f)) for f in v if ref.get(k, {}).get(f) != v.get(f)}
-                for k, v in fp.items()}
+        diff = {k: {f: (ref[k].get(f), v.get(f)) for f in v if ref[k].get(f) != v.get(f)}
+                for k, v in fp.items() if k in ref}
         diff = {k: v for k, v in diff.items() if v}
         missing = sorted(set(ref) - set(fp))
-        result.update(differences=diff, missing=missing, identical=not diff and not missing)
+        added = sorted(set(fp) - set(ref))  # tasks registered after the reference: nothing to compare them with
+        result.update(differences=diff, missing=missing, added=added, identical=not diff and not missing)
     print(json.dumps(result))
     if args.compare and not result["identical"]:
         sys.exit(1)

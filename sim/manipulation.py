@@ -29,6 +29,13 @@ OBJECT = "object"
 (mocap body) and the table (geom)."""
 GOAL = "goal"
 TABLE = "table"
+CUBE_HALF = 0.02
+"""Nominal half edge of the cube [m]."""
+CUBE_MASS = 0.1
+"""Nominal mass of the cube [kg]."""
+TABLE_HALF = (0.55, 0.6, 0.025)
+TABLE_POS = (0.45, 0.0, -0.025)
+"""Table top at z = 0 under the arm's base."""
 ActionType = Literal["joint_position_delta", "ee_delta"]
 GripperMode = Literal["continuous", "binary"]
 
@@ -368,3 +375,22 @@ REWARD_TERMS: dict[str, Callable[[ManipView, ArmRewardConfig], np.ndarray]] = {
     "safety_intervened": r_safety_intervened,
 }
 """Every weighted term named in ArmRewardConfig."""
+
+
+def add_tabletop(spec: mujoco.MjSpec) -> None:
+    """The scene every arm model provides (names OBJECT, GOAL, TABLE): a light, the table with its top at z = 0
+    under the arm's base, the cube (free body and geom `object`) and the goal marker (mocap body `goal`)."""
+    world = spec.worldbody
+    world.add_light(pos=[0.5, 0, 2.0], dir=[0, 0, -1], diffuse=[0.8, 0.8, 0.8], castshadow=False)
+    world.add_geom(name=TABLE, type=mujoco.mjtGeom.mjGEOM_BOX, size=list(TABLE_HALF), pos=list(TABLE_POS),
+                   rgba=[0.55, 0.45, 0.35, 1], friction=[1.0, 0.005, 0.0001], contype=1, conaffinity=1, condim=3)
+    obj = world.add_body(name=OBJECT, pos=[0.5, 0.0, CUBE_HALF])
+    obj.add_freejoint(name=OBJECT)
+    # priority 1: the object's (randomized) friction decides all of its contacts, like PyBullet's product rule
+    # with every other surface at friction 1
+    obj.add_geom(name=OBJECT, type=mujoco.mjtGeom.mjGEOM_BOX, size=[CUBE_HALF] * 3, mass=CUBE_MASS,
+                 rgba=[0.85, 0.2, 0.2, 1], friction=[1.0, 0.005, 0.0001], priority=1, contype=1, conaffinity=1,
+                 condim=3)
+    goal = world.add_body(name=GOAL, mocap=True, pos=[0.5, 0.2, 0.2])
+    goal.add_geom(name=GOAL, type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[0.02, 0, 0], rgba=[0.2, 0.8, 0.2, 0.5],
+                  contype=0, conaffinity=0)

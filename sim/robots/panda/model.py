@@ -21,7 +21,7 @@ import mujoco
 import numpy as np
 
 from robot_rl.errors import AssetError
-from robot_rl.sim.manipulation import GOAL, OBJECT, TABLE
+from robot_rl.sim.manipulation import CUBE_HALF, OBJECT, add_tabletop
 from robot_rl.sim.mjmodel import add_pd_actuators, set_physics
 
 ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
@@ -39,12 +39,6 @@ KD = np.array([50.0, 50.0, 50.0, 20.0, 20.0, 20.0, 10.0, 5.0])
 COLLIDING = ("panda_hand", "panda_leftfinger", "panda_rightfinger")
 MIMIC_JOINT = "panda_finger_joint2"
 EE_SITE = "ee"
-CUBE_HALF = 0.02
-"""Nominal half edge of the cube [m]."""
-CUBE_MASS = 0.1
-TABLE_HALF = (0.55, 0.6, 0.025)
-TABLE_POS = (0.45, 0.0, -0.025)
-"""Table top at z = 0 under the arm's base."""
 
 
 def urdf_path() -> Path:
@@ -119,26 +113,9 @@ def build_spec(physics_dt: float = 0.005, kp: np.ndarray = KP, kd: np.ndarray = 
         if b.name.startswith("panda_") and b.name != "panda_link0":
             b.gravcomp = 1.0
     spec.body("panda_grasptarget").add_site(name=EE_SITE, size=[0.01, 0, 0], rgba=[1, 0, 0, 0.5])
-    _add_scene(spec)
+    add_tabletop(spec)
     add_pd_actuators(spec, JOINT_NAMES, np.asarray(kp, float), np.asarray(kd, float), effort)
     return spec
-
-
-def _add_scene(spec: mujoco.MjSpec) -> None:
-    world = spec.worldbody
-    world.add_light(pos=[0.5, 0, 2.0], dir=[0, 0, -1], diffuse=[0.8, 0.8, 0.8], castshadow=False)
-    world.add_geom(name=TABLE, type=mujoco.mjtGeom.mjGEOM_BOX, size=list(TABLE_HALF), pos=list(TABLE_POS),
-                   rgba=[0.55, 0.45, 0.35, 1], friction=[1.0, 0.005, 0.0001], contype=1, conaffinity=1, condim=3)
-    obj = world.add_body(name=OBJECT, pos=[0.5, 0.0, CUBE_HALF])
-    obj.add_freejoint(name=OBJECT)
-    # priority 1: the object's (randomized) friction decides all of its contacts, like PyBullet's product rule
-    # with every other surface at friction 1
-    obj.add_geom(name=OBJECT, type=mujoco.mjtGeom.mjGEOM_BOX, size=[CUBE_HALF] * 3, mass=CUBE_MASS,
-                 rgba=[0.85, 0.2, 0.2, 1], friction=[1.0, 0.005, 0.0001], priority=1, contype=1, conaffinity=1,
-                 condim=3)
-    goal = world.add_body(name=GOAL, mocap=True, pos=[0.5, 0.2, 0.2])
-    goal.add_geom(name=GOAL, type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[0.02, 0, 0], rgba=[0.2, 0.8, 0.2, 0.5],
-                  contype=0, conaffinity=0)
 
 
 def build_model(physics_dt: float = 0.005, kp: np.ndarray = KP, kd: np.ndarray = KD) -> mujoco.MjModel:

@@ -1,0 +1,33 @@
+"""Task iiwa_reach: move the iiwa's grasp point to a random target in the workspace (3 s episodes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from robot_rl.sim.arm_task import ReachTask
+from robot_rl.sim.manipulation import ArmInitConfig, ArmRewardConfig, ArmTerminationConfig, ManipulationConfig
+from robot_rl.sim.registry import get_robot
+
+NAME = "iiwa_reach"
+TRAIN_DEFAULTS = {"num_envs": 32, "max_minutes": 8.0, "task_overrides": ["num_threads=2"], "eval_overrides": [],
+                  "eval_episodes": 100}
+"""`robot-rl train` defaults: those of panda_reach (same task on another arm)."""
+
+
+@dataclass(frozen=True)
+class IiwaReachConfig(ManipulationConfig):
+    """iiwa_reach defaults (sections documented in robot_rl.sim.manipulation)."""
+
+    robot: str = "iiwa"
+    """The KUKA iiwa (no gripper: ee_delta actions are the 3 end-effector displacements)."""
+    rewards: ArmRewardConfig = field(default_factory=lambda: ArmRewardConfig(reach=1.0, success=1.0))
+    """Dense distance kernel plus a bonus inside 5 cm."""
+    termination: ArmTerminationConfig = field(default_factory=lambda: ArmTerminationConfig(episode_length_s=3.0))
+    """60 policy steps."""
+    init: ArmInitConfig = field(default_factory=lambda: ArmInitConfig(goal_low=(0.40, -0.25, 0.20),
+                                                                      goal_high=(0.70, 0.25, 0.55)))
+    """Targets in a 30 x 50 x 35 cm box in front of the arm, around the home pose's grasp point."""
+
+
+def make_task(cfg: IiwaReachConfig) -> ReachTask:
+    return ReachTask(NAME, get_robot(cfg.robot).make_robot(), cfg)
