@@ -103,3 +103,34 @@ def test_contract_without_read_permission(tmp_path: Path, bag: Path) -> None:
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and str(contract) in err[0] and "Permission denied" in err[0], proc.stderr
     assert not (tmp_path / "ds").exists()
+
+
+A1_BUNDLE = Path(__file__).parent / "ros" / "data" / "a1_walk"
+
+
+def test_deploy_refuses_sim_params_that_are_not_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deploy", str(A1_BUNDLE), "--sim", "mujoco", "--sim-params", "friction=0.6", "--record",
+                 str(tmp_path / "rec")]) == 2
+    assert "sim_params: not JSON" in _one_line(capsys) and not (tmp_path / "rec").exists()
+
+
+def test_node_that_dies_is_one_line_with_its_reason(capfd: pytest.CaptureFixture[str]) -> None:
+    """A node dying (here the policy node refusing a parameter of the wrong type) printed its traceback on the
+    terminal and then 'node(s) exited: {...}'; now the nodes write to log files (a temporary folder unless recording
+    or --log-dir) and the error is the node, its exit code and its last words. The deploy runs on a random
+    ROS_DOMAIN_ID with LOCALHOST discovery, as it always does."""
+    import re
+    import shutil
+
+    assert main(["deploy", str(A1_BUNDLE), "--sim", "mujoco", "--param", "rate_hz=abc", "--duration", "60"]) == 2
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "policy node exited with code 1" in lines[0] and "'rate_hz'" in lines[0]
+    found = re.search(r"\(log (\S+/policy\.log)\)", lines[0])
+    assert found is not None
+    log = Path(found[1])
+    try:
+        assert "Traceback" in log.read_text()  # the whole story stays in the log
+    finally:
+        shutil.rmtree(log.parent)

@@ -13,14 +13,16 @@ RECORD/deploy_config.yaml.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from robot_rl.config import add_field_flags, config_from_args, save_yaml
-from robot_rl.errors import BundleError, ConfigError
+from robot_rl.errors import BundleError, ConfigError, RobotRLError
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class DeployConfig:
     param: dict[str, Any] = field(default_factory=dict)
     """Extra policy-node ROS parameters, e.g. imu_topic: /imu/data."""
     log_dir: str = ""
-    """Node logs (empty: RECORD/logs when recording, else stdout)."""
+    """Node logs, one file per node (empty: RECORD/logs when recording, else a new temporary folder)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,12 +68,25 @@ def _require_ros() -> None:
                           "installation") from None
 
 
+def _last_line(node: Any) -> str:
+    """What a dead node said last (its exception, for a traceback)."""
+    lines = [line.strip() for line in node.output().splitlines() if line.strip()]
+    return lines[-1][:240] if lines else "no output"
+
+
 def run(args: argparse.Namespace) -> int:
     from robot_rl.bundle import load_bundle
 
     cfg = config_from_args(DeployConfig, args)
     if cfg.cmd_vel and len(cfg.cmd_vel) != 3:
         raise ConfigError(f"cmd_vel: expected 3 values (vx vy wz), got {len(cfg.cmd_vel)}")
+    if cfg.sim_params:
+        try:
+            params = json.loads(cfg.sim_params)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"sim_params: not JSON ({exc}): give an object such as '{{\"friction\": 0.6}}'") from None
+        if not isinstance(params, dict):
+            raise ConfigError(f"sim_params: expected a JSON object of parameter values, got {cfg.sim_params}")
     _require_ros()
     from robot_rl.ros_nodes.procs import NodeGroup
 
@@ -79,15 +94,17 @@ def run(args: argparse.Namespace) -> int:
     contract = bundle.contract
     record = Path(cfg.record) if cfg.record else None
     log_dir = Path(cfg.log_dir) if cfg.log_dir else (record / "logs" if record else None)
+    if log_dir is None:  # a node's death is reported from its log: never let tracebacks reach the terminal
+        log_dir = Path(tempfile.mkdtemp(prefix="robot_rl_deploy_logs_"))
     if record is not None and record.exists() and any(record.iterdir()):
         raise ConfigError(f"record: folder {record} exists and is not empty")
     if record is not None:
         record.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, record / "deploy_config.yaml")
-    if log_dir:
-        log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
     group = NodeGroup(cfg.domain_id, log_dir)
-    print(f"robot-rl deploy: ROS_DOMAIN_ID={group.domain_id} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST", flush=True)
+    print(f"robot-rl deploy: ROS_DOMAIN_ID={group.domain_id} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST; node logs in "
+          f"{log_dir}", flush=True)
     stop = {"flag": False}
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -118,9 +135,11 @@ def run(args: argparse.Namespace) -> int:
             if dead:
                 codes = {label: group.nodes[label].proc.returncode for label in dead}
                 if "policy" in dead and codes["policy"] == 3:
-                    raise BundleError("policy node refused to activate (see its log line above"
-                                      + (f" or {policy.log_path}" if policy.log_path else "") + ")")
-                raise BundleError(f"node(s) exited: {codes}")
+                    raise BundleError(f"policy node refused to activate: {_last_line(policy)} "
+                                      f"(log {policy.log_path})")
+                raise RobotRLError("; ".join(f"{label} node exited with code {codes[label]}: "
+                                             f"{_last_line(group.nodes[label])} (log {group.nodes[label].log_path})"
+                                             for label in dead))
             if cfg.duration and time.monotonic() - t0 >= cfg.duration:
                 break
             time.sleep(0.1)
