@@ -144,14 +144,18 @@ class CbfFilter:
         if self.coupled is not None:
             return self._certify_coupled_rows(q, v, u_pi)
         num = q.shape[0]
-        lo, hi, u = np.empty_like(u_pi), np.empty_like(u_pi), np.empty_like(u_pi)
-        level, active = np.empty(num, np.int64), np.empty(num, np.int64)
+        lo, hi, u = np.empty((3, *u_pi.shape))
+        level, active = np.empty((2, num), np.int64)
+        correction_sq = self._intervals(num).correction_sq
         joint_intervals(self._stacked, np.ascontiguousarray(q), np.ascontiguousarray(v), lo, hi, level, SLACK_LEVEL)
-        clip_to(np.ascontiguousarray(u_pi), lo, hi, u, active, self._intervals(num).correction_sq)
+        clip_to(np.ascontiguousarray(u_pi), lo, hi, u, active, correction_sq)
         slack, iters, solver = _interval_only(num)
         status = _LEVEL_NAMES[level]
         feasible = level == 0
+        # one robot: the kernel's own sum (as the compiled leg path reports it); a batch: einsum over the rows
+        norm = np.sqrt(correction_sq) if num == 1 else None
         if self.workspace is not None or self.cfg.solver == "daqp":
+            norm = None
             slack, iters, solver = slack.copy(), iters.copy(), solver.copy()
             ok = np.ones(num, dtype=bool)
             rows = np.flatnonzero(self.workspace.violated_batch(q, v, u)) if self.cfg.solver == "auto" and \
@@ -163,7 +167,9 @@ class CbfFilter:
             status = np.where(ok, status, "infeasible")
             status = np.where((slack > 1e-6) & (level < SLACK_LEVEL), "slack", status)
             feasible &= (slack <= 1e-6) & ok
-        return Certified(u, {"cbf/active": active, "cbf/correction_norm": row_norms(u - u_pi), "cbf/slack": slack,
+        if norm is None:
+            norm = row_norms(u - u_pi)
+        return Certified(u, {"cbf/active": active, "cbf/correction_norm": norm, "cbf/slack": slack,
                              "cbf/status": status, "cbf/level": level, "cbf/iterations": iters, "cbf/solver": solver,
                              "cbf/feasible": feasible},
                          feasible=Box(lo, hi))
