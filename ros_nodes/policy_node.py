@@ -24,6 +24,7 @@ from __future__ import annotations
 import gc
 import re
 import time
+import traceback
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ import rclpy
 from builtin_interfaces.msg import Duration as DurationMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
+from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy
 from rclpy.wait_for_message import wait_for_message
@@ -138,8 +140,9 @@ class PolicyNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = False
         self._stop_timers()
+        self.send_backup("deactivated")  # a forward_command_controller would hold the last policy target
+        self._active = False
         self.get_logger().info("deactivated")
         return super().on_deactivate(state)
 
@@ -496,6 +499,21 @@ class PolicyNode(LifecycleNode):
             self.get_logger().warning(f"tick {self.seq - 1}: {self._status_names[status]} {reason}".rstrip())
             self._publish_diagnostics()
 
+    def send_backup(self, reason: str) -> bool:
+        """Publish the chain's backup for the latest measured state (damping: hold it) as the last command of an
+        active node, and log why; False when the node is not commanding the robot. Never raises."""
+        if not self._active:
+            return False
+        try:
+            self._publish_command(self.chain.backup(self.state))
+            # delivered before the caller tears the publisher down (a destroyed writer drops what is unsent)
+            self._cmd_pub.wait_for_all_acked(Duration(seconds=0.5))
+        except Exception as exc:  # noqa: BLE001 - the node is going down either way; say what failed
+            self.get_logger().error(f"{reason}; could not publish the backup: {type(exc).__name__}: {exc}")
+            return False
+        self.get_logger().warning(f"{reason}: published the backup ({self.chain.backup_mode}) as the last command")
+        return True
+
     def _publish_command(self, targets: np.ndarray) -> None:
         if self.output_mode == "forward":
             self._cmd_msg.data = targets_to_array(targets)
@@ -535,7 +553,13 @@ class PolicyNode(LifecycleNode):
 def main(args: list[str] | None = None) -> None:
     """Run the node; `-p autostart:=true` configures and activates it right away (what `robot-rl deploy` uses)."""
     init(args)
-    node = PolicyNode()
+    run(PolicyNode())
+
+
+def run(node: PolicyNode) -> None:
+    """Declare the process parameters (`autostart`, `executor`, real-time knobs), configure and activate with
+    `autostart`, then spin. The last command is always the backup: on a requested shutdown (exit 0) and when a
+    callback raised (the tick, onnxruntime, a compiled kernel: exit 1, after the log says why)."""
     node.declare_parameter("autostart", False)
     node.declare_parameter("executor", "single")
     _pm_qos = declare_realtime(node)  # held until exit
@@ -548,7 +572,17 @@ def main(args: list[str] | None = None) -> None:
     # everything allocated so far (modules, bundle, chain) moves out of the collector's generations: the cyclic GC
     # then only scans what ticks allocate, which keeps its pauses short at 500 Hz
     gc.freeze()
-    spin(node, node.get_parameter("executor").value)
+
+    def last_command(failure: BaseException | None) -> None:
+        if failure is not None:
+            node.get_logger().error("".join(traceback.format_exception(failure)).rstrip())
+        node.send_backup("shutdown" if failure is None else f"stopping after {type(failure).__name__}: {failure}")
+
+    try:
+        spin(node, node.get_parameter("executor").value, on_exit=last_command)
+    except Exception:  # noqa: BLE001 - logged, and the backup sent, by last_command
+        raise SystemExit(1) from None
+    del _pm_qos
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ knobs themselves live in robot_rl.realtime, which benchmarks use without rclpy).
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import rclpy
@@ -33,8 +34,10 @@ def init(args: list[str] | None = None) -> None:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
 
 
-def spin(node: Node, executor_kind: str = "single") -> None:
-    """Spin until SIGINT/SIGTERM, then destroy the node.
+def spin(node: Node, executor_kind: str = "single",
+         on_exit: Callable[[BaseException | None], None] | None = None) -> None:
+    """Spin until SIGINT/SIGTERM, then destroy the node. A callback's exception ends the spin and is raised again;
+    `on_exit(exception or None)` runs first, while the node can still publish (a policy node's last command).
 
     A stop signal only sets a flag; the loop checks it between callbacks. Python's default (KeyboardInterrupt raised
     wherever the main thread happens to be) aborted callbacks halfway: the recorder lost a whole bag split when the
@@ -56,19 +59,23 @@ def spin(node: Node, executor_kind: str = "single") -> None:
     stop_poll = node.create_timer(STOP_POLL_S, lambda: None)
     executor = make_executor(executor_kind)
     executor.add_node(node)
+    failure: BaseException | None = None
     try:
         while not stop_requests and node.context.ok():
             executor.spin_once()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except Exception:
+    except Exception as exc:
         # a callback that was mid-publish when something shut the context down fails with "publisher's context is
         # invalid": that is a shutdown, not an error; anything else still raises
         if node.context.ok():
+            failure = exc
             raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if on_exit is not None:
+            on_exit(failure)
         node.destroy_timer(stop_poll)
         executor.remove_node(node)
         node.destroy_node()
