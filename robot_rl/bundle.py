@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from robot_rl.atomic import replace_dir
 from robot_rl.contract import PolicyContract
 from robot_rl.errors import BundleError, ContractError
 
@@ -167,14 +168,7 @@ def export_bundle(path: str | Path, contract: PolicyContract, actor: torch.nn.Mo
                               output_names=[OUTPUT_NAME], opset_version=17,
                               dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
         (tmp / README_FILE).write_text(_readme(contract, metrics))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
+        replace_dir(tmp, path)  # durable, and an existing bundle at `path` is swapped, never missing
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path

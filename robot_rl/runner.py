@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from robot_rl.atomic import write_file, write_text
 from robot_rl.config import from_dict, save_yaml, to_dict
 from robot_rl.contract import PolicyContract
 from robot_rl.errors import ConfigError, RobotRLError
@@ -152,12 +152,9 @@ def make_env(task: str, num_envs: int, seed: int, backend: str = "mujoco", overr
 
 # ---- checkpoints -----------------------------------------------------------------------------------------------
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
-    """torch.save to a temporary file then rename, so an interrupted save never leaves a corrupted checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    """torch.save to a temporary file, fsync, rename (robot_rl.atomic): an interrupted or failed save never leaves
+    a corrupted or partial checkpoint, and the file is durable when this returns."""
+    return write_file(path, lambda tmp: torch.save(payload, tmp))
 
 
 def find_checkpoint(run_or_ckpt: str | Path) -> Path:
@@ -277,9 +274,11 @@ class Runner:
                 "contract": self.contract.to_dict(), "history": self.history, "torch_rng": torch.get_rng_state()}
 
     def save(self) -> Path:
+        """Checkpoint this iteration; older periodic checkpoints are pruned only once the new one is durable."""
         folder = self.run_dir / "checkpoints"
         path = save_checkpoint(folder / f"model_{self.iteration}.pt", self.checkpoint_payload())
-        for old in sorted(folder.glob("model_*.pt"), key=_iteration_of)[:-self.cfg.keep_checkpoints]:
+        others = sorted((p for p in folder.glob("model_*.pt") if p != path), key=_iteration_of)
+        for old in others[:len(others) - (self.cfg.keep_checkpoints - 1)]:  # never the one just written
             old.unlink(missing_ok=True)
         self.last_checkpoint = path
         return path
@@ -383,7 +382,7 @@ class Runner:
                 metrics = evaluate(self.policy(), eval_env, cfg.eval_episodes, cfg.seed + 10_000)
             finally:
                 eval_env.close()
-            (self.run_dir / "eval.json").write_text(json.dumps(metrics, indent=2))
+            write_text(self.run_dir / "eval.json", json.dumps(metrics, indent=2))
         self.export(metrics)
         if self.history["return"]:
             plot_learning_curve(self.history["wall_s"], self.history["env_steps"], self.history["return"],

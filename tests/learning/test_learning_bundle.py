@@ -112,3 +112,35 @@ def test_export_replaces_existing_bundle(exported, toy_contract):
     export_bundle(path, toy_contract.replace(obs_mean=mean, obs_std=std), actor.net, {"return_mean": 99.0})
     assert load_bundle(path).metadata["metrics"]["return_mean"] == 99.0
     assert not list(path.parent.glob(".bundle*"))
+
+
+def test_replacing_a_bundle_never_leaves_the_path_empty(exported, toy_contract):
+    """A robot (or another process) loading the bundle while a new version is exported finds a whole bundle at
+    every moment: the new folder is built beside it and swapped in, the old one removed afterwards."""
+    import threading
+
+    path, actor, norm = exported
+    mean, std = norm.stats()
+    contract = toy_contract.replace(obs_mean=mean, obs_std=std)
+    stop = threading.Event()
+    missing: list[str] = []
+    checks = [0]
+
+    def watch() -> None:
+        while not stop.is_set():
+            checks[0] += 1
+            for name in ("contract.json", "policy.onnx", "policy.pt"):
+                if not (path / name).is_file():
+                    missing.append(name)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for k in range(8):
+            export_bundle(path, contract, actor.net, {"return_mean": float(k)})
+    finally:
+        stop.set()
+        watcher.join()
+    assert checks[0] > 0 and not missing, f"{len(missing)} of {checks[0]} checks found no bundle"
+    assert load_bundle(path).metadata["metrics"]["return_mean"] == 7.0
+    assert not list(path.parent.glob(".bundle*"))

@@ -169,3 +169,20 @@ def test_video_of_the_a1_task(tmp_path):
     while cap.read()[0]:
         frames += 1
     assert frames == 10
+
+
+def test_failed_checkpoint_save_keeps_the_previous_one(tmp_path):
+    """A save that fails (here: a folder squats on the new checkpoint's name) leaves the previous checkpoint in
+    place and loadable (it is pruned only after the new one is durable) and no temporary file behind."""
+    run = tmp_path / "run"
+
+    def squat(runner: Runner, episodes: list) -> bool:
+        (run / "checkpoints" / f"model_{runner.iteration + 1}.pt").mkdir(exist_ok=True)
+        return True
+
+    runner = Runner(_cfg(tmp_path, 2048, "checkpoint_every=1", "keep_checkpoints=1"), run, progress=False)
+    with pytest.raises(IsADirectoryError):
+        runner.train(callback=squat)
+    files = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert files == ["model_1.pt", "model_2.pt"] and (run / "checkpoints" / "model_2.pt").is_dir(), files
+    assert load_checkpoint(run / "checkpoints" / "model_1.pt")["iteration"] == 1
