@@ -14,7 +14,11 @@ tick       RobotState from the latest JointState (joints BY NAME) + Imu, command
            Gaussian noise to the action before the control step: the safety chain still certifies every target, and
            the recorded action is the noisy one the chain saw.
 watchdog   state older than `stale_periods` policy periods, a non-finite or mis-sized message, or the e-stop:
-           that tick publishes the chain's backup action (damping) and the diagnostics say why.
+           that tick publishes the chain's backup action (damping) and the diagnostics say why. The first policy
+           tick after a backup stretch starts the observation history and every stateful filter (rate limiter,
+           energy tank) again from the measured state.
+exit       the last command is always the backup: on shutdown, deactivation, and an exception in any callback
+           (logged; exit code 1).
 
 Everything observation- or safety-related lives in robot_rl (contract, bundle, safety); this is an adapter.
 """
@@ -435,8 +439,10 @@ class PolicyNode(LifecycleNode):
         if t0 - self._cmd_stamp > self.cmd_timeout:
             self.cmd.zero()
         if status == STATUS["policy"]:
-            if self._resume:
+            if self._resume:  # leaving a backup stretch (or starting): nothing from before it shapes this tick
                 self.observer.reset()
+                for f in self.chain.filters:  # stateful filters start again from the measured state
+                    f.reset()
                 self._resume = False
             if self.fused is not None:
                 clipped, targets = self.fused.decode(s, self.cmd.value, self.last_action)
