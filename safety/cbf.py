@@ -36,6 +36,8 @@ SLACK_LEVEL = len(RELAX_LEVELS) - 1
 """The last level: an interval still empty after every relaxation."""
 
 _LEVEL_NAMES = np.array(RELAX_LEVELS)
+_STATUS_NAME = "<U10"
+"""dtype of the per-robot `cbf/status` telemetry: a relaxation level, slack or infeasible."""
 _SOLVER_NAME = "<U11"
 """dtype of the per-robot `cbf/solver` telemetry: interval, closed_form, daqp."""
 _BIG = 1e20
@@ -157,16 +159,18 @@ class CbfFilter:
         if self.workspace is not None or self.cfg.solver == "daqp":
             norm = None
             slack, iters, solver = slack.copy(), iters.copy(), solver.copy()
-            ok = np.ones(num, dtype=bool)
+            status = status.astype(_STATUS_NAME)
             rows = np.flatnonzero(self.workspace.violated_batch(q, v, u)) if self.cfg.solver == "auto" and \
                 self.workspace is not None else range(num)
             for i in rows:
-                u[i], slack[i], iters[i], solver[i], n_act, ok[i] = self._coupled(q[i], v[i], u_pi[i], u[i], lo[i],
-                                                                                 hi[i])
+                u[i], slack[i], iters[i], solver[i], n_act, ok = self._coupled(q[i], v[i], u_pi[i], u[i], lo[i],
+                                                                               hi[i])
                 active[i] += n_act
-            status = np.where(ok, status, "infeasible")
-            status = np.where((slack > 1e-6) & (level < SLACK_LEVEL), "slack", status)
-            feasible &= (slack <= 1e-6) & ok
+                if not ok:
+                    status[i] = "infeasible"
+                if slack[i] > 1e-6 and level[i] < SLACK_LEVEL:
+                    status[i] = "slack"
+                feasible[i] &= slack[i] <= 1e-6 and ok
         if norm is None:
             norm = row_norms(u - u_pi)
         return Certified(u, {"cbf/active": active, "cbf/correction_norm": norm, "cbf/slack": slack,
