@@ -234,6 +234,15 @@ class Runner:
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.env = make_env(cfg.task, cfg.num_envs, cfg.seed, cfg.backend, cfg.task_overrides, safety=cfg.safety)
+        try:
+            self._start(checkpoint)
+        except BaseException:
+            self.env.close()  # a refused checkpoint (or any other failure here) leaves no environment running
+            raise
+
+    def _start(self, checkpoint: dict[str, Any] | None) -> None:
+        """The learner, the state of a resumed run, the run folder and its config.yaml."""
+        cfg = self.cfg
         self.contract: PolicyContract = self.env.contract
         self.learner = build_learner(cfg, self.env.obs_dim, self.env.act_dim, self.contract.action.clip)
         self.iteration = 0

@@ -123,7 +123,8 @@ class MujocoEngine:
                               sensordata=sensordata, skip_checks=True)
 
     def close(self) -> None:
-        """Nothing held beyond Python objects."""
+        """Stop the rollout's thread pool (it would live as long as any reference to the engine)."""
+        self._rollout.close()
 
 
 def _mujoco_robot_sim(robot: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:

@@ -12,6 +12,7 @@ are first fitted on the logged data with the actor frozen.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import time
@@ -202,41 +203,16 @@ def dataset_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
-    """Run the fine-tuning described by `cfg`; returns metrics (also stored in the new bundle)."""
-    torch.set_num_threads(1)
-    torch.manual_seed(cfg.seed)
-    policy, contract = Policy.from_bundle(cfg.bundle, init_std=cfg.init_std)
-    ds = load_dataset(cfg.data)
-    ds.check_robot(contract.robot, contract)
-    data = penalize_interventions(ds.transitions(cfg.actions), cfg.intervention_penalty / contract.policy_rate_hz)
-    clip = contract.action.clip
-    metrics: dict[str, Any] = {"dataset_transitions": len(data), "dataset_episodes": len(ds.episodes),
-                               "dataset_intervention_rate": float(np.mean(data.intervened)) if len(data) else 0.0}
-    start = time.monotonic()
-    env = eval_env = None
-    overrides: list[str] = []
-    task = cfg.task or str(contract.provenance.get("task", ""))
-    if cfg.online or cfg.eval_episodes:
-        if not task:
-            raise ConfigError("the bundle's provenance names no task: pass a simulation task (--task)")
-        trained = [str(o) for o in contract.provenance.get("config", {}).get("task_overrides", [])] \
-            if task == contract.provenance.get("task") else []
-        overrides = env_overrides(cfg, task, trained)
-        if cfg.online:
-            env = _task_env(task, cfg, overrides, contract)
-        if cfg.eval_episodes:
-            # evaluated on the task as the bundle was trained (plus the user's overrides), not in the online
-            # training environment: its short episodes and intervention penalty are fine-tuning devices, and
-            # returns measured there would not compare with the bundle's own evaluation
-            eval_env = _task_env(task, cfg, trained + list(cfg.task_overrides), contract)
+def _learn(cfg: FinetuneConfig, policy: Policy, data: Transitions, clip: float, env: Any, eval_env: Any,
+           log: Any) -> dict[str, Any]:
+    """Evaluate the start (in `eval_env`, when given), learn offline, then online (in `env`, when given), evaluate
+    the result; returns the metrics."""
+    metrics: dict[str, Any] = {}
     if eval_env is not None:
         before = evaluate_policy(policy, eval_env, cfg.eval_episodes, seed=cfg.seed + 1000)
         metrics.update({f"before/{k}": v for k, v in before.items()})
         log(f"finetune: start policy return {before['return_mean']:.3f}, interventions/step "
             f"{before['intervention_rate']:.4f}")
-    if cfg.offline_steps and not len(data):
-        raise ConfigError("the dataset has no transitions to learn from")
     learner_cfg = offline_learner_config(cfg.algo, cfg.actions, cfg.learner, data, cfg.batch_size)
     if cfg.algo in REWARD_SCALED and "reward_scale" not in cfg.learner.get("critic", {}):
         metrics["offline/reward_scale"] = learner_cfg.critic.reward_scale
@@ -282,9 +258,41 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
         after = evaluate_policy(policy, eval_env, cfg.eval_episodes, seed=cfg.seed + 1000)
         metrics.update({f"after/{k}": v for k, v in after.items()})
         log(f"finetune: result return {after['return_mean']:.3f}, interventions/step {after['intervention_rate']:.4f}")
-        eval_env.close()
-    if env is not None:
-        env.close()
+    return metrics
+
+
+def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
+    """Run the fine-tuning described by `cfg`; returns metrics (also stored in the new bundle)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(cfg.seed)
+    policy, contract = Policy.from_bundle(cfg.bundle, init_std=cfg.init_std)
+    ds = load_dataset(cfg.data)
+    ds.check_robot(contract.robot, contract)
+    data = penalize_interventions(ds.transitions(cfg.actions), cfg.intervention_penalty / contract.policy_rate_hz)
+    metrics: dict[str, Any] = {"dataset_transitions": len(data), "dataset_episodes": len(ds.episodes),
+                               "dataset_intervention_rate": float(np.mean(data.intervened)) if len(data) else 0.0}
+    if cfg.offline_steps and not len(data):
+        raise ConfigError("the dataset has no transitions to learn from")
+    start = time.monotonic()
+    overrides: list[str] = []
+    task = cfg.task or str(contract.provenance.get("task", ""))
+    with contextlib.ExitStack() as envs:  # every environment is closed however fine-tuning ends
+        env = eval_env = None
+        if cfg.online or cfg.eval_episodes:
+            if not task:
+                raise ConfigError("the bundle's provenance names no task: pass a simulation task (--task)")
+            trained = [str(o) for o in contract.provenance.get("config", {}).get("task_overrides", [])] \
+                if task == contract.provenance.get("task") else []
+            overrides = env_overrides(cfg, task, trained)
+            if cfg.online:
+                env = envs.enter_context(contextlib.closing(_task_env(task, cfg, overrides, contract)))
+            if cfg.eval_episodes:
+                # evaluated on the task as the bundle was trained (plus the user's overrides), not in the online
+                # training environment: its short episodes and intervention penalty are fine-tuning devices, and
+                # returns measured there would not compare with the bundle's own evaluation
+                eval_env = envs.enter_context(contextlib.closing(
+                    _task_env(task, cfg, trained + list(cfg.task_overrides), contract)))
+        metrics.update(_learn(cfg, policy, data, contract.action.clip, env, eval_env, log))
     metrics["finetune_minutes"] = round((time.monotonic() - start) / 60.0, 3)
     data_path = Path(cfg.data).resolve()
     provenance = {"finetune": {"from_bundle": str(Path(cfg.bundle).resolve()),

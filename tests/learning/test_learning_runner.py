@@ -186,3 +186,29 @@ def test_failed_checkpoint_save_keeps_the_previous_one(tmp_path):
     files = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert files == ["model_1.pt", "model_2.pt"] and (run / "checkpoints" / "model_2.pt").is_dir(), files
     assert load_checkpoint(run / "checkpoints" / "model_1.pt")["iteration"] == 1
+
+
+def _threads() -> int:
+    """Threads of this process, native ones included (mujoco.rollout's pool is C++ threads)."""
+    import os
+
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_refused_resume_leaves_no_environment_running(tmp_path):
+    """A checkpoint the runner refuses closes the environment it had built: its physics threads stop at once,
+    not when the garbage collector finds the half-built runner (the exception's traceback keeps it alive)."""
+    from robot_rl.runner import task_defaults
+
+    cfg = load_config(TrainConfig, None, ["num_envs=2", "max_env_steps=100", "video=false"],
+                      base=task_defaults("a1_walk"))
+    assert "num_threads=2" in cfg.task_overrides  # a rollout pool with threads of its own
+    first = Runner(cfg, tmp_path / "a", progress=False)
+    running = _threads()
+    payload = {**first.checkpoint_payload(), "learner": {}}
+    first.close()
+    before = _threads()
+    assert before <= running - 2  # closing an environment stops its pool's two threads
+    with pytest.raises(CheckpointError, match="does not fit the learner") as refused:
+        Runner(cfg, tmp_path / "b", checkpoint=payload, progress=False)
+    assert _threads() == before, refused.value

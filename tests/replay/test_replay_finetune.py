@@ -3,6 +3,7 @@ data; online SAC in the simulated A1 with the safety chain in the loop."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -234,3 +235,30 @@ def test_offline_rewards_lose_the_intervention_penalty_on_flagged_steps() -> Non
     np.testing.assert_allclose(data.reward - out.reward, np.where(flags, 0.02, 0.0), atol=1e-6)
     assert out.reward.dtype == np.float32 and np.array_equal(out.obs, data.obs)
     assert penalize_interventions(data, 0.0) is data
+
+
+def test_finetune_closes_its_environments_when_it_fails(setup: tuple[Path, Path, np.ndarray],
+                                                        tmp_path: Path) -> None:
+    """An exception after the simulated robots are built (here the output stream is gone: a broken pipe on the
+    first log line, as with `robot-rl finetune ... | head -1`) closes them: their physics threads stop at once."""
+    import os
+
+    from robot_rl.offline.finetune import FinetuneConfig, finetune
+
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))  # native threads too: mujoco.rollout's pool
+
+    bundle, ds, _ = setup
+
+    def broken_pipe(line: str) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    cfg = FinetuneConfig(bundle=str(bundle), data=str(ds), out=str(tmp_path / "never"), algo="bc", offline_steps=1,
+                         online=True, num_envs=2, task_overrides=["num_threads=2"])
+    # one-time lazy threads (not the environments') start in a first run
+    finetune(dataclasses.replace(cfg, online=False, out=str(tmp_path / "warm")), log=lambda line: None)
+    before = threads()
+    with pytest.raises(BrokenPipeError) as failed:
+        finetune(cfg, log=broken_pipe)
+    assert threads() == before, failed.value
+    assert not (tmp_path / "never").exists()
