@@ -227,6 +227,37 @@ def _torchscript_runner(file: Path, contract: PolicyContract) -> Callable[[np.nd
     return run
 
 
+TASK_CONFIG_KEY = "task_config"
+"""Where a bundle keeps the task config its policy was trained with: `contract.provenance[TASK_CONFIG_KEY]`, the
+resolved config of the task as a plain dict (`provenance["task"]` names the task)."""
+
+
+def task_provenance(task: str, cfg: Any) -> dict[str, Any]:
+    """The provenance entries that record a task and its resolved config dataclass (what `task_config_of` reads)."""
+    from robot_rl.config import to_dict
+
+    return {"task": task, TASK_CONFIG_KEY: to_dict(cfg)}
+
+
+def task_config_of(contract: PolicyContract) -> tuple[str, Any] | None:
+    """(task name, resolved config dataclass) a contract's policy was trained with: the recorded task config, else
+    the task's defaults with the training's `task_overrides` (a bundle exported from a checkpoint records only
+    those); None when the provenance names no registered task."""
+    prov = contract.provenance if isinstance(contract.provenance, dict) else {}
+    task = prov.get("task")
+    if not task:
+        return None
+    from robot_rl.sim import resolve_config, task_names
+
+    if task not in task_names():
+        return None
+    recorded = prov.get(TASK_CONFIG_KEY)
+    if isinstance(recorded, dict):
+        return str(task), resolve_config(task, recorded)
+    overrides = (prov.get("config") or {}).get("task_overrides") or []
+    return str(task), resolve_config(task, None, [str(o) for o in overrides])
+
+
 ACTIVATIONS = {"Elu": 1, "Relu": 2, "Tanh": 3}
 """Activation after a Gemm layer of an MLP graph -> its code in `MlpLayer` (0: none)."""
 MlpLayer = tuple[np.ndarray, np.ndarray, int]

@@ -80,6 +80,43 @@ def simulate_ticks(contract: PolicyContract, policy: Callable[[np.ndarray], np.n
     return log
 
 
+def env_ticks(env: Any, policy: Callable[[np.ndarray], np.ndarray], n_ticks: int,
+              start_ns: int = 1_000_000_000_000) -> tuple[SimLog, list[dict[str, float]]]:
+    """Run world 0 of a one-world VecEnv (robot_rl.sim.make_vec_env) for `n_ticks` ticks or until its episode ends,
+    and log each tick as the policy node records it (state seen, observation, raw action, decoded and certified
+    targets, telemetry, the true base pose); also each step's reward terms as the environment scored them."""
+    from robot_rl.state import RobotState
+
+    period_ns = int(round(1e9 * env.contract.policy_dt))
+    log = SimLog()
+    scored: list[dict[str, float]] = []
+    obs = env.reset(seed=0)
+    for k in range(n_ticks):
+        t_ns = start_ns + k * period_ns
+        seen, true = env.observed_state, env.get_state()
+        state = RobotState(joint_pos=seen.joint_pos[0].copy(), joint_vel=seen.joint_vel[0].copy(),
+                           base_quat=seen.base_quat[0].copy(), base_ang_vel=seen.base_ang_vel[0].copy(),
+                           base_lin_acc=seen.base_lin_acc[0].copy(), timestamp=t_ns * 1e-9,
+                           joint_effort=None if true.joint_effort is None else true.joint_effort[0].copy())
+        command, observation = env.commands[0], np.asarray(obs[0], np.float32).copy()
+        action = np.asarray(policy(observation), np.float32)  # the log keeps float32 actions, as the node's
+        obs, _, terminated, truncated, info = env.step(action.astype(np.float64)[None])
+        step = env.control_step
+        num, text = flatten_info({key: np.asarray(v)[0] for key, v in step.info.items()}, prefix="")
+        tel: dict[str, Any] = {key: v for key, v in num}
+        tel.update(dict(t.split("=", 1) for t in text))
+        log.ticks.append((t_ns, TickRecord(seq=k, stamp=t_ns * 1e-9, status=STATUS["policy"], reason="",
+                                           compute_time=0.0, state_age=0.0, state=state, command=command,
+                                           observation=observation,
+                                           action=action, targets=step.targets[0].copy(),
+                                           safe_targets=step.safe[0].copy(), safety=tel)))
+        log.base_pos.append(np.asarray(true.base_pos)[0].copy())
+        scored.append({name: float(v[0]) for name, v in info["reward_terms"].items()})
+        if terminated[0] or truncated[0]:
+            break
+    return log, scored
+
+
 def write_tick_bag(path: str | Path, log: SimLog, contract: PolicyContract,
                    storage: Literal["mcap", "sqlite3"] = "mcap", ground_truth: bool = True) -> Path:
     """A rosbag2 folder with the ticks, the contract (as the policy node publishes it) and the base pose."""

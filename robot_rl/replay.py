@@ -11,10 +11,13 @@ Two kinds of bag are read with `rosbags` (MCAP and SQLite3 storage):
   through the contract's observer, exactly as the policy node builds them.
 
 Episodes split at resets (sequence numbers going back), dropped ticks, time gaps, e-stop / watchdog ticks and falls.
-Rewards are recomputed from the task's named reward terms (robot_rl.sim.locomotion.REWARD_TERMS, weights from the
-contract provenance); terms whose inputs a log lacks (base velocity and height without a ground-truth pose topic,
-foot contacts) are left out and listed in the dataset metadata. Bags are opened read-only and never modified; a
-truncated or corrupted bag is an error naming the file, and `recover=True` converts the readable part.
+Rewards are recomputed with the reward of the task the log came from: its terms, weights and reward config
+(robot_rl.rewards.weighted_sum), with the task config the policy was trained with (robot_rl.bundle.task_config_of);
+terms whose inputs a log lacks (base velocity and height without a ground-truth pose topic, foot contacts, torques
+from a robot that reports no efforts) are left out and listed in the dataset metadata.
+
+Bags are opened read-only and never modified; a truncated or corrupted bag is an error naming the file, and
+`recover=True` converts the readable part.
 """
 
 from __future__ import annotations
@@ -269,48 +272,67 @@ def split_segments(ticks: list[tuple[int, TickRecord]], contract: PolicyContract
     return out
 
 
+BASE_TERMS = ("tracking_lin_vel", "lin_vel_z", "base_height")
+"""Reward terms that need the base's linear velocity or height: a ground-truth pose topic (motion capture)."""
+CONTACT_TERMS = ("feet_air_time", "collision")
+"""Reward terms that need foot and body contacts, which no log records."""
+EFFORT_TERMS = ("torques",)
+"""Reward terms that need joint torques: the robot's reported efforts (the tick's joint_effort)."""
+
+
 class RewardModel:
-    """The task's reward terms evaluated on logged ticks (terms without inputs in the log are skipped)."""
+    """The reward of the task a log came from, evaluated on logged ticks: the task's own terms, weights and reward
+    config (robot_rl.rewards.weighted_sum), with the task config the policy was trained with
+    (robot_rl.bundle.task_config_of). Terms whose inputs a log lacks are skipped and named in `skipped`."""
 
     def __init__(self, contract: PolicyContract) -> None:
-        from robot_rl.config import from_dict
-        from robot_rl.sim.locomotion import REWARD_TERMS, RewardConfig, TerminationConfig
+        from robot_rl.bundle import task_config_of
+        from robot_rl.sim.locomotion import LocomotionConfig
+        from robot_rl.sim.registry import get_task
 
-        prov = contract.provenance.get("config", {}) if isinstance(contract.provenance, dict) else {}
-        self.cfg = from_dict(RewardConfig, prov.get("rewards", {})) if "rewards" in prov else RewardConfig()
-        self.termination = from_dict(TerminationConfig, prov["termination"]) if "termination" in prov \
-            else TerminationConfig()
-        self.terms = REWARD_TERMS
+        found = task_config_of(contract)
+        if found is None:
+            raise DatasetError(f"the contract's provenance names no registered task "
+                               f"({contract.provenance.get('task', 'none')!r}): its reward cannot be rebuilt")
+        name, cfg = found
+        if not isinstance(cfg, LocomotionConfig):
+            raise DatasetError(f"task {name}: replay rebuilds the rewards of legged-robot tasks only (its log view "
+                               "is the robot's state); this task's reward needs what the log does not record")
+        self.task = get_task(name).make_task(cfg)
+        self.termination = cfg.termination
         self.contract = contract
-        lo, hi = np.asarray(contract.joint_pos_lower), np.asarray(contract.joint_pos_upper)
-        mid, half = (lo + hi) / 2, (hi - lo) / 2 * self.cfg.soft_joint_limit
-        self.soft_lo, self.soft_hi = mid - half, mid + half
+        self.skipped: set[str] = set()
+        """Every weighted term left out of some segment's reward, for the dataset report."""
 
-    def needs(self, has_base: bool) -> tuple[list[str], list[str]]:
-        """(terms used, terms skipped) for a log with / without base velocity and height."""
+    def needs(self, has_base: bool, has_effort: bool) -> tuple[list[str], list[str]]:
+        """(terms used, terms skipped) of the task's weighted terms for a log with / without a base pose and efforts."""
         used: list[str] = []
         skipped: list[str] = []
-        for name in [*self.terms, "joint_limits"]:
-            if getattr(self.cfg, name) == 0.0:
+        for name, w in self.task.reward_weights.items():
+            if w == 0.0:
                 continue
-            missing = (name in ("tracking_lin_vel", "lin_vel_z", "base_height") and not has_base) or \
-                name in ("feet_air_time", "collision")
+            missing = (name in BASE_TERMS and not has_base) or name in CONTACT_TERMS or \
+                (name in EFFORT_TERMS and not has_effort)
             (skipped if missing else used).append(name)
         return used, skipped
 
     def __call__(self, seg: list[TickRecord], applied: np.ndarray, base_pos: np.ndarray | None,
                  base_lin_vel: np.ndarray | None) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
-        """Rewards (T,) of the transitions of one segment and the weighted terms."""
+        """Rewards (T,) of the transitions of one segment, the weighted terms, and the terms used."""
+        from robot_rl.rewards import weighted_sum
         from robot_rl.sim.locomotion import StepView
 
         nxt = seg[1:]
         t = len(nxt)
         n = self.contract.num_joints
-        dt = self.contract.policy_dt
-        effort = np.stack([r.state.joint_effort if r.state.joint_effort is not None and len(r.state.joint_effort)
-                           else np.zeros(n) for r in nxt])
-        policy_action = np.clip(np.stack([r.action for r in seg[:-1]]), -self.contract.action.clip,
-                                self.contract.action.clip)
+        efforts = [r.state.joint_effort for r in nxt]
+        has_effort = all(e is not None and len(e) == n and np.all(np.isfinite(e)) for e in efforts)
+        used, skipped = self.needs(base_pos is not None and base_lin_vel is not None, has_effort)
+        self.skipped.update(skipped)
+        torques = np.stack([np.asarray(e, np.float64) for e in efforts])[:, None, :] if has_effort \
+            else np.zeros((t, 1, n))
+        policy_action = np.clip(np.stack([np.asarray(r.action, np.float64) for r in seg[:-1]]),
+                                -self.contract.action.clip, self.contract.action.clip)
         last = np.concatenate([np.zeros((1, applied.shape[1])), applied[:-1]])
         zeros = np.zeros((t, 4))
         view = StepView(
@@ -319,23 +341,14 @@ class RewardModel:
             base_quat=np.stack([r.state.base_quat for r in nxt]),
             base_height=base_pos[1:, 2] if base_pos is not None else np.zeros(t),
             joint_pos=np.stack([r.state.joint_pos for r in nxt]), joint_vel=np.stack([r.state.joint_vel for r in nxt]),
-            torques=effort[:, None, :], action=applied, last_action=last, policy_action=policy_action,
+            torques=torques, action=applied, last_action=last, policy_action=policy_action,
             command=np.stack([_pad3(r.command) for r in seg[:-1]]), feet_touch=zeros, thigh_touch=zeros,
             calf_touch=zeros, trunk_touch=np.zeros(t), air_time=zeros, first_contact=zeros.astype(bool))
-        used, _ = self.needs(base_lin_vel is not None)
-        total = np.zeros(t)
-        terms: dict[str, np.ndarray] = {}
-        for name in used:
-            w = getattr(self.cfg, name)
-            if name == "joint_limits":
-                q = view.joint_pos
-                raw = (np.clip(self.soft_lo - q, 0, None) + np.clip(q - self.soft_hi, 0, None)).sum(1)
-            else:
-                raw = self.terms[name](view, self.cfg)
-            terms[name] = raw * (w * dt)
-            total += terms[name]
-        if self.cfg.only_positive:
-            total = np.clip(total, 0.0, None)
+        task = self.task
+        weights = {k: (w if k in used else 0.0) for k, w in task.reward_weights.items()}
+        total, terms = weighted_sum(task.reward_terms, weights, view, task.reward_config, self.contract.policy_dt, t)
+        if task.reward_config.only_positive:
+            np.clip(total, 0.0, None, out=total)
         return total, terms, used
 
 
@@ -492,7 +505,6 @@ def replay(bags: Sequence[str | Path], out: str | Path, contract: PolicyContract
     summary: dict[str, Any] = {"bags": [], "ticks": 0, "end_reasons": {}, "recovered": {}}
     used_contract = contract
     reward: RewardModel | None = None
-    skipped_terms: list[str] = []
     for bag in bags:
         content = read_bag(bag, raw_topics, recover)
         bag_contract = PolicyContract.from_dict(json.loads(content.contract_json)) if content.contract_json else None
@@ -525,7 +537,6 @@ def replay(bags: Sequence[str | Path], out: str | Path, contract: PolicyContract
         poses = content.raw.get(mapping.ground_truth) if mapping.ground_truth else None
         eps, reasons = episodes_from_ticks(ticks, c, reward, gap_s, poses)
         episodes += eps
-        skipped_terms = reward.needs(bool(poses))[1]
         for k, v in reasons.items():
             summary["end_reasons"][k] = summary["end_reasons"].get(k, 0) + v
         summary["ticks"] += len(ticks)
@@ -534,6 +545,7 @@ def replay(bags: Sequence[str | Path], out: str | Path, contract: PolicyContract
         if content.recovered:
             summary["recovered"][str(bag)] = content.recovered
     assert used_contract is not None
+    skipped_terms = sorted(reward.skipped) if reward is not None else []
     meta = {"sources": summary["bags"], "end_reasons": summary["end_reasons"], "recovered": summary["recovered"],
             "reward_terms_skipped": skipped_terms, "task": used_contract.provenance.get("task", "")}
     write_dataset(out, episodes, used_contract, name=out.name, metadata=meta)

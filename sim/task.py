@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 import mujoco
 import numpy as np
 
+from robot_rl.bundle import TASK_CONFIG_KEY
 from robot_rl.config import to_dict
 from robot_rl.contract import PolicyContract
 from robot_rl.control_step import ActionCodec
@@ -80,7 +81,7 @@ def contract_basics(task: str, robot: RobotDescription, lower: np.ndarray, upper
             "torque_limit": robot.torque_limit.tolist(), "policy_rate_hz": 1.0 / rates.policy_dt,
             "physics_rate_hz": 1.0 / rates.physics_dt,
             "provenance": {"task": task, "backend": f"mujoco {mujoco.__version__}", "model": robot.source,
-                           "config": to_dict(cfg), "randomization": to_dict(cfg.randomization)}}
+                           TASK_CONFIG_KEY: to_dict(cfg), "randomization": to_dict(cfg.randomization)}}
 
 
 class TaskBase:

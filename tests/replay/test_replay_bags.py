@@ -166,3 +166,39 @@ def test_ground_truth_pose_is_sampled_when_the_state_was_measured() -> None:
     assert np.abs(vel - vel_at(state_t)).max() < 0.01
     late, _ = _base_from_pose(log_ns, pose_stream(poses), quats)  # no state stamps: the tick's log time
     assert np.abs(late - pose_at(state_t))[:, 2].max() > 1e-3
+
+
+def test_replayed_rewards_are_the_simulators_tick_for_tick(tmp_path: Path) -> None:
+    """A log recorded from the simulator, with reward weights changed from the task defaults as a trained bundle
+    records them (its task config): replay scores every transition with the task's own terms and those weights.
+    Terms from the logged state and actions match the environment's to rounding; the base-velocity terms come from
+    the ground-truth pose's finite differences, so they match to the accuracy of that derivative."""
+    from robot_rl.bundle import task_provenance
+    from robot_rl.logs import env_ticks
+    from robot_rl.sim import make_vec_env, resolve_config
+
+    weights = ["rewards.orientation=-3.0", "rewards.action_rate=-0.2", "rewards.joint_limits=-25.0",
+               "rewards.tracking_ang_vel=2.0", "rewards.tracking_lin_vel=3.0", "rewards.safety_intervention=-1.0"]
+    overrides = ["randomization.enabled=false", *weights]
+    env = make_vec_env("a1_walk", 1, seed=0, overrides=overrides)
+    rng = np.random.default_rng(1)
+    try:
+        log, scored = env_ticks(env, lambda obs: 1.5 * rng.standard_normal(12), 50)
+    finally:
+        env.close()
+    assert len(log.ticks) == 50 and len({len(s) for s in scored}) == 1  # no fall, no reset
+    cfg = resolve_config("a1_walk", None, overrides)
+    base = a1_contract()
+    contract = base.replace(provenance={**base.provenance, **task_provenance("a1_walk", cfg)})
+    bag = write_tick_bag(tmp_path / "bag", log, contract)
+    assert main(["replay", str(bag), "--out", str(tmp_path / "ds")]) == 0
+    (ep,) = load_dataset(tmp_path / "ds").episodes
+    assert len(ep) == 49
+    sim = {name: np.array([s[name] for s in scored[:49]]) for name in scored[0]}
+    exact = ["orientation", "action_rate", "joint_limits", "tracking_ang_vel", "ang_vel_xy", "base_height",
+             "safety_intervention"]
+    for name in exact:
+        np.testing.assert_allclose(ep.infos[f"reward.{name}"][1:], sim[name], rtol=1e-6, atol=1e-12, err_msg=name)
+    assert np.any(sim["safety_intervention"] < -1e-6) and np.any(sim["action_rate"] < -1e-3)  # the terms are live
+    for name in ("tracking_lin_vel", "lin_vel_z"):
+        np.testing.assert_allclose(ep.infos[f"reward.{name}"][1:], sim[name], rtol=0.05, atol=2e-3, err_msg=name)
