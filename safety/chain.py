@@ -159,13 +159,11 @@ class SafetyChain:
         self._last = u[0]
         return u[0], {k: val.item() if val.ndim == 1 else val[0] for part in parts for k, val in part.items()}
 
-    def _single_fast(self, state: RobotState, raw: np.ndarray, u: np.ndarray,
-                     info: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    def _single_fast(self, state: RobotState, raw: np.ndarray, u: np.ndarray, info: dict[str, Any],
+                     norm: float) -> tuple[np.ndarray, dict[str, Any]]:
         """Finish a tick the compiled path certified: commit, then the telemetry `_tell` gives such a tick."""
-        assert self._fast is not None
         for key, val in self._commit(state, u[None]).items():
             info[key] = _value(val)
-        norm = self._fast.correction_norm()
         info["safety/correction"] = u - raw
         info["safety/correction_norm"] = norm
         info["safety/intervened"] = norm > 1e-9
@@ -201,8 +199,7 @@ class SafetyChain:
             return np.full(num, bool(self._estop_reason)), fresh
         quat = np.asarray(state.base_quat, dtype=float).reshape(num, -1)
         pos = None if state.base_pos is None else np.asarray(state.base_pos, dtype=float).reshape(num, -1)
-        fresh = sh.check(quat, pos, state.timestamp, now, num)
-        latched = sh.latched.copy()
+        latched, fresh = sh.check(quat, pos, state.timestamp, now, num)
         if self._estop_reason:
             latched[:] = True
         return latched, fresh

@@ -29,22 +29,24 @@ KERNEL_FILTERS = ("rate_limit", "cbf")
 
 
 @njit(cache=True, nogil=True)
-def leg_chain(q: np.ndarray, v: np.ndarray, raw: np.ndarray, prev: np.ndarray, has_prev: bool, limits: np.ndarray,
-              tables: np.ndarray, slack_level: int, work: np.ndarray, ints: np.ndarray, sums: np.ndarray) -> bool:
+def leg_chain(q: np.ndarray, v: np.ndarray, raw: np.ndarray, prev: np.ndarray, valid: np.ndarray,
+              limits: np.ndarray, tables: np.ndarray, slack_level: int, work: np.ndarray, ints: np.ndarray,
+              sums: np.ndarray, u: np.ndarray) -> bool:
     """The sanity shield's check (`unusable_row` with limits[0], limits[1] = its lower, upper), then a rate limiter
-    (step limits[2]) and the CBF's interval clip, for one robot in one call. The rate window is prev +- step
-    (q +- step without a previous target); the CBF interval comes from `joint_intervals`. Returns False when the
-    inputs are unusable or the result is not finite (the caller then runs the shields and filters, which say why).
-    On success work = (interval lower, interval upper, rate-limited targets, safe targets) (4, n),
-    ints = (relaxation level, rate-limited joints, CBF-moved joints), sums = (squared CBF correction, squared total
-    correction)."""
+    (step limits[2]) and the CBF's interval clip, for one robot in one call. The rate window is prev[0] +- step
+    when the limiter remembers one robot (valid == [True]), else q +- step; the CBF interval comes from
+    `joint_intervals`. Returns False when the inputs are unusable or the result is not finite (the caller then runs
+    the shields and filters, which say why). On success `u` holds the safe targets, work = (interval lower,
+    interval upper, rate-limited targets) (3, n), ints = (relaxation level, rate-limited joints, CBF-moved joints),
+    sums = (squared CBF correction, squared total correction)."""
     n = raw.shape[0]
     if unusable_row(q, v, raw, limits[0], limits[1]):
         return False
-    step, u_rate, u = limits[2], work[2], work[3]
+    has_prev = valid.shape[0] == 1 and valid[0]
+    step, u_rate = limits[2], work[2]
     rate_active = 0
     for j in range(n):
-        ref = prev[j] if has_prev else q[j]
+        ref = prev[0, j] if has_prev else q[j]
         lo, hi = ref - step[j], ref + step[j]
         x = lo if raw[j] < lo else raw[j]
         x = hi if x > hi else x
@@ -79,7 +81,7 @@ class LegPath:
         self.sanity, self.rate, self.tables = sanity, rate, tables
         self.limits = np.stack([sanity.lower, sanity.upper, rate.step]).astype(float)
         """The shield's target range and the limiter's step, as the kernel reads them."""
-        self.work, self.ints, self.sums = np.zeros((4, n)), np.zeros(3, np.int64), np.zeros(2)
+        self.work, self.ints, self.sums = np.zeros((3, n)), np.zeros(3, np.int64), np.zeros(2)
 
     @classmethod
     def build(cls, contract: PolicyContract, sanity: SanityShield, filters: list[Filter],
@@ -98,24 +100,20 @@ class LegPath:
             path.verify(contract, specs)
         return path
 
-    def run(self, q: np.ndarray, v: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, dict[str, Any]] | None:
-        """Safe targets and the filters' telemetry (one robot's values) for (n,) float inputs, or None when the
-        sanity shield refuses them or the result is not finite (the shields and filters then run, and the chain
-        applies its backup)."""
-        valid = self.rate.valid
-        has_prev = valid.shape[0] == 1 and valid[0]
-        if not leg_chain(q, v, raw, self.rate.prev[0] if has_prev else q, has_prev, self.limits, self.tables,
-                         SLACK_LEVEL, self.work, self.ints, self.sums):
+    def run(self, q: np.ndarray, v: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, dict[str, Any], float] | None:
+        """Safe targets, the filters' telemetry (one robot's values) and |safe - raw| for (n,) float inputs, or None
+        when the sanity shield refuses them or the result is not finite (the shields and filters then run, and the
+        chain applies its backup)."""
+        u = np.empty(raw.shape[0])
+        if not leg_chain(q, v, raw, self.rate.prev, self.rate.valid, self.limits, self.tables, SLACK_LEVEL, self.work,
+                         self.ints, self.sums, u):
             return None
         level, rate_active, cbf_active = self.ints.tolist()
-        return self.work[3].copy(), {"rate_limit/active": rate_active, "cbf/active": cbf_active,
-                               "cbf/correction_norm": math.sqrt(self.sums[0]), "cbf/slack": 0.0,
-                               "cbf/status": RELAX_LEVELS[level], "cbf/level": level, "cbf/iterations": 0,
-                               "cbf/solver": "interval", "cbf/feasible": level == 0}
-
-    def correction_norm(self) -> float:
-        """|u - raw| of the last successful `run` (summed in the kernel)."""
-        return math.sqrt(self.sums[1])
+        cbf_sq, total_sq = self.sums.tolist()
+        return u, {"rate_limit/active": rate_active, "cbf/active": cbf_active,
+                   "cbf/correction_norm": math.sqrt(cbf_sq), "cbf/slack": 0.0, "cbf/status": RELAX_LEVELS[level],
+                   "cbf/level": level, "cbf/iterations": 0, "cbf/solver": "interval",
+                   "cbf/feasible": level == 0}, math.sqrt(total_sq)
 
     def verify(self, contract: PolicyContract, specs: list[tuple[FilterSpec, Any]], sequences: int = 8,
                ticks: int = 16, seed: int = 0) -> None:
@@ -150,6 +148,9 @@ class LegPath:
                 if not np.array_equal(got[0], u[0]):
                     worst = np.max(np.abs(got[0] - u[0]))
                     raise ValueError(f"compiled leg path differs from the filters by {worst:.3g}")
+                d = got[0] - raw
+                if not math.isclose(got[2], math.sqrt(d @ d), rel_tol=1e-12, abs_tol=1e-15):
+                    raise ValueError(f"compiled leg path correction {got[2]!r} != |safe - raw|")
                 for key, val in got[1].items():
                     if type(val) is not type(info[key]) or not (val == info[key] or (
                             isinstance(val, float) and math.isclose(val, info[key], rel_tol=1e-12, abs_tol=1e-15))):

@@ -42,6 +42,13 @@ _NEVER = np.zeros(1, dtype=bool)
 
 
 @njit(cache=True, nogil=True)
+def _remember(prev: np.ndarray, valid: np.ndarray, applied: np.ndarray) -> None:
+    """prev = applied, every row valid."""
+    prev[:] = applied
+    valid[:] = True
+
+
+@njit(cache=True, nogil=True)
 def _limit(targets: np.ndarray, q: np.ndarray, prev: np.ndarray, valid: np.ndarray, step: np.ndarray,
            u: np.ndarray, active: np.ndarray) -> None:
     """u = clip(targets, ref - step, ref + step) with ref = prev where valid (valid of length 1: for every row),
@@ -160,11 +167,12 @@ class StateShield:
         """max_tilt, min_base_height, max_state_age, max_repeated_states (NaN: check disabled), for the kernel."""
 
     def check(self, quat: np.ndarray, base_pos: np.ndarray | None, timestamp: float | np.ndarray,
-              now: float | None, num: int) -> np.ndarray:
+              now: float | None, num: int) -> tuple[np.ndarray, np.ndarray]:
         """Latch the robots whose state is unacceptable, from base orientations (N, 4), base positions (N, 3) (None:
-        unknown) and timestamps; returns (N,) the robots that latched on this tick (their reason in
-        `latch_reason`). Updates the staleness counters."""
-        self._resize(num)
+        unknown) and timestamps; returns (N,) the latched robots and (N,) those that latched on this tick (their
+        reason in `latch_reason`). Updates the staleness counters."""
+        if self.latched.shape[0] != num:
+            self._resize(num)
         fresh = np.zeros(num, dtype=bool)
         if type(timestamp) is np.ndarray:
             ts = timestamp.astype(float, copy=False).reshape(-1)
@@ -179,7 +187,7 @@ class StateShield:
             for i in np.flatnonzero(fresh):
                 self.latch_reason[i] = self._explain(quat, height, float(ts[i if ts.shape[0] > 1 else 0]), now,
                                                      int(i))
-        return fresh
+        return self.latched.copy(), fresh
 
     def _explain(self, quat: np.ndarray, height: np.ndarray, ts: float, now: float | None, i: int) -> str:
         cfg = self.cfg
@@ -236,8 +244,7 @@ class RateLimiter:
         if self.prev.shape != applied.shape:
             self.prev = np.zeros_like(applied)
             self.valid = np.zeros(applied.shape[0], dtype=bool)
-        np.copyto(self.prev, applied)
-        self.valid.fill(True)
+        _remember(self.prev, self.valid, applied)
         return {}
 
     def reset(self, mask: np.ndarray | None = None) -> None:
