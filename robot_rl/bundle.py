@@ -276,9 +276,16 @@ def read_mlp(onnx_path: Path) -> list[MlpLayer]:
     except Exception as exc:  # noqa: BLE001 - protobuf decode errors are untyped
         raise BundleError(f"{onnx_path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    nodes = []
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in init:
+            # the exporter stores equal weights once (e.g. two zero biases of one width) and aliases the copy
+            init[node.output[0]] = init[node.input[0]]
+        else:
+            nodes.append(node)
     layers: list[MlpLayer] = []
     current = model.graph.input[0].name
-    for node in model.graph.node:
+    for node in nodes:
         if node.input[0] != current:
             raise BundleError(f"{onnx_path}: node {node.name or node.op_type} is not a chain step (not an MLP)")
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}

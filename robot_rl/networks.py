@@ -3,17 +3,15 @@
 `Policy` takes raw observations through fixed normalization statistics (its `obs_mean` / `obs_std` buffers, which
 go into the policy contract at export), so the exported actor is exactly `Policy.net` on normalized observations.
 PPO keeps the statistics current from its running normalizer; the off-policy and offline learners use the bundle's
-or the data's. `Policy.from_bundle` reads a bundle's weights (from its TorchScript state dict or its ONNX
-initializers: no unpickling) and `Policy.export` writes one, so bundles flow PPO / SAC -> offline or online
-fine-tuning -> bundle -> robot without conversion. Critics are MLPs over (normalized obs, action), optionally with
-LayerNorm and dropout (DroQ, Hiraoka et al. 2022).
+or the data's. `Policy.from_bundle` reads a bundle's weights from its ONNX graph's initializers only (never its
+TorchScript file, which carries code: fine-tuning an untrusted bundle runs nothing from it) and `Policy.export`
+writes a bundle, so bundles flow PPO / SAC -> offline or online fine-tuning -> bundle -> robot without conversion.
+Critics are MLPs over (normalized obs, action), optionally with LayerNorm and dropout (DroQ, Hiraoka et al. 2022).
 """
 
 from __future__ import annotations
 
 import math
-import re
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -116,27 +114,25 @@ class Policy(nn.Module):
     # ---- bundles -------------------------------------------------------------------------------------------
     @classmethod
     def from_bundle(cls, path: str | Path, init_std: float = 0.3) -> tuple[Policy, PolicyContract]:
-        """The bundle's actor weights and observation statistics, and its contract."""
-        from robot_rl.bundle import CONTRACT_FILE, ONNX_FILE, TORCHSCRIPT_FILE
+        """The bundle's actor weights and observation statistics, and its contract. The weights come from the
+        ONNX graph's initializers (robot_rl.bundle.read_mlp): no code from the bundle runs, `policy.pt` is never
+        loaded (TorchScript is code, and an untrusted bundle's would run here)."""
+        from robot_rl.bundle import ACTIVATIONS, CONTRACT_FILE, ONNX_FILE, read_mlp
 
         path = Path(path)
         if not (path / CONTRACT_FILE).is_file():
             raise BundleError(f"bundle {path} is missing {CONTRACT_FILE}")
         contract = PolicyContract.load(path / CONTRACT_FILE)
-        file = path / TORCHSCRIPT_FILE
-        if file.is_file():
-            state = _torchscript_state(file)
-        elif (path / ONNX_FILE).is_file():
-            # a deployment bundle may ship ONNX only (the nodes need nothing else): read its initializers
-            file = path / ONNX_FILE
-            state = _onnx_state(file)
-        else:
-            raise BundleError(f"bundle {path} has neither {TORCHSCRIPT_FILE} nor {ONNX_FILE} (needed to initialize "
-                              "a learner)")
-        layers = _linear_layers(state)
-        if not layers:
-            raise BundleError(f"{file}: no linear layers found; only MLP actors can initialize a learner")
-        dims = [layers[0][1].shape[1]] + [w.shape[0] for _, w, _ in layers]
+        file = path / ONNX_FILE
+        if not file.is_file():
+            raise BundleError(f"bundle {path} is missing {ONNX_FILE} (a learner reads the actor's weights from the "
+                              "ONNX graph only)")
+        layers = read_mlp(file)
+        codes = [code for _, _, code in layers]
+        if codes[-1] != 0 or any(code != ACTIVATIONS["Elu"] for code in codes[:-1]):
+            raise BundleError(f"{file}: not an ELU MLP actor (activations {codes}); only those can initialize a "
+                              "learner")
+        dims = [layers[0][0].shape[0]] + [w_t.shape[1] for w_t, _, _ in layers]
         if dims[0] != contract.obs_dim or dims[-1] != contract.act_dim:
             raise BundleError(f"{file}: network maps {dims[0]} -> {dims[-1]}, contract says "
                               f"{contract.obs_dim} -> {contract.act_dim}")
@@ -145,9 +141,9 @@ class Policy(nn.Module):
         policy = cls(contract.obs_dim, contract.act_dim, dims[1:-1], np.asarray(mean), np.asarray(std), init_std)
         linears = [m for m in policy.net if isinstance(m, nn.Linear)]
         with torch.no_grad():
-            for lin, (_, w, b) in zip(linears, layers):
-                lin.weight.copy_(w)
-                lin.bias.copy_(b)
+            for lin, (w_t, b, _) in zip(linears, layers):
+                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w_t.T)))
+                lin.bias.copy_(torch.from_numpy(b))
         return policy, contract
 
     def export(self, path: str | Path, contract: PolicyContract, provenance: dict[str, Any],
@@ -174,45 +170,6 @@ class _Actor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
-
-
-def _torchscript_state(file: Path) -> dict[str, torch.Tensor]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return dict(torch.jit.load(str(file), map_location="cpu").state_dict())
-    except Exception as exc:  # noqa: BLE001 - torch.jit.load raises several untyped errors
-        raise BundleError(f"{file}: not a loadable TorchScript module ({str(exc).splitlines()[0][:200]})") from None
-
-
-def _onnx_state(file: Path) -> dict[str, torch.Tensor]:
-    """The weights of an exported MLP actor (Gemm with transposed B, ELU between) from the ONNX initializers;
-    any other graph (other operators or activations) is refused, since `Policy` could not reproduce it."""
-    import onnx
-    from onnx import numpy_helper
-
-    try:
-        model = onnx.load(str(file))
-    except Exception as exc:  # noqa: BLE001 - protobuf decode errors are untyped
-        raise BundleError(f"{file}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
-    ops = [n.op_type for n in model.graph.node]
-    gemms = [n for n in model.graph.node if n.op_type == "Gemm"]
-    trans_b = [next((a.i for a in n.attribute if a.name == "transB"), 0) for n in gemms]
-    if set(ops) - {"Gemm", "Elu"} or not gemms or not all(trans_b):
-        raise BundleError(f"{file}: not an ELU MLP actor ({', '.join(sorted(set(ops)))}); only MLP actors can "
-                          "initialize a learner")
-    return {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer}
-
-
-def _linear_layers(state: dict[str, torch.Tensor]) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
-    """(index, weight, bias) of the Linear layers of a (possibly wrapped) nn.Sequential state dict, in order."""
-    found: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
-    for key, value in state.items():
-        m = re.fullmatch(r"(.*?)(\d+)\.(weight|bias)", key)
-        if m and value.ndim in (1, 2):
-            found.setdefault((m.group(1), int(m.group(2))), {})[m.group(3)] = value
-    items = sorted((k, v) for k, v in found.items() if "weight" in v and "bias" in v and v["weight"].ndim == 2)
-    return [(idx, v["weight"], v["bias"]) for (_, idx), v in items]
 
 
 class Critic(nn.Module):

@@ -145,7 +145,8 @@ def test_finetune_refuses_dataset_of_other_layout(setup: tuple[Path, Path, np.nd
 
 def test_policy_from_onnx_only_bundle(tmp_path: Path) -> None:
     """A deployment bundle may ship ONNX only (tests/ros/data/a1_walk does): the learner reads the actor from its
-    initializers and reproduces onnxruntime's actions; a bundle with neither file is refused by name."""
+    initializers and reproduces onnxruntime's actions; a bundle without policy.onnx is refused by name, whatever
+    else it holds."""
     fixture = Path(__file__).resolve().parents[1] / "ros" / "data" / "a1_walk"
     assert not (fixture / "policy.pt").exists()
     policy, contract = Policy.from_bundle(fixture)
@@ -160,7 +161,8 @@ def test_policy_from_onnx_only_bundle(tmp_path: Path) -> None:
     (exported / "policy.onnx").unlink()
     from robot_rl.errors import BundleError
 
-    with pytest.raises(BundleError, match="neither policy.pt nor policy.onnx"):
+    (exported / "policy.pt").write_bytes(b"TorchScript is never read")
+    with pytest.raises(BundleError, match="missing policy.onnx"):
         Policy.from_bundle(exported)
 
 
@@ -262,3 +264,52 @@ def test_finetune_closes_its_environments_when_it_fails(setup: tuple[Path, Path,
         finetune(cfg, log=broken_pipe)
     assert threads() == before, failed.value
     assert not (tmp_path / "never").exists()
+
+
+def _script_that_runs_when_loaded(path: Path) -> None:
+    """A TorchScript file whose __setstate__ runs during torch.jit.load (as an attacker's code would) and fails."""
+    from torch import nn
+
+    class Trap(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(3, 2))
+            self.armed = torch.ones(1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+        @torch.jit.export
+        def __getstate__(self) -> tuple[torch.Tensor, bool]:
+            return (self.armed, self.training)
+
+        @torch.jit.export
+        def __setstate__(self, state: tuple[torch.Tensor, bool]) -> None:
+            self.armed = state[0]
+            self.training = state[1]
+            raise RuntimeError("code from policy.pt ran")
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, and still what robots load
+        torch.jit.script(Trap()).save(str(path))
+        with pytest.raises(torch.jit.Error, match="code from policy.pt ran"):
+            torch.jit.load(str(path))  # loading it does run its code
+
+
+def test_finetune_reads_weights_from_onnx_only(setup: tuple[Path, Path, np.ndarray], tmp_path: Path) -> None:
+    """Fine-tuning an untrusted bundle runs no code from it: policy.pt (TorchScript, which carries code) is never
+    loaded, the weights come from the ONNX graph's initializers. A bundle whose policy.pt runs code when loaded
+    fine-tunes from the same actor as the original: identical initial actions."""
+    source, ds, _ = setup
+    bundle = tmp_path / "tampered"
+    shutil.copytree(source, bundle)
+    _script_that_runs_when_loaded(bundle / "policy.pt")
+    obs = np.random.default_rng(3).standard_normal((32, load_bundle(source).contract.obs_dim)).astype(np.float32)
+    expected = load_bundle(source).act(obs)  # onnxruntime on the original bundle
+    policy, _ = Policy.from_bundle(bundle)
+    np.testing.assert_allclose(policy.act(obs), expected, atol=1e-5)
+    out = tmp_path / "out"
+    assert main(["finetune", str(bundle), "--data", str(ds), "--steps", "0", "--out", str(out)]) == 0
+    np.testing.assert_allclose(load_bundle(out).act(obs), expected, atol=1e-5)
