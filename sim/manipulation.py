@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from pathlib import Path
+from typing import ClassVar, Literal, Protocol
 
 import mujoco
 import numpy as np
 
 from robot_rl.errors import ConfigError
 from robot_rl.sim.locomotion import corrected
+from robot_rl.sim.mjmodel import add_pd_actuators
 from robot_rl.sim.randomization import RandomizationConfig, TermSpec, Uniform
 from robot_rl.sim.task import ControlRates, TaskConfig
 
@@ -29,6 +31,8 @@ OBJECT = "object"
 (mocap body) and the table (geom)."""
 GOAL = "goal"
 TABLE = "table"
+EE_SITE = "ee"
+"""Site at the grasp point of every arm model."""
 CUBE_HALF = 0.02
 """Nominal half edge of the cube [m]."""
 CUBE_MASS = 0.1
@@ -274,6 +278,35 @@ class ArmRobot:
         return len(self.joint_names) > self.arm_joints
 
 
+class ArmModel(Protocol):
+    """What an arm's model module (robots/<arm>/model.py) provides to describe the arm."""
+
+    JOINT_NAMES: list[str]
+    HOME: np.ndarray
+    KP: np.ndarray
+    KD: np.ndarray
+
+    def urdf_path(self) -> Path: ...
+
+    def urdf_limits(self, path: Path | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def build_model(self, physics_dt: float, kp: np.ndarray, kd: np.ndarray) -> mujoco.MjModel: ...
+
+
+def arm_robot(name: str, model: ArmModel, arm_joints: int, source: str,
+              mimic_joints: tuple[str, ...] = ()) -> ArmRobot:
+    """The ArmRobot of an arm model module: joints, home pose, gains (scaled by control.kp_scale), URDF limits."""
+    effort, velocity = model.urdf_limits()
+
+    def build(control: ArmControlConfig) -> mujoco.MjModel:
+        return model.build_model(control.physics_dt, model.KP * control.kp_scale, model.KD)
+
+    return ArmRobot(name=name, joint_names=list(model.JOINT_NAMES), arm_joints=arm_joints,
+                    default_joint_pos=model.HOME.copy(), kp=model.KP.copy(), kd=model.KD.copy(),
+                    torque_limit=effort, velocity_limit=velocity, ee_site=EE_SITE, mimic_joints=mimic_joints,
+                    build_model=build, urdf=str(model.urdf_path()), source=source)
+
+
 # ---- what reward terms see -------------------------------------------------------------------------------------
 @dataclass
 class ManipView:
@@ -394,3 +427,25 @@ def add_tabletop(spec: mujoco.MjSpec) -> None:
     goal = world.add_body(name=GOAL, mocap=True, pos=[0.5, 0.2, 0.2])
     goal.add_geom(name=GOAL, type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[0.02, 0, 0], rgba=[0.2, 0.8, 0.2, 0.5],
                   contype=0, conaffinity=0)
+
+
+def finish_arm_spec(spec: mujoco.MjSpec, ee_body: str, ee_pos: tuple[float, float, float], joint_names: list[str],
+                    kp: np.ndarray, kd: np.ndarray, effort: np.ndarray) -> None:
+    """What every arm model ends with: the `ee` site (grasp point) on `ee_body`, the tabletop scene and PD actuators
+    (controllers.pd_torque) on `joint_names` with the URDF effort limits."""
+    spec.body(ee_body).add_site(name=EE_SITE, pos=list(ee_pos), size=[0.01, 0, 0], rgba=[1, 0, 0, 0.5])
+    add_tabletop(spec)
+    add_pd_actuators(spec, joint_names, np.asarray(kp, float), np.asarray(kd, float), effort)
+
+
+def compile_with_home(spec: mujoco.MjSpec, home: dict[str, float], ctrl: np.ndarray) -> mujoco.MjModel:
+    """Compile with a `home` keyframe: joints at `home` (name -> position), the cube resting at (0.5, 0), actuator
+    targets `ctrl`."""
+    model = spec.compile()
+    qpos = np.zeros(model.nq)
+    for name, value in home.items():
+        qpos[model.jnt_qposadr[model.joint(name).id]] = value
+    adr = model.jnt_qposadr[model.joint(OBJECT).id]
+    qpos[adr:adr + 7] = [0.5, 0.0, CUBE_HALF, 1, 0, 0, 0]
+    spec.add_key(name="home", qpos=qpos, ctrl=ctrl)
+    return spec.compile()

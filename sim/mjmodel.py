@@ -1,10 +1,12 @@
 """MuJoCo model helpers shared by every robot: ground plane, PD actuators compiled from the controllers' law, IMU and
-contact sensors, and ids looked up by name (never hard-coded)."""
+contact sensors, ids looked up by name (never hard-coded), and reading robots from URDF files."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import mujoco
 import numpy as np
@@ -111,3 +113,52 @@ def set_physics(spec: mujoco.MjSpec, name: str, physics_dt: float, iterations: i
     opt.ls_iterations = 10
     spec.visual.global_.offwidth = 1280
     spec.visual.global_.offheight = 720
+
+
+# ---- robots built from URDF ------------------------------------------------------------------------------------
+def pybullet_data_urdf(robot: str, relpath: str) -> Path:
+    """A URDF that pybullet_data ships; AssetError naming the file when pybullet or the file is missing."""
+    try:
+        import pybullet_data
+    except ImportError:
+        raise AssetError(f"{robot} model needs pybullet_data (pip install pybullet): {relpath} not found") from None
+    path = Path(pybullet_data.getDataPath()) / relpath
+    if not path.is_file():
+        raise AssetError(f"{robot} URDF not found: {path}")
+    return path
+
+
+def read_urdf(robot: str, path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise AssetError(f"cannot read {robot} URDF {path}: {exc.strerror}") from None
+
+
+def spec_from_urdf(path: Path, text: str, insert: str) -> mujoco.MjSpec:
+    """Parse URDF `text` (read from `path`) with MuJoCo, `insert` (MuJoCo compiler options, extra links) placed
+    right after the <robot> element opens; AssetError naming the file when it has none or MuJoCo refuses it."""
+    text, count = re.subn(r"(<robot[^>]*>)", lambda m: m.group(1) + insert, text, count=1)
+    if count != 1:
+        raise AssetError(f"{path}: no <robot> element")
+    try:
+        return mujoco.MjSpec.from_string(text)
+    except ValueError as exc:
+        raise AssetError(f"{path}: MuJoCo cannot parse it ({exc})") from None
+
+
+def urdf_limits(robot: str, path: Path, joint_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(effort, velocity) limits of `joint_names` as the URDF states them."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise AssetError(f"cannot read {robot} URDF {path}: {exc}") from None
+    limits = {j.get("name"): j.find("limit") for j in root.findall("joint")}
+    try:
+        effort = [float(limits[n].get("effort", "")) for n in joint_names]  # type: ignore[union-attr]
+        vel = [float(limits[n].get("velocity", "")) for n in joint_names]  # type: ignore[union-attr]
+    except (KeyError, AttributeError, ValueError):
+        raise AssetError(f"{path}: missing a <limit> of {', '.join(joint_names)}") from None
+    return np.array(effort), np.array(vel)

@@ -11,14 +11,20 @@ every joint. A policy trained with 55 N m calves would ask the real motors for t
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import mujoco
 import numpy as np
 
-from robot_rl.errors import AssetError
-from robot_rl.sim.mjmodel import IMU_SITE, add_floor, add_pd_actuators, set_physics
+from robot_rl.sim.mjmodel import (
+    IMU_SITE,
+    add_floor,
+    add_pd_actuators,
+    pybullet_data_urdf,
+    read_urdf,
+    set_physics,
+    spec_from_urdf,
+)
 
 LEGS = ("FR", "FL", "RR", "RL")
 """Unitree SDK / URDF leg order; the contract joint order follows it so that deployment needs no reindexing."""
@@ -48,14 +54,7 @@ def default_joint_pos() -> np.ndarray:
 
 def urdf_path() -> Path:
     """The A1 URDF inside pybullet_data; AssetError naming the file when pybullet or the file is missing."""
-    try:
-        import pybullet_data
-    except ImportError:
-        raise AssetError("A1 model needs pybullet_data (pip install pybullet): a1/a1.urdf not found") from None
-    path = Path(pybullet_data.getDataPath()) / "a1" / "a1.urdf"
-    if not path.is_file():
-        raise AssetError(f"A1 URDF not found: {path}")
-    return path
+    return pybullet_data_urdf("A1", "a1/a1.urdf")
 
 
 _FLOATING = ('<mujoco><compiler discardvisual="false" fusestatic="true" balanceinertia="true"/></mujoco>'
@@ -66,17 +65,7 @@ _FLOATING = ('<mujoco><compiler discardvisual="false" fusestatic="true" balancei
 def build_spec(physics_dt: float = 0.005, kp: float = 20.0, kd: float = 0.5, urdf: Path | None = None) -> mujoco.MjSpec:
     """The A1 as an editable MjSpec (compile it, or edit further before compiling)."""
     path = urdf if urdf is not None else urdf_path()
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise AssetError(f"cannot read A1 URDF {path}: {exc.strerror}") from None
-    text, count = re.subn(r"(<robot[^>]*>)", lambda m: m.group(1) + _FLOATING, text, count=1)
-    if count != 1:
-        raise AssetError(f"{path}: no <robot> element")
-    try:
-        spec = mujoco.MjSpec.from_string(text)
-    except ValueError as exc:
-        raise AssetError(f"{path}: MuJoCo cannot parse it ({exc})") from None
+    spec = spec_from_urdf(path, read_urdf("A1", path), _FLOATING)
     spec.meshdir = str(path.parent)
     set_physics(spec, "a1", physics_dt, iterations=10)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from robot_rl.sim.arm_task import ReachTask
-from robot_rl.sim.manipulation import ArmInitConfig, ArmRewardConfig, ArmTerminationConfig, ManipulationConfig
+from robot_rl.sim.manipulation import ArmInitConfig, ManipulationConfig
 from robot_rl.sim.registry import get_robot
 
 NAME = "iiwa_reach"
@@ -19,11 +19,8 @@ class IiwaReachConfig(ManipulationConfig):
     """iiwa_reach defaults (sections documented in robot_rl.sim.manipulation)."""
 
     robot: str = "iiwa"
-    """The KUKA iiwa (no gripper: ee_delta actions are the 3 end-effector displacements)."""
-    rewards: ArmRewardConfig = field(default_factory=lambda: ArmRewardConfig(reach=1.0, success=1.0))
-    """Dense distance kernel plus a bonus inside 5 cm."""
-    termination: ArmTerminationConfig = field(default_factory=lambda: ArmTerminationConfig(episode_length_s=3.0))
-    """60 policy steps."""
+    """The KUKA iiwa (no gripper: ee_delta actions are the 3 end-effector displacements). Rewards (dense distance
+    kernel plus a bonus inside 5 cm) and the 3 s episodes are the section defaults."""
     init: ArmInitConfig = field(default_factory=lambda: ArmInitConfig(goal_low=(0.40, -0.25, 0.20),
                                                                       goal_high=(0.70, 0.25, 0.55)))
     """Targets in a 30 x 50 x 35 cm box in front of the arm, around the home pose's grasp point."""

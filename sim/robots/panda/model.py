@@ -21,8 +21,9 @@ import mujoco
 import numpy as np
 
 from robot_rl.errors import AssetError
-from robot_rl.sim.manipulation import CUBE_HALF, OBJECT, add_tabletop
-from robot_rl.sim.mjmodel import add_pd_actuators, set_physics
+from robot_rl.sim import mjmodel
+from robot_rl.sim.manipulation import compile_with_home, finish_arm_spec
+from robot_rl.sim.mjmodel import pybullet_data_urdf, read_urdf, set_physics, spec_from_urdf
 
 ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
 GRIPPER_JOINT = "panda_finger_joint1"
@@ -38,37 +39,15 @@ KD = np.array([50.0, 50.0, 50.0, 20.0, 20.0, 20.0, 10.0, 5.0])
 """Joint damping gains [N m s/rad, N s/m]."""
 COLLIDING = ("panda_hand", "panda_leftfinger", "panda_rightfinger")
 MIMIC_JOINT = "panda_finger_joint2"
-EE_SITE = "ee"
 
 
 def urdf_path() -> Path:
-    try:
-        import pybullet_data
-    except ImportError:
-        raise AssetError("Panda model needs pybullet_data (pip install pybullet): franka_panda/panda.urdf "
-                         "not found") from None
-    path = Path(pybullet_data.getDataPath()) / "franka_panda" / "panda.urdf"
-    if not path.is_file():
-        raise AssetError(f"Panda URDF not found: {path}")
-    return path
+    return pybullet_data_urdf("Panda", "franka_panda/panda.urdf")
 
 
 def urdf_limits(path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(effort, velocity) limits of JOINT_NAMES as the URDF states them."""
-    import xml.etree.ElementTree as ET
-
-    path = path or urdf_path()
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError) as exc:
-        raise AssetError(f"cannot read Panda URDF {path}: {exc}") from None
-    limits = {j.get("name"): j.find("limit") for j in root.findall("joint")}
-    try:
-        effort = [float(limits[n].get("effort", "")) for n in JOINT_NAMES]  # type: ignore[union-attr]
-        vel = [float(limits[n].get("velocity", "")) for n in JOINT_NAMES]  # type: ignore[union-attr]
-    except (KeyError, AttributeError, ValueError):
-        raise AssetError(f"{path}: missing a <limit> of {', '.join(JOINT_NAMES)}") from None
-    return np.array(effort), np.array(vel)
+    return mjmodel.urdf_limits("Panda", path or urdf_path(), JOINT_NAMES)
 
 
 def _resolve_meshes(text: str, folder: Path, path: Path) -> str:
@@ -87,19 +66,9 @@ def build_spec(physics_dt: float = 0.005, kp: np.ndarray = KP, kd: np.ndarray = 
                urdf: Path | None = None) -> mujoco.MjSpec:
     """Panda + table + cube + goal marker as an editable MjSpec."""
     path = urdf if urdf is not None else urdf_path()
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise AssetError(f"cannot read Panda URDF {path}: {exc.strerror}") from None
-    text = _resolve_meshes(text, path.parent, path)
+    text = _resolve_meshes(read_urdf("Panda", path), path.parent, path)
     ext = '<mujoco><compiler strippath="false" discardvisual="true" fusestatic="false"/></mujoco>'
-    text, count = re.subn(r"(<robot[^>]*>)", lambda m: m.group(1) + ext, text, count=1)
-    if count != 1:
-        raise AssetError(f"{path}: no <robot> element")
-    try:
-        spec = mujoco.MjSpec.from_string(text)
-    except ValueError as exc:
-        raise AssetError(f"{path}: MuJoCo cannot parse it ({exc})") from None
+    spec = spec_from_urdf(path, text, ext)
     set_physics(spec, "panda", physics_dt, iterations=20)
     effort, _ = urdf_limits(path)
 
@@ -112,21 +81,11 @@ def build_spec(physics_dt: float = 0.005, kp: np.ndarray = KP, kd: np.ndarray = 
     for b in spec.bodies:
         if b.name.startswith("panda_") and b.name != "panda_link0":
             b.gravcomp = 1.0
-    spec.body("panda_grasptarget").add_site(name=EE_SITE, size=[0.01, 0, 0], rgba=[1, 0, 0, 0.5])
-    add_tabletop(spec)
-    add_pd_actuators(spec, JOINT_NAMES, np.asarray(kp, float), np.asarray(kd, float), effort)
+    finish_arm_spec(spec, "panda_grasptarget", (0.0, 0.0, 0.0), JOINT_NAMES, kp, kd, effort)
     return spec
 
 
 def build_model(physics_dt: float = 0.005, kp: np.ndarray = KP, kd: np.ndarray = KD) -> mujoco.MjModel:
     """Compiled scene with a `home` keyframe (HOME pose, cube resting at (0.5, 0), targets at HOME)."""
-    spec = build_spec(physics_dt, kp, kd)
-    model = spec.compile()
-    qpos = np.zeros(model.nq)
-    for name, value in zip(JOINT_NAMES, HOME):
-        qpos[model.jnt_qposadr[model.joint(name).id]] = value
-    qpos[model.jnt_qposadr[model.joint(MIMIC_JOINT).id]] = HOME[-1]
-    adr = model.jnt_qposadr[model.joint(OBJECT).id]
-    qpos[adr:adr + 7] = [0.5, 0.0, CUBE_HALF, 1, 0, 0, 0]
-    spec.add_key(name="home", qpos=qpos, ctrl=HOME)
-    return spec.compile()
+    home = dict(zip(JOINT_NAMES, HOME)) | {MIMIC_JOINT: HOME[-1]}
+    return compile_with_home(build_spec(physics_dt, kp, kd), home, HOME)

@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-import mujoco
-
-from robot_rl.sim.manipulation import ArmControlConfig, ArmRobot
+from robot_rl.sim.manipulation import ArmRobot, arm_robot
 from robot_rl.sim.robots.panda import model
 
 
-def _build(control: ArmControlConfig) -> mujoco.MjModel:
-    return model.build_model(control.physics_dt, model.KP * control.kp_scale, model.KD)
-
-
 def panda_robot() -> ArmRobot:
-    effort, velocity = model.urdf_limits()
-    return ArmRobot(
-        name="panda",
-        joint_names=list(model.JOINT_NAMES),
-        arm_joints=len(model.ARM_JOINTS),
-        default_joint_pos=model.HOME.copy(),
-        kp=model.KP.copy(),
-        kd=model.KD.copy(),
-        torque_limit=effort,
-        velocity_limit=velocity,
-        ee_site=model.EE_SITE,
-        mimic_joints=(model.MIMIC_JOINT,),
-        build_model=_build,
-        urdf=str(model.urdf_path()),
-        source="pybullet_data franka_panda/panda.urdf via robot_rl.sim.robots.panda.model",
-    )
+    return arm_robot("panda", model, arm_joints=len(model.ARM_JOINTS), mimic_joints=(model.MIMIC_JOINT,),
+                     source="pybullet_data franka_panda/panda.urdf via robot_rl.sim.robots.panda.model")
