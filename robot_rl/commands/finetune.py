@@ -27,9 +27,11 @@ FIELD_FLAGS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("--steps", "offline_steps", "offline gradient steps", {}),
     ("--actions", "actions", "logged actions to learn from: policy or applied", {}),
     ("--learner", "learner.", "offline learner settings, e.g. temperature=10 anchor=1 (IQL)", {"nargs": "+"}),
-    ("--online", "online", "then fine-tune online in simulation", {"nargs": 0}),
+    ("--online", "online", "then fine-tune online in simulation: the offline learner goes on (SAC after bc/sac) "
+                           "with the logs in half of every batch", {"nargs": 0}),
     ("--online-steps", "online_steps", "online environment transitions", {}),
-    ("--online-algo", "online_algo", "online learner: ppo (default: continue the offline one)", {}),
+    ("--online-algo", "online_algo", "online learner: ppo (without the logs; default: continue the offline one)",
+     {}),
     ("--utd", "utd_ratio", "online critic updates per transition", {}),
     ("--critic-warmup", "critic_warmup_steps", "critic updates on the logged data before online SAC", {}),
     ("--num-envs", "num_envs", "simulated robots for online fine-tuning and evaluation", {}),

@@ -67,13 +67,15 @@ class FinetuneConfig:
     """Overrides of the offline learner's config (e.g. {"temperature": 10.0, "anchor": 1.0} for IQL; sections as
     mappings, e.g. {"critic": {"reward_scale": 2.0}})."""
     online: bool = False
-    """Continue with SAC online in simulation (the safety chain in the loop)."""
+    """Then fine-tune online in simulation (the safety chain in the loop), with the learner `online_algo` says:
+    by default the offline one goes on (IQL, TD3+BC; after BC or SAC a SAC), its batches drawn half from the logged
+    data and half from fresh transitions (RLPD); with online_algo="ppo", PPO without the logs."""
     online_steps: int = 20_000
     """Environment transitions collected online."""
     online_algo: Literal["", "ppo"] = ""
-    """Online learner: "" continues the offline one (IQL / TD3+BC with their critics and the logged data in an RLPD
-    buffer; SAC after BC or SAC); "ppo" runs on-policy PPO from the (offline-trained) actor (FINETUNE_PPO; no
-    replay of the logs)."""
+    """Online learner: "" continues the offline one (IQL / TD3+BC with their critics; SAC after BC or SAC), with the
+    logged data in its buffer (half of every batch, replay.offline_fraction); "ppo" runs on-policy PPO from the
+    (offline-trained) actor (FINETUNE_PPO): the logs take no part online."""
     online_ppo: PPOConfig = field(default_factory=lambda: FINETUNE_PPO)
     """PPO online (online_algo="ppo"): iterations = online_steps // (num_envs * online_ppo.num_steps)."""
     online_sac: SACConfig = field(default_factory=lambda: FINETUNE_SAC)
@@ -203,6 +205,50 @@ def dataset_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def offline_learner(cfg: FinetuneConfig, policy: Policy, data: Transitions,
+                    clip: float) -> tuple[Learner, LearnerSetup, Any]:
+    """The learner of the offline phase (`cfg.algo` on `data`, configured by offline_learner_config), the setup that
+    holds the logged data as its buffer, and the learner's config."""
+    learner_cfg = offline_learner_config(cfg.algo, cfg.actions, cfg.learner, data, cfg.batch_size)
+    # the online phase may continue this learner: its batches then mix the logged data with fresh data (RLPD)
+    learner_cfg = dataclasses.replace(learner_cfg, replay=dataclasses.replace(learner_cfg.replay,
+                                                                              utd_ratio=cfg.utd_ratio))
+    setup = LearnerSetup(num_envs=cfg.num_envs, action_clip=clip, seed=cfg.seed,
+                         offline=ReplayBuffer.from_transitions(data))
+    return make_learner(cfg.algo, policy, learner_cfg, setup), setup, learner_cfg
+
+
+def online_learner(cfg: FinetuneConfig, policy: Policy, data: Transitions, learner: Learner,
+                   setup: LearnerSetup) -> tuple[Learner, int, dict[str, float]]:
+    """The learner of the online phase, the environment transitions it collects, and its metrics:
+
+    - online_algo "" after IQL or TD3+BC: `learner` itself goes on, its batches `replay.offline_fraction` logged
+      data (setup.offline), the rest fresh;
+    - online_algo "" after BC or SAC: a new SAC (`online_sac`) on the same actor and the same mixed batches, its
+      critics first fitted on the logged data with the actor frozen (`critic_warmup_steps`);
+    - online_algo "ppo": PPO (`online_ppo`) from the actor; the logs take no part.
+    """
+    clip = setup.action_clip
+    if cfg.online_algo == "ppo":
+        torch.manual_seed(cfg.seed)
+        ppo = PPO(policy, cfg.online_ppo, LearnerSetup(num_envs=cfg.num_envs, action_clip=clip, seed=cfg.seed))
+        batch = cfg.num_envs * cfg.online_ppo.num_steps
+        return ppo, max(1, cfg.online_steps // batch) * batch, {}
+    if cfg.algo in CONTINUED_ONLINE:
+        return learner, cfg.online_steps, {}
+    # SAC (or after BC): rewards scaled to unit per-step std, a low start temperature and a slow actor, critics
+    # first fitted on the logged data with the actor frozen
+    scale = 1.0 / max(float(np.std(data.reward)), 1e-3)
+    sac_cfg = cfg.online_sac
+    sac_cfg = dataclasses.replace(
+        sac_cfg, replay=dataclasses.replace(sac_cfg.replay, batch_size=cfg.batch_size, utd_ratio=cfg.utd_ratio),
+        critic=dataclasses.replace(sac_cfg.critic, reward_scale=scale))
+    sac = SAC(policy, sac_cfg, setup)
+    if cfg.critic_warmup_steps:
+        sac.update_steps(cfg.critic_warmup_steps, actor=False)
+    return sac, cfg.online_steps, {"online/reward_scale": scale}
+
+
 def _learn(cfg: FinetuneConfig, policy: Policy, data: Transitions, clip: float, env: Any, eval_env: Any,
            log: Any) -> dict[str, Any]:
     """Evaluate the start (in `eval_env`, when given), learn offline, then online (in `env`, when given), evaluate
@@ -213,15 +259,9 @@ def _learn(cfg: FinetuneConfig, policy: Policy, data: Transitions, clip: float, 
         metrics.update({f"before/{k}": v for k, v in before.items()})
         log(f"finetune: start policy return {before['return_mean']:.3f}, interventions/step "
             f"{before['intervention_rate']:.4f}")
-    learner_cfg = offline_learner_config(cfg.algo, cfg.actions, cfg.learner, data, cfg.batch_size)
+    learner, setup, learner_cfg = offline_learner(cfg, policy, data, clip)
     if cfg.algo in REWARD_SCALED and "reward_scale" not in cfg.learner.get("critic", {}):
         metrics["offline/reward_scale"] = learner_cfg.critic.reward_scale
-    offline = ReplayBuffer.from_transitions(data)
-    # the online phase continues this learner: its batches mix the logged data with fresh data (RLPD)
-    learner_cfg = dataclasses.replace(learner_cfg, replay=dataclasses.replace(learner_cfg.replay,
-                                                                              utd_ratio=cfg.utd_ratio))
-    setup = LearnerSetup(num_envs=cfg.num_envs, action_clip=clip, seed=cfg.seed, offline=offline)
-    learner = make_learner(cfg.algo, policy, learner_cfg, setup)
     torch.manual_seed(cfg.seed)
     if cfg.offline_steps:
         losses = train_offline(learner, cfg.offline_steps,
@@ -230,26 +270,8 @@ def _learn(cfg: FinetuneConfig, policy: Policy, data: Transitions, clip: float, 
         metrics.update({f"offline/{k}": v for k, v in losses.items()})
     if cfg.online:
         assert env is not None
-        steps = cfg.online_steps
-        online: Learner = learner
-        if cfg.online_algo == "ppo":
-            torch.manual_seed(cfg.seed)
-            online = PPO(policy, cfg.online_ppo, LearnerSetup(num_envs=cfg.num_envs, action_clip=clip, seed=cfg.seed))
-            batch = cfg.num_envs * cfg.online_ppo.num_steps
-            steps = max(1, cfg.online_steps // batch) * batch
-        elif cfg.algo not in CONTINUED_ONLINE:
-            # SAC (or after BC): rewards scaled to unit per-step std, a low start temperature and a slow actor,
-            # critics first fitted on the logged data with the actor frozen
-            scale = 1.0 / max(float(np.std(data.reward)), 1e-3)
-            sac_cfg = cfg.online_sac
-            sac_cfg = dataclasses.replace(
-                sac_cfg, replay=dataclasses.replace(sac_cfg.replay, batch_size=cfg.batch_size, utd_ratio=cfg.utd_ratio),
-                critic=dataclasses.replace(sac_cfg.critic, reward_scale=scale))
-            sac = SAC(policy, sac_cfg, setup)
-            if cfg.critic_warmup_steps:
-                sac.update_steps(cfg.critic_warmup_steps, actor=False)
-            metrics["online/reward_scale"] = scale
-            online = sac
+        online, steps, online_metrics = online_learner(cfg, policy, data, learner, setup)
+        metrics.update(online_metrics)
         stats = run_online(online, env, steps, seed=cfg.seed,
                            callback=lambda n, s: log(f"finetune: online {n} transitions, return "
                                                      f"{s['return_mean']:.3f}"), log_every=max(1000, cfg.num_envs))

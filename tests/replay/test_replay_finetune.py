@@ -313,3 +313,38 @@ def test_finetune_reads_weights_from_onnx_only(setup: tuple[Path, Path, np.ndarr
     out = tmp_path / "out"
     assert main(["finetune", str(bundle), "--data", str(ds), "--steps", "0", "--out", str(out)]) == 0
     np.testing.assert_allclose(load_bundle(out).act(obs), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("algo", ["iql", "bc"])
+def test_online_batches_mix_logged_and_fresh_transitions(setup: tuple[Path, Path, np.ndarray], tmp_path: Path,
+                                                         algo: str) -> None:
+    """--online without --online-algo: the learner that runs online (IQL itself; a SAC after BC) draws every batch
+    as update() does from the logged data and the fresh transitions, replay.offline_fraction of it logged."""
+    from robot_rl.dataset import load_dataset
+    from robot_rl.offline.finetune import FinetuneConfig, offline_learner, online_learner
+    from robot_rl.offline.loop import run_online
+    from robot_rl.offline.offpolicy import ReplayLearner
+    from robot_rl.sim import make_vec_env
+
+    bundle, ds, _ = setup
+    policy, contract = Policy.from_bundle(bundle)
+    data = load_dataset(ds).transitions("policy")
+    cfg = FinetuneConfig(bundle=str(bundle), data=str(ds), out=str(tmp_path / "x"), algo=algo, online=True,
+                         num_envs=2, batch_size=64, critic_warmup_steps=5)
+    learner, setup_, _ = offline_learner(cfg, policy, data, contract.action.clip)
+    online, steps, _ = online_learner(cfg, policy, data, learner, setup_)
+    assert isinstance(online, ReplayLearner) and (online is learner) == (algo == "iql")
+    env = make_vec_env("a1_walk", 2, 0, safety=True)
+    try:
+        stats = run_online(online, env, 40)
+    finally:
+        env.close()
+    assert stats["transitions"] == 40 and len(online.feed.online) == 40
+    logged = {row.tobytes() for row in data.obs}
+    fresh = {row.tobytes() for row in online.feed.online.all().obs}
+    assert not logged & fresh
+    for _ in range(5):
+        obs = online.feed.sample().obs.numpy()
+        origin = [row.tobytes() in logged for row in obs]
+        assert sum(origin) == 32, origin  # offline_fraction 0.5 of 64
+        assert all(row.tobytes() in fresh for row, was_logged in zip(obs, origin) if not was_logged)
