@@ -43,7 +43,9 @@ def build_spec(physics_dt: float = 0.005, kp: np.ndarray = KP, kd: np.ndarray = 
                urdf: Path | None = None) -> mujoco.MjSpec:
     """iiwa + table + cube + goal marker as an editable MjSpec."""
     path = urdf if urdf is not None else urdf_path()
-    spec = spec_from_urdf(path, read_urdf("iiwa", path), '<mujoco><compiler fusestatic="false"/></mujoco>')
+    # URDF import drops visual-only geoms by default; every iiwa geom is visual-only here (nothing collides)
+    ext = '<mujoco><compiler discardvisual="false" fusestatic="false"/></mujoco>'
+    spec = spec_from_urdf(path, read_urdf("iiwa", path), ext)
     spec.meshdir = str(path.parent)
     set_physics(spec, "iiwa", physics_dt, iterations=20)
     effort, _ = urdf_limits(path)
