@@ -64,11 +64,16 @@ def test_finetune_online_runs_with_safety_chain(setup: tuple[Path, Path, np.ndar
     bundle, ds, _ = setup
     out = tmp_path / "online"
     assert main(["finetune", str(bundle), "--data", str(ds), "--algo", "iql", "--steps", "50", "--online",
-                 "--online-steps", "48", "--num-envs", "4", "--critic-warmup", "20", "--out", str(out)]) == 0
+                 "--online-steps", "48", "--num-envs", "4", "--critic-warmup", "20", "--set", "init_std=1.0",
+                 "--out", str(out)]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["online/transitions"] == 48
-    assert 0.0 <= metrics["online/intervention_rate"] <= 1.0
-    assert load_bundle(out).contract.provenance["finetune"]["online_steps"] == 48
+    # exploration of std 1 asks for target jumps the chain's rate limit corrects: it is in the loop and counted
+    # (a rate between 0 and 1 held with no chain at all, and the calm bundle alone is never corrected)
+    assert metrics["online/intervention_rate"] > 0.0, metrics
+    prov = load_bundle(out).contract.provenance["finetune"]
+    assert prov["online_steps"] == 48 and prov["online_algo"] == "iql"
+    assert "rewards.safety_intervened=-1.0" in prov["env_overrides"]  # and each correction costs reward
 
 
 def test_finetune_evaluates_on_the_task_not_in_the_online_training_env(setup: tuple[Path, Path, np.ndarray],
@@ -172,10 +177,10 @@ def test_finetune_online_ppo_in_the_simulated_a1_with_safety_chain(setup: tuple[
     bundle, ds, _ = setup
     out = tmp_path / "ppo"
     assert main(["finetune", str(bundle), "--data", str(ds), "--steps", "0", "--online", "--online-algo", "ppo",
-                 "--online-steps", "96", "--num-envs", "2", "--out", str(out)]) == 0
+                 "--online-steps", "96", "--num-envs", "2", "--set", "init_std=1.0", "--out", str(out)]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["online/transitions"] == 96  # 2 iterations of 2 robots x 24 steps
-    assert 0.0 <= metrics["online/intervention_rate"] <= 1.0
+    assert metrics["online/intervention_rate"] > 0.0, metrics  # the chain corrects PPO's exploration too
     prov = load_bundle(out).contract.provenance["finetune"]
     assert prov["online_algo"] == "ppo" and prov["online_steps"] == 96 and prov["offline_steps"] == 0
 
@@ -319,7 +324,8 @@ def test_finetune_reads_weights_from_onnx_only(setup: tuple[Path, Path, np.ndarr
 def test_online_batches_mix_logged_and_fresh_transitions(setup: tuple[Path, Path, np.ndarray], tmp_path: Path,
                                                          algo: str) -> None:
     """--online without --online-algo: the learner that runs online (IQL itself; a SAC after BC) draws every batch
-    as update() does from the logged data and the fresh transitions, replay.offline_fraction of it logged."""
+    as update() does from the logged data and the fresh transitions, replay.offline_fraction of it logged; the fresh
+    ones hold the actions the safety chain let through."""
     from robot_rl.dataset import load_dataset
     from robot_rl.offline.finetune import FinetuneConfig, offline_learner, online_learner
     from robot_rl.offline.loop import run_online
@@ -327,7 +333,7 @@ def test_online_batches_mix_logged_and_fresh_transitions(setup: tuple[Path, Path
     from robot_rl.sim import make_vec_env
 
     bundle, ds, _ = setup
-    policy, contract = Policy.from_bundle(bundle)
+    policy, contract = Policy.from_bundle(bundle, init_std=1.0)  # explores enough for the chain to correct it
     data = load_dataset(ds).transitions("policy")
     cfg = FinetuneConfig(bundle=str(bundle), data=str(ds), out=str(tmp_path / "x"), algo=algo, online=True,
                          num_envs=2, batch_size=64, critic_warmup_steps=5)
@@ -336,10 +342,22 @@ def test_online_batches_mix_logged_and_fresh_transitions(setup: tuple[Path, Path
     assert isinstance(online, ReplayLearner) and (online is learner) == (algo == "iql")
     env = make_vec_env("a1_walk", 2, 0, safety=True)
     try:
-        stats = run_online(online, env, 40)
+        stats = run_online(online, env, 30)
+        # five more steps by hand: the learner stores the action the safety chain let through, not its sample
+        obs = env.reset(seed=1)
+        differ = []
+        for _ in range(5):
+            sampled = online.act(obs)
+            obs, rew, term, trunc, info = env.step(sampled)
+            online.process_env_step(obs, rew, term, trunc, info)
+            stored = online.feed.online.all().action[-2:]
+            np.testing.assert_array_equal(stored, np.clip(info["applied_action"], -1, 1).astype(np.float32))
+            corrected = np.asarray(info["safety"]["safety/intervened"], bool)
+            differ += [not np.allclose(stored[i], sampled[i]) for i in np.flatnonzero(corrected)]
     finally:
         env.close()
-    assert stats["transitions"] == 40 and len(online.feed.online) == 40
+    assert stats["transitions"] == 30 and len(online.feed.online) == 40
+    assert differ and all(differ)
     logged = {row.tobytes() for row in data.obs}
     fresh = {row.tobytes() for row in online.feed.online.all().obs}
     assert not logged & fresh
