@@ -129,9 +129,9 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._take_estops()  # before the first tick: the executor would run a ready timer before the e-stop
         self.chain.reset()
         self.observer.reset()
+        self._take_estops()  # before the first tick: the executor would run a ready timer before the e-stop
         self.last_action[:] = 0.0
         self._resume = True
         self._last_tick = 0.0
@@ -219,11 +219,30 @@ class PolicyNode(LifecycleNode):
                                else "tick: observer -> bundle.act -> control step")
         self._check_topic_types()
         self._wait_first_messages(float(gp("first_state_timeout_s").value))
+        self._dry_tick()
         self._await_latched_estop(float(gp("first_state_timeout_s").value))
         self.packer = TickPacker(n, len(c.command_names), c.obs_dim, c.act_dim)
         self._views = {name: self.packer.view(name) for name, _ in self.packer.labels}
         self._status_names = list(STATUS)
         self._create_io()
+
+    def _dry_tick(self) -> None:
+        """The whole tick once on the first measured state (nothing is published; activation resets what it
+        touched): a bundle whose control step cannot run on this robot is refused here, not on the first tick."""
+        try:
+            if self.fused is not None:
+                clipped, targets = self.fused.decode(self.state, self.cmd.value, self.last_action)
+            else:
+                obs = self.observer(self.state, self.cmd.value, self.last_action)
+                clipped, targets = self.step.decode(self.bundle.act(obs), self.state)
+            safe = self.step.certify(self.state, clipped, targets)
+            if not np.all(np.isfinite(safe)) or not np.all(np.isfinite(self.step.applied)):
+                raise ValueError("non-finite targets or applied action")
+        except Exception as exc:  # noqa: BLE001 - whatever the step raises is why this bundle cannot run here
+            raise ContractError(f"the control step fails on the first measured state: {type(exc).__name__}: "
+                                f"{exc}") from None
+        self.chain.reset()
+        self.observer.reset()
 
     def _check_topic_types(self) -> None:
         graph = dict(self.get_topic_names_and_types())

@@ -143,3 +143,30 @@ def test_trajectory_output_mode(probe, nodes, a1_bundle, robot_feed) -> None:  #
     dt = msg.points[0].time_from_start
     assert abs(dt.sec + dt.nanosec * 1e-9 - 1.0 / contract.policy_rate_hz) < 1e-6
     assert commands == []
+
+
+def test_refuses_a_bundle_whose_control_step_cannot_run(probe, nodes, a1_bundle, robot_feed,  # type: ignore[no-untyped-def]
+                                                        tmp_path) -> None:
+    """An operational-space (`ee_delta`) bundle needs the robot model to decode its action: the node refuses it at
+    configure, naming why, instead of configuring, activating and failing on the first tick."""
+    import torch
+
+    from robot_rl.bundle import export_bundle
+    from robot_rl.contract import ActionSpec
+
+    contract = load_bundle(a1_bundle).contract
+    ee = contract.replace(action=ActionSpec(type="ee_delta", scale=0.05, clip=1.0, dim=contract.num_joints))
+    bundle = export_bundle(tmp_path / "ee_bundle", ee, torch.nn.Linear(ee.obs_dim, ee.act_dim), metrics={})
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+    commands = probe.collect(Float64MultiArray, CMD, make_qos("reliable", "volatile", 10))
+    feed = robot_feed(probe, contract.joint_names, contract.default_joint_pos)
+    _start_policy(nodes, bundle)
+    probe.spin_until(lambda: probe.node.count_publishers("/diagnostics") > 0, 30.0, "policy node start")
+    future = probe.node.create_client(ChangeState, f"{NODE}/change_state").call_async(
+        ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+    probe.spin_until(future.done, 30.0, "configure", every=feed.publish)
+    assert not future.result().success
+    assert _state(probe) == State.PRIMARY_STATE_UNCONFIGURED
+    probe.spin_until(lambda: any(s.level == DiagnosticStatus.ERROR and "ee_delta" in s.message
+                                 for d in diags for s in d.status), 5.0, "ERROR diagnostic naming ee_delta")
+    assert commands == []
