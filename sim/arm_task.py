@@ -13,6 +13,7 @@ in the arm's base frame [m].
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import mujoco
@@ -38,6 +39,18 @@ from robot_rl.sim.task import Batch, TaskBase, contract_basics
 from robot_rl.state import RobotState
 
 
+@dataclass
+class ArmKinematics:
+    """What `ArmTask.sense` reads from the physics state: the task's buffers, refreshed in place every call."""
+
+    ee: np.ndarray
+    """(N, 3) grasp-point position (base frame) [m]."""
+    rot: np.ndarray
+    """(N, 3, 3) hand orientation."""
+    jac: np.ndarray
+    """(N, 6, arm_joints) grasp-point Jacobian of the arm joints, linear rows first."""
+
+
 # ---- action codecs (robot_rl.control_step.ActionCodec) ---------------------------------------------------------
 class ArmJointDeltaCodec:
     """`joint_position_delta` for an arm: q + scale * action, clipped to the joint range (the arm's controller
@@ -45,9 +58,10 @@ class ArmJointDeltaCodec:
 
     exact = False
 
-    def __init__(self, contract: PolicyContract, lower: np.ndarray, upper: np.ndarray) -> None:
+    def __init__(self, contract: PolicyContract) -> None:
         self._delta = JointDeltaCodec(contract)
-        self.lower, self.upper = lower, upper
+        self.lower = np.asarray(contract.joint_pos_lower, np.float64)
+        self.upper = np.asarray(contract.joint_pos_upper, np.float64)
 
     def decode(self, action: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
         self._delta.decode(action, state, out)
@@ -253,9 +267,7 @@ class ArmTask(TaskBase):
         self._arm_dof_cols = np.array([m.jnt_dofadr[m.joint(j).id] for j in r.joint_names[:r.arm_joints]])
         self._kin = mujoco.MjData(m)
         self._kin_jac = np.zeros((6, m.nv))
-        self._ee = np.zeros((n, 3))
-        self._ee_rot = np.zeros((n, 3, 3))
-        self._jac = np.zeros((n, 6, r.arm_joints))
+        self._kin_out = ArmKinematics(ee=np.zeros((n, 3)), rot=np.zeros((n, 3, 3)), jac=np.zeros((n, 6, r.arm_joints)))
         self._goal = np.zeros((n, 3))
         self._rest_z = np.zeros(n)
         self._ep_min_dist = np.zeros(n)
@@ -272,14 +284,15 @@ class ArmTask(TaskBase):
     def codec(self) -> ActionCodec:
         c, r = self.contract, self.robot
         if c.action.type != "ee_delta":
-            return ArmJointDeltaCodec(c, self.joint_lower, self.joint_upper)
+            return ArmJointDeltaCodec(c)
         grip = (self.joint_lower[-1], self.joint_upper[-1]) if r.has_gripper else (0.0, 0.0)
         osc = EndEffectorController(
             arm_joints=r.arm_joints, scale=c.action.scale, damping=self.cfg.control.ik_damping,
             orientation_gain=self.cfg.control.orientation_gain, target_rot=self._down.copy(),
             gripper_lower=float(grip[0]), gripper_upper=float(grip[1]),
             gripper_binary=self.cfg.control.gripper == "binary")
-        return EeDeltaCodec(osc, float(c.action.clip), self._jac, self._ee_rot, self.joint_lower, self.joint_upper)
+        k = self._kin_out
+        return EeDeltaCodec(osc, float(c.action.clip), k.jac, k.rot, self.joint_lower, self.joint_upper)
 
     def reset_batch(self, idx: np.ndarray, rng: np.random.Generator) -> None:
         """Nothing drawn per batch: every draw of an arm reset belongs to its world."""
@@ -303,24 +316,26 @@ class ArmTask(TaskBase):
     def perturb(self, rng: np.random.Generator) -> None:
         """No interval events on arms."""
 
-    def sense(self) -> None:
-        """Grasp-point position, orientation and 6 x arm Jacobian of every world from its current joint state."""
-        m, d, jac = self.model, self._kin, self._kin_jac
+    def sense(self) -> ArmKinematics:
+        """Grasp-point position, orientation and 6 x arm Jacobian of every world from its current joint state,
+        into the task's kinematics buffers (which the ee_delta codec reads)."""
+        m, d, jac, k = self.model, self._kin, self._kin_jac, self._kin_out
         nq, state = m.nq, self._b.state
         for i in range(self._b.num_envs):
             d.qpos[:] = state[i, 1:1 + nq]
             mujoco.mj_kinematics(m, d)
             mujoco.mj_comPos(m, d)
             mujoco.mj_jacSite(m, d, jac[:3], jac[3:], self._ee_id)
-            self._ee[i] = d.site_xpos[self._ee_id]
-            self._ee_rot[i] = d.site_xmat[self._ee_id].reshape(3, 3)
-            self._jac[i] = jac[:, self._arm_dof_cols]
+            k.ee[i] = d.site_xpos[self._ee_id]
+            k.rot[i] = d.site_xmat[self._ee_id].reshape(3, 3)
+            k.jac[i] = jac[:, self._arm_dof_cols]
+        return k
 
-    def view(self, sensed: None) -> ManipView:
-        b = self._b
+    def view(self, sensed: ArmKinematics) -> ManipView:
+        b, ee = self._b, sensed.ee
         obj = b.state[:, self._obj_q][:, :3]
-        other = self._ee if self.REACHES_GOAL else obj
-        return ManipView(ee_pos=self._ee, goal=self._goal, object_pos=obj, object_rest_z=self._rest_z,
+        other = ee if self.REACHES_GOAL else obj
+        return ManipView(ee_pos=ee, goal=self._goal, object_pos=obj, object_rest_z=self._rest_z,
                          joint_vel=b.state[:, self._jv], action=b.applied, last_action=b.last_action,
                          policy_action=b.action, target=self._goal if self.REACHES_GOAL else obj,
                          distance=np.linalg.norm(self._goal - other, axis=1), carry_only=self.CARRY_ONLY)
@@ -340,21 +355,21 @@ class ArmTask(TaskBase):
         return {"success": bool(view.distance[i] < self.cfg.rewards.success_threshold),
                 "final_distance": float(view.distance[i]), "min_distance": float(self._ep_min_dist[i])}
 
-    def measure(self, sensed: None, rng: np.random.Generator) -> RobotState:
+    def measure(self, sensed: ArmKinematics, rng: np.random.Generator) -> RobotState:
         """Sensor model: white noise on joints and on the object's position (what the policy sees)."""
         p, s, st = self._b.params, self._noisy, self._b.state
         n, nj = s.joint_pos.shape
         s.joint_pos[:] = st[:, self._jq] + rng.standard_normal((n, nj)) * p["joint_pos_noise"][:, None]
         s.joint_vel[:] = st[:, self._jv] + rng.standard_normal((n, nj)) * p["joint_vel_noise"][:, None]
         obj = st[:, self._obj_q][:, :3] + rng.standard_normal((n, 3)) * p["object_pos_noise"][:, None]
-        self.extras(self._ee, self._goal, obj, st[:, self._obj_v], s.extras)
+        self.extras(sensed.ee, self._goal, obj, st[:, self._obj_v], s.extras)
         s.timestamp = self._b.ep_step * self.policy_dt
         return s
 
-    def true_state(self, sensed: None) -> RobotState:
+    def true_state(self, sensed: ArmKinematics) -> RobotState:
         b, n = self._b, self._b.num_envs
         extras = {k: np.zeros((n, 3)) for k in self.OBS_KEYS}
-        self.extras(self._ee, self._goal, b.state[:, self._obj_q][:, :3], b.state[:, self._obj_v], extras)
+        self.extras(sensed.ee, self._goal, b.state[:, self._obj_q][:, :3], b.state[:, self._obj_v], extras)
         return RobotState(joint_pos=b.state[:, self._jq].copy(), joint_vel=b.state[:, self._jv].copy(),
                           base_quat=np.tile([1.0, 0.0, 0.0, 0.0], (n, 1)), base_ang_vel=np.zeros((n, 3)),
                           base_lin_acc=np.tile([0.0, 0.0, 9.81], (n, 1)), timestamp=b.ep_step * self.policy_dt,

@@ -188,7 +188,8 @@ class Task(Protocol[S, V]):
         ...
 
     def sense(self) -> S:
-        """Task quantities of the current physics state (no episode bookkeeping changes; call again freely)."""
+        """Task quantities of the current physics state (no episode bookkeeping changes; call again freely); `view`,
+        `measure` and `true_state` take what it returns."""
         ...
 
     def view(self, sensed: S) -> V:

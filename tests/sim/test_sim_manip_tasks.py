@@ -111,7 +111,7 @@ def test_osc_holds_the_hand_pointing_down() -> None:
     env = make_vec_env("panda_push", 2, seed=0, safety=False, overrides=[*QUIET, "init.arm_pose=[]"])
     for k in range(25):
         env.step(np.array([[0.5, 0.5, -1.0, 1.0], [-0.5, -0.5, -1.0, -1.0]]) if k < 15 else np.zeros((2, 4)))
-        rot = env.task._ee_rot  # noqa: SLF001 - the controller's own view of the hand
+        rot = env.task.sense().rot  # the controller's own view of the hand
         assert np.all(rot[:, 2, 2] < -0.95)  # tilts less than 18 degrees while moving fast
     assert np.all(rot[:, 2, 2] < -0.99)  # and points down again once it stops
     ee = env.get_state().extras["ee_pos"]
