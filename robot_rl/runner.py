@@ -251,6 +251,8 @@ class Runner:
         self.history: dict[str, list[float]] = {"wall_s": [], "env_steps": [], "return": []}
         self.last_checkpoint: Path | None = None
         """The newest checkpoint this runner saved."""
+        self.bundle: Path | None = None
+        """The bundle this runner exported (None until `export`)."""
         if checkpoint is not None:
             stored = PolicyContract.from_dict(checkpoint["contract"])
             if stored.obs_dim != self.contract.obs_dim or stored.act_dim != self.contract.act_dim:
@@ -407,7 +409,8 @@ class Runner:
 
     def export(self, metrics: dict[str, Any]) -> Path:
         """Export the learner's actor as the run's bundle (`run_dir/bundle`) with these evaluation metrics."""
-        return export_learner(self.run_dir / "bundle", self.learner, self.contract, self.provenance(), metrics)
+        self.bundle = export_learner(self.run_dir / "bundle", self.learner, self.contract, self.provenance(), metrics)
+        return self.bundle
 
     def record_video(self, path: Path) -> Path:
         from robot_rl.video import record_video

@@ -4,7 +4,8 @@ With no arguments: the A1 walking task (MuJoCo) within the default wall-clock bu
 (or any name in robot_rl.learner.algorithms()) trains with another learner, configured by its section (`sac.*`).
 
 Ctrl-C (SIGINT) ends training after the current iteration: the run's checkpoint and its bundle (not evaluated) are
-written, their paths printed, and the command exits 130. A second Ctrl-C aborts at once.
+written, their paths printed, and the command exits 130; a second Ctrl-C aborts at once. Ctrl-C during the final
+evaluation or video keeps the checkpoint and exports the bundle too (evaluated if that export was done).
 """
 
 from __future__ import annotations
@@ -61,6 +62,17 @@ class StopOnInterrupt:
             self._previous = None
 
 
+def _interrupted(runner: Any) -> int:
+    """After Ctrl-C: the run's bundle (exported now, without evaluation, unless it already was), both paths on one
+    line each, and the exit code that says interrupted."""
+    evaluated = runner.bundle is not None
+    bundle = runner.bundle if evaluated else runner.export({})
+    print(f"robot-rl train: interrupted at iteration {runner.iteration}; checkpoint {runner.last_checkpoint}",
+          file=sys.stderr, flush=True)
+    print(f"robot-rl train: bundle{'' if evaluated else ' (not evaluated)'} {bundle}", file=sys.stderr, flush=True)
+    return INTERRUPTED
+
+
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from robot_rl.runner import Runner, TrainConfig, find_checkpoint, load_checkpoint, new_run_dir, task_defaults
@@ -87,12 +99,13 @@ def run(args: argparse.Namespace) -> int:
         with StopOnInterrupt() as interrupt:
             runner.train(callback=lambda _runner, _episodes: not interrupt.requested)
         if interrupt.requested:
-            bundle = runner.export({})
-            print(f"robot-rl train: interrupted at iteration {runner.iteration}; checkpoint {runner.last_checkpoint}",
-                  file=sys.stderr, flush=True)
-            print(f"robot-rl train: bundle (not evaluated) {bundle}", file=sys.stderr, flush=True)
-            return INTERRUPTED
-        metrics = runner.finish()
+            return _interrupted(runner)
+        try:  # (the line inside: a Ctrl-C that follows it must find the handler below in place)
+            print(f"robot-rl train: trained {runner.iteration} iterations (checkpoint {runner.last_checkpoint}); "
+                  f"evaluating {cfg.eval_episodes} episodes and exporting the bundle", flush=True)
+            metrics = runner.finish()
+        except KeyboardInterrupt:  # during evaluation, export or video: the trained policy is kept all the same
+            return _interrupted(runner)
     finally:
         runner.close()
     print(json.dumps({"run_dir": str(run_dir), "env_steps": runner.env_steps,
