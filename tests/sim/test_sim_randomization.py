@@ -149,3 +149,37 @@ def test_randomization_is_seeded_logged_and_resampled_per_episode() -> None:
 def test_negative_or_inverted_ranges_are_config_errors(override: str, field: str) -> None:
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         make_vec_env("a1_walk", 1, seed=0, overrides=[override])
+
+
+@pytest.mark.parametrize("task, override, message", [
+    ("panda_push", "randomization.object_mass.high=.inf", "randomization.object_mass: bounds must be finite"),
+    ("a1_walk", "randomization.friction.high=.nan", "randomization.friction: bounds must be finite"),
+    ("panda_reach", "randomization.kp_scale.when=interval", "randomization.kp_scale: applies at startup"),
+    ("a1_walk", "randomization.push_velocity.when=reset", "randomization.push_velocity: applies at intervals"),
+    ("a1_walk", "randomization.kd_scale.distribution=log_uniform", None),
+    ("panda_push", "randomization.joint_damping.distribution=log_uniform", "log_uniform range needs low > 0"),
+])
+def test_every_family_validates_its_terms_the_same_way(task: str, override: str, message: str | None) -> None:
+    """One validator for every task family (the arm copy had lost the finiteness check)."""
+    if message is None:
+        make_vec_env(task, 1, seed=0, safety=False, overrides=[override]).close()
+        return
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        make_vec_env(task, 1, seed=0, safety=False, overrides=[override])
+
+
+def test_startup_terms_are_drawn_once_and_kept_over_episodes() -> None:
+    over = ["termination.episode_length_s=0.04", "randomization.friction.when=startup",
+            "randomization.kd_scale.distribution=log_uniform", "randomization.kd_scale.low=0.5",
+            "randomization.kd_scale.high=2.0"]
+    env = make_vec_env("a1_walk", 4, seed=3, safety=False, overrides=over)
+    first = env.episode_params
+    assert len(set(first["friction"].round(9))) == 4  # drawn per world ...
+    for _ in range(4):
+        env.step(np.zeros((4, 12)))
+    later = env.episode_params
+    np.testing.assert_array_equal(later["friction"], first["friction"])  # ... and kept over resets
+    assert not np.allclose(later["kd_scale"], first["kd_scale"])  # reset terms are redrawn
+    assert np.all((later["kd_scale"] >= 0.5) & (later["kd_scale"] <= 2.0))
+    floor = env.task.param_ids.floor_geom
+    assert env.model(2).geom_friction[floor, 0] == pytest.approx(first["friction"][2])
