@@ -289,7 +289,7 @@ class Runner:
         folder = self.run_dir / "checkpoints"
         path = save_checkpoint(folder / f"model_{self.iteration}.pt", self.checkpoint_payload())
         others = sorted((p for p in folder.glob("model_*.pt") if p != path), key=_iteration_of)
-        for old in others[:len(others) - (self.cfg.keep_checkpoints - 1)]:  # never the one just written
+        for old in others[:max(0, len(others) - (self.cfg.keep_checkpoints - 1))]:  # never the one just written
             old.unlink(missing_ok=True)
         self.last_checkpoint = path
         return path

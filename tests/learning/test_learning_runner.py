@@ -212,3 +212,17 @@ def test_refused_resume_leaves_no_environment_running(tmp_path):
     with pytest.raises(CheckpointError, match="does not fit the learner") as refused:
         Runner(cfg, tmp_path / "b", checkpoint=payload, progress=False)
     assert _threads() == before, refused.value
+
+
+def test_checkpoints_pruned_to_the_newest_kept(tmp_path):
+    """keep_checkpoints=4 with a checkpoint every iteration: after iteration k the folder holds iterations
+    max(1, k-3) .. k, the new one always among them."""
+    run = tmp_path / "run"
+    seen: list[list[int]] = []
+
+    def record(runner: Runner, episodes: list) -> bool:
+        seen.append(sorted(int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("model_*.pt")))
+        return True
+
+    Runner(_cfg(tmp_path, 6 * 1024, "checkpoint_every=1", "keep_checkpoints=4"), run, progress=False).train(record)
+    assert seen == [list(range(max(1, k - 3), k + 1)) for k in range(1, 7)], seen
