@@ -11,22 +11,11 @@ import pytest
 
 from robot_rl.cli import main
 from robot_rl.dataset import load_dataset
-from robot_rl.logs import TICK_TOPIC, SimLog, a1_contract, simulate_ticks
+from robot_rl.logs import TICK_TOPIC, SimLog
 from robot_rl.ros_nodes.bagwriter import RotatingBagWriter
 from robot_rl.tick_record import TICK_TYPE, to_bag_message, typestore
 
 CONTRACT_TOPIC = "/policy_node/contract"
-
-
-@pytest.fixture(scope="module")
-def contract():  # type: ignore[no-untyped-def]
-    return a1_contract()
-
-
-@pytest.fixture(scope="module")
-def log(contract) -> SimLog:  # type: ignore[no-untyped-def]
-    rng = np.random.default_rng(0)
-    return simulate_ticks(contract, lambda o: 0.3 * rng.standard_normal(12), 60, reset_every=30)
 
 
 def _split_bag(path: Path, log: SimLog, contract) -> list[Path]:  # type: ignore[no-untyped-def]

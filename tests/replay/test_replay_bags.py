@@ -12,18 +12,7 @@ import pytest
 
 from robot_rl.cli import main
 from robot_rl.dataset import load_dataset
-from robot_rl.logs import SimLog, a1_contract, simulate_ticks, write_raw_bag, write_tick_bag
-
-
-@pytest.fixture(scope="module")
-def contract():  # type: ignore[no-untyped-def]
-    return a1_contract()
-
-
-@pytest.fixture(scope="module")
-def log(contract) -> SimLog:  # type: ignore[no-untyped-def]
-    rng = np.random.default_rng(0)
-    return simulate_ticks(contract, lambda o: 0.3 * rng.standard_normal(12), 60, reset_every=30)
+from robot_rl.logs import SimLog, a1_contract, write_raw_bag, write_tick_bag
 
 
 def _digest(folder: Path) -> dict[str, str]:
