@@ -203,15 +203,23 @@ def save_yaml(obj: Any, path: str | Path) -> None:
 
 
 # ---- the command line: one path for every command ---------------------------------------------------------------
+FieldFlag = tuple[str, str, str, dict[str, Any]]
+"""(flag, config field, help, argparse extras): a short spelling of one field, e.g. ("--gap", "gap_s", "...", {})."""
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, example: str,
-                         config_flags: tuple[str, ...] = ("--config",)) -> None:
+                         config_flags: tuple[str, ...] = ("--config",), field_flags: list[FieldFlag] | None = None
+                         ) -> None:
     """`--config FILE.yaml` and `--set key=value ...` for the fields of dataclass `cls`, under their own names (dotted
-    for nested sections and dict fields). `example` shows one override in the help."""
+    for nested sections and dict fields). `example` shows one override in the help; `field_flags` adds short
+    spellings of single fields (add_field_flag)."""
     parser.add_argument(*config_flags, dest="config", type=Path, metavar="FILE.yaml",
                         help=f"YAML file of {cls.__name__} fields")
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help=f"override {cls.__name__} fields by name, e.g. --set {example} (fields: "
                              f"{', '.join(f.name for f in dataclasses.fields(cls))}; nested ones as a.b=value)")
+    for flag, name, text, extra in field_flags or []:
+        add_field_flag(parser, flag, name, text, **extra)
 
 
 class _SetField(argparse.Action):

@@ -15,12 +15,11 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
-from robot_rl.config import add_config_arguments, add_field_flag, config_from_args, save_yaml
+from robot_rl.config import FieldFlag, add_config_arguments, config_from_args, save_yaml
 
 # (flag, FinetuneConfig field, help, argparse extras): the short spellings the docs use
-FIELD_FLAGS: list[tuple[str, str, str, dict[str, Any]]] = [
+FIELD_FLAGS: list[FieldFlag] = [
     ("--data", "data", "dataset folder written by robot-rl replay", {}),
     ("--out", "out", "bundle to write (default: BUNDLE-<algo>[-online])", {}),
     ("--algo", "algo", "offline algorithm: iql, td3bc, bc or sac", {}),
@@ -49,9 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a robot-rl train --config YAML whose task and task overrides the online phase and the "
                              "evaluation use first, e.g. the randomization centred on the identified parameters that "
                              "robot-rl sysid --out wrote (task_overrides from --set come after them)")
-    add_config_arguments(parser, FinetuneConfig, "algo=bc offline_steps=300")
-    for flag, name, text, extra in FIELD_FLAGS:
-        add_field_flag(parser, flag, name, text, **extra)
+    add_config_arguments(parser, FinetuneConfig, "algo=bc offline_steps=300", field_flags=FIELD_FLAGS)
 
 
 def _sim_config(path: Path) -> tuple[str, list[str]]:

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from robot_rl.config import add_config_arguments, add_field_flag, config_from_args, save_yaml
+from robot_rl.config import add_config_arguments, config_from_args, save_yaml
 from robot_rl.replay import TopicMapping
 
 
@@ -41,10 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="dataset folder to write (must not exist)")
     parser.add_argument("--bundle", type=Path, help="bundle (or contract.json) whose contract the log follows")
     add_config_arguments(parser, ReplayConfig, "imu=/imu/data ground_truth=/mocap/pose",
-                         config_flags=("--config", "--topics"))
-    add_field_flag(parser, "--recover", "recover", "convert the readable part of damaged bags", nargs=0)
-    add_field_flag(parser, "--gap", "gap_s", "split episodes at time gaps longer than this [s]")
-    add_field_flag(parser, "--robot", "robot", "refuse bags recorded on another robot")
+                         config_flags=("--config", "--topics"), field_flags=[
+                             ("--recover", "recover", "convert the readable part of damaged bags", {"nargs": 0}),
+                             ("--gap", "gap_s", "split episodes at time gaps longer than this [s]", {}),
+                             ("--robot", "robot", "refuse bags recorded on another robot", {})])
 
 
 def expand_bags(paths: list[str]) -> list[Path]:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-from robot_rl.config import add_config_arguments, add_field_flag, config_from_args, save_yaml
+from robot_rl.config import FieldFlag, add_config_arguments, config_from_args, save_yaml
 
 # (flag, SysIdConfig field, help, argparse extras): the short spellings the docs use
-FIELD_FLAGS: list[tuple[str, str, str, dict[str, Any]]] = [
+FIELD_FLAGS: list[FieldFlag] = [
     ("--params", "params", "parameters to fit (friction motor_strength added_mass latency kp_scale kd_scale)",
      {"nargs": "+"}),
     ("--segments", "max_segments", "logged start states used", {}),
@@ -38,9 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path, help="dataset folder written by robot-rl replay")
     parser.add_argument("--robot", required=True, help="robot model to fit (must match the dataset)")
     parser.add_argument("--out", type=Path, help="training config YAML to write (default: DATASET/sysid.yaml)")
-    add_config_arguments(parser, SysIdConfig, "max_segments=80 horizon=4")
-    for flag, name, text, extra in FIELD_FLAGS:
-        add_field_flag(parser, flag, name, text, **extra)
+    add_config_arguments(parser, SysIdConfig, "max_segments=80 horizon=4", field_flags=FIELD_FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
