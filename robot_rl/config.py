@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
+from robot_rl.atomic import write_text
 from robot_rl.errors import ConfigError
 
 T = TypeVar("T")
@@ -199,7 +200,8 @@ def _merge(tree: dict[str, Any], update: dict[str, Any], path: str, cls: Any) ->
 
 
 def save_yaml(obj: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+    """Write a config as YAML atomically (a run's or a bundle's record of its settings is never half-written)."""
+    write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
 
 
 # ---- the command line: one path for every command ---------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from robot_rl.atomic import write_text
 from robot_rl.config import from_dict, to_dict
 from robot_rl.errors import ConfigError, ContractError
 from robot_rl.observations import TermInputs, get_term
@@ -195,7 +196,7 @@ class PolicyContract:
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
-            Path(path).write_text(text)
+            write_text(path, text)
         return text
 
     @classmethod
