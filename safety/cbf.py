@@ -23,7 +23,7 @@ import numpy as np
 from robot_rl.contract import PolicyContract
 from robot_rl.safety.config import CbfConfig, WorkspaceConfig
 from robot_rl.safety.coupled import CoupledModel, CoupledRows
-from robot_rl.safety.intervals import clip_to, joint_intervals, kernel_tables
+from robot_rl.safety.intervals import clip_into_intervals, joint_intervals, kernel_tables
 from robot_rl.safety.kinematics import SerialChain
 from robot_rl.safety.model import Rows, barrier_rows, interval_table, pd_response
 from robot_rl.safety.protocol import Batch, Certified, row_norms
@@ -46,7 +46,7 @@ QpSet = tuple[CoupledRows, np.ndarray | None, np.ndarray | None, bool]
 """Rows a coupled target satisfies: (joint rows, Cartesian G, h, joint rows with slack)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Box:
     """The joint intervals [lower, upper] (N, n) a target was clipped into."""
 
@@ -57,7 +57,7 @@ class Box:
         return np.minimum(np.maximum(q, self.lower), self.upper)
 
 
-@dataclass
+@dataclass(slots=True)
 class Projections:
     """The coupled rows each robot's target satisfies (None: the fallback target, no rows)."""
 
@@ -111,6 +111,8 @@ class CbfFilter:
         """Interval-kernel buffers per batch size."""
         self.workspace = _Workspace(cfg.workspace, contract, self.response, dec, cfg.gamma) \
             if cfg.workspace is not None else None
+        self._solves = self.workspace is not None or cfg.solver == "daqp"
+        """Targets clipped into the intervals go on to the Cartesian rows / DAQP (else the clip is the answer)."""
         hess = np.zeros((n + 1, n + 1))
         hess[np.arange(n), np.arange(n)] = self.weights
         hess[n, n] = cfg.slack_penalty
@@ -146,17 +148,18 @@ class CbfFilter:
         if self.coupled is not None:
             return self._certify_coupled_rows(q, v, u_pi)
         num = q.shape[0]
-        lo, hi, u = np.empty((3, *u_pi.shape))
-        level, active = np.empty((2, num), np.int64)
-        correction_sq = self._intervals(num).correction_sq
-        joint_intervals(self._stacked, np.ascontiguousarray(q), np.ascontiguousarray(v), lo, hi, level, SLACK_LEVEL)
-        clip_to(np.ascontiguousarray(u_pi), lo, hi, u, active, correction_sq)
+        out = np.empty((3, *u_pi.shape))
+        ints = np.empty((2, num), np.int64)
+        kernel_norm, feasible = np.empty(num), np.empty(num, dtype=bool)
+        clip_into_intervals(self._stacked, np.ascontiguousarray(q), np.ascontiguousarray(v),
+                            np.ascontiguousarray(u_pi), SLACK_LEVEL, out, ints, kernel_norm, feasible)
+        lo, hi, u = out[0], out[1], out[2]  # indexing: unpacking iterates, which costs a microsecond
+        level, active = ints[0], ints[1]
         slack, iters, solver = _interval_only(num)
         status = _LEVEL_NAMES[level]
-        feasible = level == 0
         # one robot: the kernel's own sum (as the compiled leg path reports it); a batch: einsum over the rows
-        norm = np.sqrt(correction_sq) if num == 1 else None
-        if self.workspace is not None or self.cfg.solver == "daqp":
+        norm = kernel_norm if num == 1 else None
+        if self._solves:
             norm = None
             slack, iters, solver = slack.copy(), iters.copy(), solver.copy()
             status = status.astype(_STATUS_NAME)

@@ -89,6 +89,8 @@ class SafetyChain:
                                      else contract.default_joint_pos, float)
         specs: list[tuple[FilterSpec, Any]] = [(FILTERS[name], cfg) for name, cfg in configs if name not in SHIELDS]
         self.filters: list[Filter] = [spec.build(contract, cfg) for spec, cfg in specs]
+        self._commits = [f.commit for f in self.filters]
+        """Every filter's `commit`, in chain order."""
         self._fast = LegPath.build(contract, self.sanity, self.filters, specs)
         """The filters as one compiled call for one robot (None: no such kernel for these filters)."""
         self._estop_reason = ""
@@ -144,7 +146,7 @@ class SafetyChain:
             if self._fast is not None and not latched[0]:
                 fast = self._fast.run(q1, v1, raw)  # None: the shields and filters below say why
                 if fast is not None:
-                    return self._single_fast(state, raw, *fast)
+                    return self._single_fast(state, *fast)
             q, v, raw2 = q1[None], v1[None], raw[None]
             screen = _Screen(self.sanity.check(q, v, raw2), latched, fresh)
             u, filter_info, failed = self._filter(q, v, raw2, screen.fire)
@@ -159,12 +161,12 @@ class SafetyChain:
         self._last = u[0]
         return u[0], {k: val.item() if val.ndim == 1 else val[0] for part in parts for k, val in part.items()}
 
-    def _single_fast(self, state: RobotState, raw: np.ndarray, u: np.ndarray, info: dict[str, Any],
+    def _single_fast(self, state: RobotState, u: np.ndarray, corr: np.ndarray, info: dict[str, Any],
                      norm: float) -> tuple[np.ndarray, dict[str, Any]]:
         """Finish a tick the compiled path certified: commit, then the telemetry `_tell` gives such a tick."""
         for key, val in self._commit(state, u[None]).items():
             info[key] = _value(val)
-        info["safety/correction"] = u - raw
+        info["safety/correction"] = corr
         info["safety/correction_norm"] = norm
         info["safety/intervened"] = norm > 1e-9
         info.update(_HEALTHY)
@@ -277,9 +279,9 @@ class SafetyChain:
     def _commit(self, state: RobotState, applied: np.ndarray) -> dict[str, Any]:
         """Tell every filter which targets were finally applied (rate limiter, tank); their telemetry."""
         info: dict[str, Any] = {}
-        for f in self.filters:
+        for commit in self._commits:
             try:
-                info.update(f.commit(state, applied))
+                info.update(commit(state, applied))
             except Exception:  # noqa: BLE001 - a telemetry failure must not stop the robot
                 continue
         return info

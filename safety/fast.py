@@ -31,19 +31,19 @@ KERNEL_FILTERS = ("rate_limit", "cbf")
 @njit(cache=True, nogil=True)
 def leg_chain(q: np.ndarray, v: np.ndarray, raw: np.ndarray, prev: np.ndarray, valid: np.ndarray,
               limits: np.ndarray, tables: np.ndarray, slack_level: int, work: np.ndarray, ints: np.ndarray,
-              sums: np.ndarray, u: np.ndarray) -> bool:
+              sums: np.ndarray, out: np.ndarray) -> bool:
     """The sanity shield's check (`unusable_row` with limits[0], limits[1] = its lower, upper), then a rate limiter
     (step limits[2]) and the CBF's interval clip, for one robot in one call. The rate window is prev[0] +- step
     when the limiter remembers one robot (valid == [True]), else q +- step; the CBF interval comes from
     `joint_intervals`. Returns False when the inputs are unusable or the result is not finite (the caller then runs
-    the shields and filters, which say why). On success `u` holds the safe targets, work = (interval lower,
+    the shields and filters, which say why). On success out = (safe targets, safe - raw) (2, n), work = (interval lower,
     interval upper, rate-limited targets) (3, n), ints = (relaxation level, rate-limited joints, CBF-moved joints),
     sums = (squared CBF correction, squared total correction)."""
     n = raw.shape[0]
     if unusable_row(q, v, raw, limits[0], limits[1]):
         return False
     has_prev = valid.shape[0] == 1 and valid[0]
-    step, u_rate = limits[2], work[2]
+    step, u_rate, u, corr = limits[2], work[2], out[0], out[1]
     rate_active = 0
     for j in range(n):
         ref = prev[0, j] if has_prev else q[j]
@@ -67,6 +67,7 @@ def leg_chain(q: np.ndarray, v: np.ndarray, raw: np.ndarray, prev: np.ndarray, v
             cbf_active += 1
         cbf_sq += d * d
         c = x - raw[j]
+        corr[j] = c
         total_sq += c * c
     ints[1], ints[2] = rate_active, cbf_active
     sums[0], sums[1] = cbf_sq, total_sq
@@ -74,7 +75,8 @@ def leg_chain(q: np.ndarray, v: np.ndarray, raw: np.ndarray, prev: np.ndarray, v
 
 
 class LegPath:
-    """[rate_limit, cbf (interval clip)] for one robot: `run(q, v, raw)` -> (safe targets (n,), filter telemetry)."""
+    """[rate_limit, cbf (interval clip)] for one robot: `run(q, v, raw)` -> (safe targets (n,), safe - raw (n,),
+    filter telemetry, |safe - raw|)."""
 
     def __init__(self, sanity: SanityShield, rate: RateLimiter, tables: np.ndarray) -> None:
         n = rate.step.shape[0]
@@ -100,17 +102,18 @@ class LegPath:
             path.verify(contract, specs)
         return path
 
-    def run(self, q: np.ndarray, v: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, dict[str, Any], float] | None:
-        """Safe targets, the filters' telemetry (one robot's values) and |safe - raw| for (n,) float inputs, or None
-        when the sanity shield refuses them or the result is not finite (the shields and filters then run, and the
-        chain applies its backup)."""
-        u = np.empty(raw.shape[0])
+    def run(self, q: np.ndarray, v: np.ndarray,
+            raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any], float] | None:
+        """Safe targets, safe - raw, the filters' telemetry (one robot's values) and |safe - raw| for (n,) float
+        inputs, or None when the sanity shield refuses them or the result is not finite (the shields and filters then
+        run, and the chain applies its backup)."""
+        out = np.empty((2, raw.shape[0]))
         if not leg_chain(q, v, raw, self.rate.prev, self.rate.valid, self.limits, self.tables, SLACK_LEVEL, self.work,
-                         self.ints, self.sums, u):
+                         self.ints, self.sums, out):
             return None
         level, rate_active, cbf_active = self.ints.tolist()
         cbf_sq, total_sq = self.sums.tolist()
-        return u, {"rate_limit/active": rate_active, "cbf/active": cbf_active,
+        return out[0], out[1], {"rate_limit/active": rate_active, "cbf/active": cbf_active,
                    "cbf/correction_norm": math.sqrt(cbf_sq), "cbf/slack": 0.0, "cbf/status": RELAX_LEVELS[level],
                    "cbf/level": level, "cbf/iterations": 0, "cbf/solver": "interval",
                    "cbf/feasible": level == 0}, math.sqrt(total_sq)
@@ -149,9 +152,11 @@ class LegPath:
                     worst = np.max(np.abs(got[0] - u[0]))
                     raise ValueError(f"compiled leg path differs from the filters by {worst:.3g}")
                 d = got[0] - raw
-                if not math.isclose(got[2], math.sqrt(d @ d), rel_tol=1e-12, abs_tol=1e-15):
-                    raise ValueError(f"compiled leg path correction {got[2]!r} != |safe - raw|")
-                for key, val in got[1].items():
+                if not np.array_equal(got[1], d):
+                    raise ValueError("compiled leg path correction differs from safe - raw")
+                if not math.isclose(got[3], math.sqrt(d @ d), rel_tol=1e-12, abs_tol=1e-15):
+                    raise ValueError(f"compiled leg path correction {got[3]!r} != |safe - raw|")
+                for key, val in got[2].items():
                     if type(val) is not type(info[key]) or not (val == info[key] or (
                             isinstance(val, float) and math.isclose(val, info[key], rel_tol=1e-12, abs_tol=1e-15))):
                         raise ValueError(f"compiled leg path telemetry {key} = {val!r}, the filters give {info[key]!r}")

@@ -72,6 +72,19 @@ def clip_to(u_pi: np.ndarray, lo: np.ndarray, hi: np.ndarray, u: np.ndarray, act
         correction_sq[e] = sq
 
 
+@njit(cache=True, nogil=True)
+def clip_into_intervals(tables: np.ndarray, q: np.ndarray, v: np.ndarray, u_pi: np.ndarray, slack_level: int,
+                        out: np.ndarray, ints: np.ndarray, norm: np.ndarray, feasible: np.ndarray) -> None:
+    """`joint_intervals` then `clip_to` in one call (a batch of one pays one dispatch, not two): out = (lower, upper,
+    clipped targets) (3, N, n), ints = (relaxation level, moved targets) (2, N), norm = sqrt of `clip_to`'s squared
+    correction per row, and feasible = (level == 0)."""
+    joint_intervals(tables, q, v, out[0], out[1], ints[0], slack_level)
+    clip_to(u_pi, out[0], out[1], out[2], ints[1], norm)
+    for e in range(q.shape[0]):
+        norm[e] = np.sqrt(norm[e])
+        feasible[e] = ints[0, e] == 0
+
+
 def kernel_tables(tables: list[np.ndarray]) -> np.ndarray:
     """The per-level interval tables (3, 2, R, n) of safety/model.py stacked in the layout the kernels read:
     (levels, n, 2, R, 3), so that one joint's rows are contiguous in memory."""

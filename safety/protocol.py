@@ -28,7 +28,7 @@ class FeasibleSet(Protocol):
         ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Batch:
     """The robots a filter certifies on this tick (N rows of n joints)."""
 
@@ -40,7 +40,7 @@ class Batch:
     """The set certified by the last filter before this one that declared one (None: no such filter)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Certified:
     """What a filter returns for a batch."""
 

@@ -70,8 +70,9 @@ def _limit(targets: np.ndarray, q: np.ndarray, prev: np.ndarray, valid: np.ndarr
 
 @njit(cache=True, nogil=True)
 def _state_unacceptable(quat: np.ndarray, height: np.ndarray, ts: np.ndarray, now: float, limits: np.ndarray,
-                        last_ts: np.ndarray, repeats: np.ndarray, latched: np.ndarray, fresh: np.ndarray) -> int:
-    """Latch row e (latched[e], and fresh[e] when it was not latched yet; returns how many are fresh) when:
+                        last_ts: np.ndarray, repeats: np.ndarray, latched: np.ndarray, out: np.ndarray) -> int:
+    """Latch row e (latched[e]; out[1, e] when it was not latched yet; returns how many are fresh; out[0] = latched
+    afterwards) when:
     tilt > limits[0], base height < limits[1] (height empty: unknown), now - timestamp > limits[2] (now
     NaN: unknown), or more than limits[3] ticks without a newer timestamp (updates last_ts and repeats); a NaN
     limit disables its check, a NaN measurement fails it. The tilt is arccos(1 - 2 (x^2 + y^2)), as
@@ -98,9 +99,11 @@ def _state_unacceptable(quat: np.ndarray, height: np.ndarray, ts: np.ndarray, no
             last_ts[e] = np.nan if t != t or last != last else max(t, last)
             if repeats[e] > max_repeats:
                 b = True
-        if b and not latched[e]:
-            latched[e] = fresh[e] = True
+        fresh = b and not latched[e]
+        if fresh:
+            latched[e] = True
             count += 1
+        out[0, e], out[1, e] = latched[e], fresh
     return count
 
 
@@ -173,7 +176,7 @@ class StateShield:
         reason in `latch_reason`). Updates the staleness counters."""
         if self.latched.shape[0] != num:
             self._resize(num)
-        fresh = np.zeros(num, dtype=bool)
+        out = np.empty((2, num), dtype=bool)  # (latched, fresh), filled by the kernel
         if type(timestamp) is np.ndarray:
             ts = timestamp.astype(float, copy=False).reshape(-1)
         else:
@@ -183,11 +186,11 @@ class StateShield:
         if self.cfg.max_tilt is not None and quat.shape != (num, 4):
             quat = np.full((num, 4), np.nan)  # no orientation to check: fails the tilt check
         if _state_unacceptable(quat, height, ts, math.nan if now is None else now, self._limits, self._last_ts,
-                               self._repeats, self.latched, fresh):
-            for i in np.flatnonzero(fresh):
+                               self._repeats, self.latched, out):
+            for i in np.flatnonzero(out[1]):
                 self.latch_reason[i] = self._explain(quat, height, float(ts[i if ts.shape[0] > 1 else 0]), now,
                                                      int(i))
-        return self.latched.copy(), fresh
+        return out[0], out[1]
 
     def _explain(self, quat: np.ndarray, height: np.ndarray, ts: float, now: float | None, i: int) -> str:
         cfg = self.cfg
