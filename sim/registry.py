@@ -9,7 +9,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from robot_rl.errors import ConfigError
 
@@ -38,17 +38,41 @@ class RobotSpec:
     """Returns a LeggedRobot-like description with `build_model(control_cfg)`."""
 
 
-_TASKS: dict[str, TaskSpec] = {}
-_ROBOTS: dict[str, RobotSpec] = {}
+Spec = TypeVar("Spec", TaskSpec, RobotSpec)
+
+
+class _Registry(Generic[Spec]):
+    """Specs by name, filled by the robot folders as they are imported (`discover`)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.specs: dict[str, Spec] = {}
+
+    def add(self, spec: Spec) -> None:
+        self.specs[spec.name] = spec
+
+    def names(self) -> list[str]:
+        discover()
+        return sorted(self.specs)
+
+    def get(self, name: str) -> Spec:
+        discover()
+        if name not in self.specs:
+            raise ConfigError(f"unknown {self.kind} '{name}' (choose from {', '.join(sorted(self.specs))})")
+        return self.specs[name]
+
+
+_TASKS: _Registry[TaskSpec] = _Registry("task")
+_ROBOTS: _Registry[RobotSpec] = _Registry("robot")
 _discovered = False
 
 
 def register_task(spec: TaskSpec) -> None:
-    _TASKS[spec.name] = spec
+    _TASKS.add(spec)
 
 
 def register_robot(spec: RobotSpec) -> None:
-    _ROBOTS[spec.name] = spec
+    _ROBOTS.add(spec)
 
 
 def discover() -> None:
@@ -63,24 +87,16 @@ def discover() -> None:
 
 
 def task_names() -> list[str]:
-    discover()
-    return sorted(_TASKS)
+    return _TASKS.names()
 
 
 def get_task(name: str) -> TaskSpec:
-    discover()
-    if name not in _TASKS:
-        raise ConfigError(f"unknown task '{name}' (choose from {', '.join(sorted(_TASKS))})")
-    return _TASKS[name]
+    return _TASKS.get(name)
 
 
 def robot_names() -> list[str]:
-    discover()
-    return sorted(_ROBOTS)
+    return _ROBOTS.names()
 
 
 def get_robot(name: str) -> RobotSpec:
-    discover()
-    if name not in _ROBOTS:
-        raise ConfigError(f"unknown robot '{name}' (choose from {', '.join(sorted(_ROBOTS))})")
-    return _ROBOTS[name]
+    return _ROBOTS.get(name)
