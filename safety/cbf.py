@@ -41,6 +41,8 @@ _STATUS_NAME = "<U10"
 _SOLVER_NAME = "<U11"
 """dtype of the per-robot `cbf/solver` telemetry: interval, closed_form, daqp."""
 _BIG = 1e20
+_BIG_ONE, _ZERO_ONE = np.array([_BIG]), np.array([0.0])
+"""The slack's bounds in DAQP's bound vectors."""
 
 QpSet = tuple[CoupledRows, np.ndarray | None, np.ndarray | None, bool]
 """Rows a coupled target satisfies: (joint rows, Cartesian G, h, joint rows with slack)."""
@@ -118,6 +120,9 @@ class CbfFilter:
         hess[n, n] = cfg.slack_penalty
         self._hess = hess
         self._f = np.zeros(n + 1)
+        self._no_rows = np.zeros((0, n)), np.zeros(0)
+        """G, h without Cartesian rows (solver daqp on the joint intervals alone)."""
+        self._no_amat = np.zeros((0, n + 1))
 
     # ---- joint intervals -------------------------------------------------------------------------------------
     def interval(self, q: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -166,14 +171,16 @@ class CbfFilter:
             rows = np.flatnonzero(self.workspace.violated_batch(q, v, u)) if self.cfg.solver == "auto" and \
                 self.workspace is not None else range(num)
             for i in rows:
-                u[i], slack[i], iters[i], solver[i], n_act, ok = self._coupled(q[i], v[i], u_pi[i], u[i], lo[i],
-                                                                               hi[i])
-                active[i] += n_act
+                u[i], s, iters[i], solver[i], n_act, ok = self._coupled(q[i], v[i], u_pi[i], u[i], lo[i], hi[i])
+                slack[i] = s
+                if n_act:
+                    active[i] += n_act
                 if not ok:
                     status[i] = "infeasible"
-                if slack[i] > 1e-6 and level[i] < SLACK_LEVEL:
+                if s > 1e-6 and level[i] < SLACK_LEVEL:
                     status[i] = "slack"
-                feasible[i] &= slack[i] <= 1e-6 and ok
+                if not (s <= 1e-6 and ok):
+                    feasible[i] = False
         if norm is None:
             norm = row_norms(u - u_pi)
         return Certified(u, {"cbf/active": active, "cbf/correction_norm": norm, "cbf/slack": slack,
@@ -292,7 +299,7 @@ class CbfFilter:
         if self.workspace is not None:
             g, h = self.workspace.rows(q, v)
         else:
-            g, h = np.zeros((0, n)), np.zeros(0)
+            g, h = self._no_rows
         if self.cfg.solver == "auto":
             viol = g @ u_box > h + 1e-9
             nv = int(np.count_nonzero(viol))
@@ -306,15 +313,18 @@ class CbfFilter:
                 if np.all(u1 >= lo - 1e-12) and np.all(u1 <= hi + 1e-12) and np.all(g @ u1 <= h + 1e-9):
                     return u1, 0.0, 0, "closed_form", 1, True
         m = g.shape[0]
-        amat = np.zeros((m, n + 1))
-        amat[:, :n] = g
-        amat[:, n] = -1.0
+        if m:
+            amat = np.zeros((m, n + 1))
+            amat[:, :n] = g
+            amat[:, n] = -1.0
+        else:
+            amat = self._no_amat
         f = self._f
         f[:n] = -self.weights * u_pi
-        bu = np.concatenate([hi, [_BIG], h])
-        bl = np.concatenate([lo, [0.0], np.full(m, -_BIG)])
+        bu = np.concatenate((hi, _BIG_ONE, h))
+        bl = np.concatenate((lo, _ZERO_ONE, np.full(m, -_BIG) if m else h))
         x, _, flag, info = daqp.solve(self._hess, f, amat, bu, bl)
-        if flag < 0 or not np.all(np.isfinite(x)):
+        if flag < 0 or not np.isfinite(x).all():
             return np.minimum(np.maximum(q, lo), hi), 0.0, 0, "daqp", 0, False
         u = x[:n]
         lam = info["lam"]

@@ -25,7 +25,7 @@ from robot_rl.state import RobotState
 
 
 @njit(cache=True, nogil=True)
-def _scale(tank: np.ndarray, q: np.ndarray, v: np.ndarray, u: np.ndarray, r: np.ndarray, kp: np.ndarray,
+def scale_towards(tank: np.ndarray, q: np.ndarray, v: np.ndarray, u: np.ndarray, r: np.ndarray, kp: np.ndarray,
            kd: np.ndarray, dt: float, tank_min: float, tank_max: float, refill: float, out: np.ndarray,
            scale: np.ndarray) -> None:
     """out = r + s (u - r) per row with the largest s in [0, 1] whose power fits the tank's budget (out = u when
@@ -92,7 +92,7 @@ class PassivityFilter:
         r = q if batch.feasible is None else batch.feasible.reference(q)
         cfg = self.cfg
         u, s = np.empty_like(targets), np.empty(num)
-        _scale(tank, q, v, np.ascontiguousarray(targets, dtype=float), np.ascontiguousarray(r), self.kp, self.kd,
+        scale_towards(tank, q, v, np.ascontiguousarray(targets, dtype=float), np.ascontiguousarray(r), self.kp, self.kd,
                self.dt, cfg.tank_min, cfg.tank_max, cfg.refill, u, s)
         return Certified(u, {"passivity/scale": s, "passivity/tank": tank.copy()})
 

@@ -18,8 +18,11 @@ from robot_rl.state import RobotState
 A1 = PolicyContract.load(Path(__file__).parents[1] / "ros" / "data" / "a1_walk" / "contract.json")
 
 
-def _chains(gamma: float) -> tuple:
-    contract = A1.replace(safety=[dict(e, gamma=gamma) if e["type"] == "cbf" else e for e in A1.safety])
+def _chains(gamma: float, passivity: bool = False) -> tuple:
+    safety = [dict(e, gamma=gamma) if e["type"] == "cbf" else e for e in A1.safety]
+    if passivity:  # the energy tank after the CBF: the compiled path runs the tank's own scaling too
+        safety.append({"type": "passivity", "tank_init": 1.0, "tank_min": 0.1, "tank_max": 2.0})
+    contract = A1.replace(safety=safety)
     fast, ref = build_chain(contract), build_chain(contract)
     assert fast._fast is not None
     ref._fast = None
@@ -39,9 +42,9 @@ def _same(info_fast: dict, info_ref: dict) -> None:
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
-@given(st.integers(0, 2**32 - 1), st.sampled_from([1.0, 0.2]))
-def test_fast_path_equals_reference_over_tick_sequences(seed: int, gamma: float) -> None:
-    fast, ref = _chains(gamma)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1.0, 0.2]), st.booleans())
+def test_fast_path_equals_reference_over_tick_sequences(seed: int, gamma: float, passivity: bool) -> None:
+    fast, ref = _chains(gamma, passivity)
     rng = np.random.default_rng(seed)
     n = A1.num_joints
     lower, upper = np.asarray(A1.joint_pos_lower), np.asarray(A1.joint_pos_upper)
