@@ -40,8 +40,8 @@ class ObsTerm:
 @dataclass(frozen=True)
 class ActionSpec:
     type: Literal["joint_position", "joint_position_delta", "ee_delta"] = "joint_position"
-    """joint_position: q_des = default + scale * a; joint_position_delta: q_des = q + scale * a;
-    ee_delta: end-effector displacement handled by controllers.osc."""
+    """joint_position: q_des = default + scale * a; joint_position_delta: q_des = q + scale * a clipped to the joint
+    range; ee_delta: end-effector displacement handled by controllers.osc."""
     scale: float = 0.25
     clip: float = 1.0
     """Actions are clipped to [-clip, clip] before scaling."""
@@ -146,7 +146,8 @@ class PolicyContract:
         if self.action.type == "joint_position_delta":
             if state is None:
                 raise ContractError("joint_position_delta actions need the current RobotState")
-            return np.asarray(state.joint_pos)[..., :n] + self.action.scale * a[..., :n]
+            return np.clip(np.asarray(state.joint_pos)[..., :n] + self.action.scale * a[..., :n],
+                           self.joint_pos_lower, self.joint_pos_upper)
         raise ContractError(f"action type {self.action.type} is decoded by its controller, not by the contract")
 
     def applied_action(self, targets: np.ndarray, state: RobotState | None = None) -> np.ndarray:

@@ -106,6 +106,27 @@ class JointDeltaCodec:
         return out
 
 
+class RangedJointDeltaCodec:
+    """`joint_position_delta` (the contract's codec for it): measured joint positions + scale * action, clipped to
+    the contract's joint range, as every arm task decodes it (an arm's controller rejects targets outside the
+    range). Clipping makes decoding not invertible at the range: inexact. Built from the contract alone, so the
+    environment, the robot and replay decode alike."""
+
+    exact = False
+
+    def __init__(self, contract: PolicyContract) -> None:
+        self._delta = JointDeltaCodec(contract)
+        self.lower = np.asarray(contract.joint_pos_lower, np.float64)
+        self.upper = np.asarray(contract.joint_pos_upper, np.float64)
+
+    def decode(self, action: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
+        self._delta.decode(action, state, out)
+        return np.clip(out, self.lower, self.upper, out=out)
+
+    def encode(self, targets: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
+        return self._delta.encode(targets, state, out)
+
+
 def _joint_width(contract: PolicyContract) -> None:
     if contract.act_dim != contract.num_joints:
         raise ContractError(f"action type {contract.action.type} with action.dim {contract.act_dim} != "
@@ -113,7 +134,8 @@ def _joint_width(contract: PolicyContract) -> None:
 
 
 CodecFactory = Callable[[PolicyContract], ActionCodec]
-CODECS: dict[str, CodecFactory] = {"joint_position": JointPositionCodec, "joint_position_delta": JointDeltaCodec}
+CODECS: dict[str, CodecFactory] = {"joint_position": JointPositionCodec,
+                                   "joint_position_delta": RangedJointDeltaCodec}
 """Action type (ActionSpec.type) -> codec factory."""
 
 

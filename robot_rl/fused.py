@@ -91,7 +91,8 @@ def _tick(q: np.ndarray, qd: np.ndarray, quat: np.ndarray, gyro: np.ndarray, cmd
           last_action: np.ndarray, default: np.ndarray, codes: np.ndarray, offsets: np.ndarray,
           scale: np.ndarray, clip: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
           weights: Any, biases: Any, acts: np.ndarray, act_scale: float, act_clip: float, delta: bool,
-          obs: np.ndarray, hidden: np.ndarray, action: np.ndarray, clipped: np.ndarray, targets: np.ndarray) -> None:
+          lower: np.ndarray, upper: np.ndarray, obs: np.ndarray, hidden: np.ndarray, action: np.ndarray,
+          clipped: np.ndarray, targets: np.ndarray) -> None:
     _observe(q, qd, quat, gyro, cmd, last_action, default, codes, offsets, scale, clip, obs)
     # normalize into the first hidden buffer
     n_obs = obs.shape[0]
@@ -123,7 +124,7 @@ def _tick(q: np.ndarray, qd: np.ndarray, quat: np.ndarray, gyro: np.ndarray, cmd
                 y[j] = np.float32(math.tanh(y[j]))
         x, n_in = y, n_out
     # ControlStep.decode with the joint-position codecs: clip (NaN kept), scale, around the default pose or the
-    # current one
+    # current one (deltas then clipped to the joint range, NaN kept)
     for j in range(action.shape[0]):
         action[j] = x[j]
         a64 = float(x[j])
@@ -131,6 +132,8 @@ def _tick(q: np.ndarray, qd: np.ndarray, quat: np.ndarray, gyro: np.ndarray, cmd
             a64 = min(max(a64, -act_clip), act_clip)
         clipped[j] = a64
         targets[j] = act_scale * a64 + (q[j] if delta else default[j])
+        if delta and targets[j] == targets[j]:
+            targets[j] = min(max(targets[j], lower[j]), upper[j])
 
 
 @dataclass
@@ -166,7 +169,8 @@ class FusedPolicy:
         width = max(max(w.shape[1] for w, _, _ in layers), c.obs_dim)
         args = (*layout, mean, inv_std, tuple(w for w, _, _ in layers), tuple(b for _, b, _ in layers),
                 np.array([a for _, _, a in layers], np.int64), float(c.action.scale), float(c.action.clip),
-                c.action.type == "joint_position_delta")
+                c.action.type == "joint_position_delta", np.asarray(c.joint_pos_lower, np.float64),
+                np.asarray(c.joint_pos_upper, np.float64))
         obs, hidden = np.zeros(c.obs_dim, f32), np.zeros((2, width), f32)
         action, clipped, targets = np.zeros(c.act_dim, f32), np.zeros(c.act_dim), np.zeros(c.num_joints)
         fused = cls(c, (*args, obs, hidden, action, clipped, targets), obs, action, clipped, targets)

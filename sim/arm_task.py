@@ -20,9 +20,9 @@ import mujoco
 import numpy as np
 
 from robot_rl.contract import ActionSpec, ObsTerm, PolicyContract
-from robot_rl.control_step import ActionCodec, JointDeltaCodec
+from robot_rl.control_step import ActionCodec, RangedJointDeltaCodec, register_codec
 from robot_rl.controllers.osc import EndEffectorController, damped_least_squares, orientation_error
-from robot_rl.errors import ConfigError
+from robot_rl.errors import ConfigError, ContractError
 from robot_rl.rewards import weighted_sum
 from robot_rl.sim.manipulation import (
     GOAL,
@@ -52,25 +52,6 @@ class ArmKinematics:
 
 
 # ---- action codecs (robot_rl.control_step.ActionCodec) ---------------------------------------------------------
-class ArmJointDeltaCodec:
-    """`joint_position_delta` for an arm: q + scale * action, clipped to the joint range (the arm's controller
-    rejects targets outside it), so decoding is not invertible at the range: inexact."""
-
-    exact = False
-
-    def __init__(self, contract: PolicyContract) -> None:
-        self._delta = JointDeltaCodec(contract)
-        self.lower = np.asarray(contract.joint_pos_lower, np.float64)
-        self.upper = np.asarray(contract.joint_pos_upper, np.float64)
-
-    def decode(self, action: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
-        self._delta.decode(action, state, out)
-        return np.clip(out, self.lower, self.upper, out=out)
-
-    def encode(self, targets: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
-        return self._delta.encode(targets, state, out)
-
-
 class EeDeltaCodec:
     """`ee_delta`: end-effector displacement (and gripper opening) through controllers.osc with the Jacobian and
     hand orientation of each world's current kinematics (`jac`, `rot`: arrays the task refreshes in place after
@@ -92,6 +73,72 @@ class EeDeltaCodec:
     def encode(self, targets: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
         out[...] = np.clip(self.osc.action_of(targets, state.joint_pos, self.jac), -self.clip, self.clip)
         return out
+
+
+class MeasuredEeDeltaCodec:
+    """`ee_delta` where no environment refreshes the kinematics (the robot, replay): the Jacobian and hand
+    orientation of the task's own arm model at the measured joint positions of every call, then the same
+    controller and joint-range clip as `EeDeltaCodec`. Batched over any leading shape (a robot is shape `()`)."""
+
+    exact = False
+
+    def __init__(self, model: mujoco.MjModel, robot: ArmRobot, osc: EndEffectorController, clip: float,
+                 lower: np.ndarray, upper: np.ndarray) -> None:
+        self.model, self.osc, self.clip = model, osc, clip
+        self.lower, self.upper = lower, upper
+        self._data = mujoco.MjData(model)
+        mujoco.mj_resetDataKeyframe(model, self._data, model.key("home").id)
+        self._qadr = np.array([model.jnt_qposadr[model.joint(j).id] for j in robot.joint_names], np.int64)
+        self._mimic = np.array([model.jnt_qposadr[model.joint(j).id] for j in robot.mimic_joints], np.int64)
+        self._cols = np.array([model.jnt_dofadr[model.joint(j).id] for j in robot.joint_names[:robot.arm_joints]])
+        self._site = model.site(robot.ee_site).id
+        self._full_jac = np.zeros((6, model.nv))
+
+    def kinematics(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Grasp-point Jacobian (N, 6, arm_joints) and hand orientation (N, 3, 3) at joint positions q (N, n)."""
+        m, d, jac = self.model, self._data, self._full_jac
+        jacs, rots = np.zeros((q.shape[0], 6, len(self._cols))), np.zeros((q.shape[0], 3, 3))
+        for i, row in enumerate(q):
+            d.qpos[self._qadr] = row
+            d.qpos[self._mimic] = row[-1]
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_comPos(m, d)
+            mujoco.mj_jacSite(m, d, jac[:3], jac[3:], self._site)
+            jacs[i] = jac[:, self._cols]
+            rots[i] = d.site_xmat[self._site].reshape(3, 3)
+        return jacs, rots
+
+    def decode(self, action: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
+        q = np.asarray(state.joint_pos, np.float64).reshape(-1, out.shape[-1])
+        jac, rot = self.kinematics(q)
+        targets = self.osc.targets(np.asarray(action).reshape(q.shape[0], -1), q, jac, rot)
+        out[...] = targets.reshape(out.shape)
+        return np.clip(out, self.lower, self.upper, out=out)
+
+    def encode(self, targets: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
+        q = np.asarray(state.joint_pos, np.float64).reshape(-1, np.shape(targets)[-1])
+        jac, _ = self.kinematics(q)
+        action = self.osc.action_of(np.asarray(targets).reshape(q.shape), q, jac)
+        out[...] = np.clip(action, -self.clip, self.clip).reshape(out.shape)
+        return out
+
+
+def measured_codec(contract: PolicyContract) -> ActionCodec:
+    """The `ee_delta` codec of a contract outside the environment (`register_codec`): the arm task its provenance
+    names builds the arm model from the task config the policy was trained with."""
+    from robot_rl.bundle import task_config_of
+    from robot_rl.sim.registry import get_task
+
+    found = task_config_of(contract)
+    if found is None:
+        raise ContractError("ee_delta action: the contract's provenance names no registered arm task (its arm model "
+                            "gives the Jacobian)")
+    name, cfg = found
+    task = get_task(name).make_task(cfg)
+    if not isinstance(task, ArmTask) or task.contract.joint_names != contract.joint_names:
+        raise ContractError(f"ee_delta action: task {name} in the provenance is not an arm task with the contract's "
+                            f"joints {contract.joint_names}")
+    return task.measured_codec()
 
 
 # ---- the shared arm task ---------------------------------------------------------------------------------------
@@ -282,17 +329,29 @@ class ArmTask(TaskBase):
         sample_terms(self.randomization, rng, n, nj)
 
     def codec(self) -> ActionCodec:
-        c, r = self.contract, self.robot
+        c = self.contract
         if c.action.type != "ee_delta":
-            return ArmJointDeltaCodec(c)
+            return RangedJointDeltaCodec(c)
+        k = self._kin_out
+        return EeDeltaCodec(self._osc(), float(c.action.clip), k.jac, k.rot, self.joint_lower, self.joint_upper)
+
+    def measured_codec(self) -> ActionCodec:
+        """This task's codec for holders of measured joint positions only (the robot, replay): `ee_delta` reads the
+        kinematics of this task's arm model at the measured joints."""
+        c = self.contract
+        if c.action.type != "ee_delta":
+            return RangedJointDeltaCodec(c)
+        return MeasuredEeDeltaCodec(self.model, self.robot, self._osc(), float(c.action.clip), self.joint_lower,
+                                    self.joint_upper)
+
+    def _osc(self) -> EndEffectorController:
+        c, r = self.contract, self.robot
         grip = (self.joint_lower[-1], self.joint_upper[-1]) if r.has_gripper else (0.0, 0.0)
-        osc = EndEffectorController(
+        return EndEffectorController(
             arm_joints=r.arm_joints, scale=c.action.scale, damping=self.cfg.control.ik_damping,
             orientation_gain=self.cfg.control.orientation_gain, target_rot=self._down.copy(),
             gripper_lower=float(grip[0]), gripper_upper=float(grip[1]),
             gripper_binary=self.cfg.control.gripper == "binary")
-        k = self._kin_out
-        return EeDeltaCodec(osc, float(c.action.clip), k.jac, k.rot, self.joint_lower, self.joint_upper)
 
     def reset_batch(self, idx: np.ndarray, rng: np.random.Generator) -> None:
         """Nothing drawn per batch: every draw of an arm reset belongs to its world."""
@@ -416,3 +475,6 @@ class PickPlaceTask(ArmTask):
     CARRY_ONLY = True
     NEEDS_GRIPPER = True
     DRAWS_START = True
+
+
+register_codec("ee_delta", measured_codec)

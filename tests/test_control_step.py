@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robot_rl.contract import ActionSpec, PolicyContract
-from robot_rl.control_step import INTERVENTION_TOL, ControlStep, codec_for, intervened
+from robot_rl.control_step import CODECS, INTERVENTION_TOL, ControlStep, codec_for, intervened
 from robot_rl.errors import ContractError
 from robot_rl.safety import build_chain
 from robot_rl.state import RobotState
@@ -124,7 +124,9 @@ def _shift_every_row(state: RobotState, targets: np.ndarray) -> tuple[np.ndarray
     return targets + 1.0, {}
 
 
-def test_an_action_type_without_a_codec_is_refused_naming_it(toy_contract):
+def test_an_action_type_without_a_codec_is_refused_naming_it(toy_contract, monkeypatch):
+    # ee_delta's codec registers with the arm tasks (robot_rl.sim.arm_task); a process that never imported them
+    monkeypatch.delitem(CODECS, "ee_delta", raising=False)
     c = dataclasses.replace(toy_contract, action=ActionSpec(type="ee_delta", dim=4))
     with pytest.raises(ContractError, match="action type ee_delta has no registered codec"):
         ControlStep(c)
