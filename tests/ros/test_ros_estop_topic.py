@@ -30,10 +30,12 @@ def test_estop_topic_from_default_and_latched_publishers(probe, nodes, a1_bundle
                 every()
         probe.spin_until(cond, 60.0, what, every=both, period=0.005)
 
-    # 1. a latched e-stop asserted before the node exists: the node starts stopped
+    # 1. a latched e-stop asserted before the node exists: the node starts stopped. The robot's state only flows
+    # once the node has discovered the e-stop publisher (the node cannot honour a publisher it has not discovered)
     latched = probe.publisher(Bool, "/estop", make_qos("reliable", "transient_local", 1))
     latched.publish(Bool(data=True))
     nodes.start("policy", "policy_node", {"bundle": str(a1_bundle), "autostart": True})
+    probe.spin_until(lambda: latched.get_subscription_count() >= 2, 60.0, "the node's e-stop subscriptions")
     run_until(lambda: len(ticks) >= 10, "10 ticks")
     assert set(statuses()) == {STATUS["estop"]}, "a latched e-stop must hold from the first tick"
     probe.unpublish(Bool, "/estop")
