@@ -83,6 +83,10 @@ def _floats(seq: Any) -> np.ndarray:
     return np.frombuffer(seq) if isinstance(seq, array.array) else np.asarray(seq, dtype=np.float64)
 
 
+IMU_FIELDS = frozenset({"base_quat", "base_ang_vel", "base_lin_acc"})
+"""RobotState fields an IMU measures (`read_imu` fills them): a contract whose observation reads none needs no IMU."""
+
+
 def read_imu(msg: Any, quat_out: np.ndarray, gyro_out: np.ndarray, acc_out: np.ndarray) -> str | None:
     """Fill the scalar-first quaternion, gyro and accelerometer from sensor_msgs/Imu; None or the fault (then the
     outputs are left untouched)."""

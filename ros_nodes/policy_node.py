@@ -26,6 +26,7 @@ Everything observation- or safety-related lives in robot_rl (contract, bundle, s
 from __future__ import annotations
 
 import gc
+import math
 import re
 import time
 import traceback
@@ -47,9 +48,11 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from robot_rl.control_step import ControlStep
 from robot_rl.errors import ContractError, RobotRLError
+from robot_rl.observations import state_fields
 from robot_rl.tick_record import STATUS, TickPacker, encode_labels
 
-from .convert import JointStateReader, TwistCommand, new_state, read_imu, targets_to_array
+from .arm_io import task_inputs
+from .convert import IMU_FIELDS, JointStateReader, TwistCommand, new_state, read_imu, targets_to_array
 from .loopstats import LoopStats
 from .qos import declare_qos, loud_sub, qos_param, quiet_pub
 from .runtime import declare_realtime, init, spin
@@ -64,7 +67,9 @@ class PolicyNode(LifecycleNode):
         p("bundle", "")
         p("runtime", "onnx")
         p("joint_states_topic", "/joint_states")
-        p("imu_topic", "/imu")
+        p("imu_topic", "/imu")  # subscribed only when the contract observes the base (an arm needs no IMU)
+        p("object_pose_topic", "/object_pose")  # PoseStamped inputs of an arm task's observation (ros_nodes.arm_io)
+        p("goal_pose_topic", "/goal_pose")
         p("cmd_vel_topic", "/cmd_vel")
         p("estop_topic", "/estop")
         p("output_mode", "forward")  # forward: Float64MultiArray; trajectory: JointTrajectory
@@ -169,6 +174,7 @@ class PolicyNode(LifecycleNode):
         from robot_rl.bundle import load_bundle
         from robot_rl.fused import FusedPolicy
         from robot_rl.safety import build_chain
+        from robot_rl.sim import arm_task  # noqa: F401 - registers the ee_delta codec (kinematics of the arm model)
 
         gp = self.get_parameter
         path = gp("bundle").value
@@ -182,6 +188,7 @@ class PolicyNode(LifecycleNode):
             raise ValueError(f"parameter trigger '{self.trigger}' is not one of timer, state")
         self.bundle = load_bundle(path, runtime=gp("runtime").value)
         self.contract = c = self.bundle.contract
+        self.needs_imu = bool(state_fields([t.name for t in c.obs_terms]) & IMU_FIELDS)
         self.chain = build_chain(c)
         self.step = ControlStep(c, (), certify=self.chain.certify)  # a robot is a batch of one
         self.observer = c.make_observer()
@@ -189,6 +196,7 @@ class PolicyNode(LifecycleNode):
         self.rate_hz = float(gp("rate_hz").value) or c.policy_rate_hz
         self.period = 1.0 / self.rate_hz
         self.stale_after = float(gp("stale_periods").value) * self.period
+        self.task_inputs = task_inputs(self, c, self.stale_after)
         self.cmd_timeout = float(gp("cmd_vel_timeout_s").value)
         n = c.num_joints
         self.state = new_state(n)
@@ -230,6 +238,7 @@ class PolicyNode(LifecycleNode):
         """The whole tick once on the first measured state (nothing is published; activation resets what it
         touched): a bundle whose control step cannot run on this robot is refused here, not on the first tick."""
         try:
+            self.task_inputs.fill(self.state)
             if self.fused is not None:
                 clipped, targets = self.fused.decode(self.state, self.cmd.value, self.last_action)
             else:
@@ -264,20 +273,24 @@ class PolicyNode(LifecycleNode):
         if missing:
             raise ContractError(f"{js_topic} lacks contract joints: {', '.join(missing)} "
                                 f"(message has: {', '.join(js.name)})")
-        imu_topic = self.get_parameter("imu_topic").value
-        ok, imu = wait_for_message(Imu, self, imu_topic, qos_profile=qos, time_to_wait=timeout)
-        if not ok or imu is None:
-            self._check_topic_types()
-            raise ContractError(f"no sensor_msgs/Imu on {imu_topic} within {timeout:g} s "
-                                "(check the topic name and the publisher's QoS against qos.state.*)")
         s = self.state
         fault = self.joints.read(js, s.joint_pos, s.joint_vel, s.joint_effort)
         if fault:
             raise ContractError(f"first message on {js_topic} is unusable: {fault}")
-        fault = read_imu(imu, s.base_quat, s.base_ang_vel, s.base_lin_acc)
-        if fault:
-            raise ContractError(f"first message on {imu_topic} is unusable: {fault}")
-        self._joint_time = self._imu_time = time.monotonic()
+        self._imu_time = math.inf  # without an IMU only the joint states age
+        if self.needs_imu:
+            imu_topic = self.get_parameter("imu_topic").value
+            ok, imu = wait_for_message(Imu, self, imu_topic, qos_profile=qos, time_to_wait=timeout)
+            if not ok or imu is None:
+                self._check_topic_types()
+                raise ContractError(f"no sensor_msgs/Imu on {imu_topic} within {timeout:g} s "
+                                    "(check the topic name and the publisher's QoS against qos.state.*)")
+            fault = read_imu(imu, s.base_quat, s.base_ang_vel, s.base_lin_acc)
+            if fault:
+                raise ContractError(f"first message on {imu_topic} is unusable: {fault}")
+            self._imu_time = time.monotonic()
+        self.task_inputs.wait_first(timeout, qos)
+        self._joint_time = time.monotonic()
         s.timestamp = js.header.stamp.sec + js.header.stamp.nanosec * 1e-9
         self.joint_fault = self.imu_fault = ""
 
@@ -288,10 +301,13 @@ class PolicyNode(LifecycleNode):
         js, imu, vel = gp("joint_states_topic").value, gp("imu_topic").value, gp("cmd_vel_topic").value
         self._resources = [
             self.create_subscription(JointState, js, cb, state_qos, event_callbacks=loud_sub(self, js)),
-            self.create_subscription(Imu, imu, self._on_imu, state_qos, event_callbacks=loud_sub(self, imu)),
             self.create_subscription(Twist, vel, self._on_cmd_vel, qos_param(self, "cmd_vel"),
                                      event_callbacks=loud_sub(self, vel)),
+            *self.task_inputs.subscribe(state_qos),
         ]
+        if self.needs_imu:
+            self._resources.append(self.create_subscription(Imu, imu, self._on_imu, state_qos,
+                                                            event_callbacks=loud_sub(self, imu)))
         if self.output_mode == "forward":
             self._cmd_pub = self.create_lifecycle_publisher(Float64MultiArray, gp("command_topic").value,
                                                             qos_param(self, "command"), event_callbacks=quiet_pub())
@@ -444,6 +460,9 @@ class PolicyNode(LifecycleNode):
             return STATUS["invalid"], self.joint_fault
         if self.imu_fault:
             return STATUS["invalid"], self.imu_fault
+        kind, why = self.task_inputs.fault(now)
+        if kind:
+            return STATUS[kind], why
         age = now - min(self._joint_time, self._imu_time)
         if age > self.stale_after:
             return STATUS["stale"], f"state is {age * 1e3:.0f} ms old (limit {self.stale_after * 1e3:.0f} ms)"
@@ -463,6 +482,7 @@ class PolicyNode(LifecycleNode):
                 for f in self.chain.filters:  # stateful filters start again from the measured state
                     f.reset()
                 self._resume = False
+            self.task_inputs.fill(s)
             if self.fused is not None:
                 clipped, targets = self.fused.decode(s, self.cmd.value, self.last_action)
                 obs, action = self.fused.obs, self.fused.action

@@ -43,6 +43,11 @@ class SimRobotNode(Node):
         super().__init__(node_name, **kwargs)
         p = self.declare_parameter
         p("robot", "a1")
+        # an arm task whose scene (arm, table, object, goal) to simulate instead of the robot alone, e.g.
+        # panda_pick_place: the node then publishes the object and goal poses as a perception node would, no IMU
+        p("scene_task", "")
+        p("object_pose_topic", "/object_pose")
+        p("goal_pose_topic", "/goal_pose")
         p("backend", "mujoco")
         p("seed", 0)
         p("params", "")  # JSON object for SimRobot.apply_params: friction, added_mass, com_offset, motor_strength,
@@ -77,7 +82,15 @@ class SimRobotNode(Node):
         for gain in ("kp", "kd"):
             if float(gp(gain).value) > 0:
                 options[gain] = float(gp(gain).value)
-        self.sim = make_robot_sim(gp("robot").value, backend=gp("backend").value, params=params or None, **options)
+        scene = str(gp("scene_task").value)
+        if scene:
+            from robot_rl.sim.arm_sim import ArmSceneSim
+
+            self.sim = ArmSceneSim(scene, seed=int(gp("seed").value))
+            self.sim.apply_params(params)
+        else:
+            self.sim = make_robot_sim(gp("robot").value, backend=gp("backend").value, params=params or None,
+                                      **options)
         engine = getattr(self.sim, "backend", "pybullet" if "pybullet" in type(self.sim).__module__ else "mujoco")
         if engine != gp("backend").value:  # never run another engine than the one asked for, silently
             raise ValueError(f"make_robot_sim(backend='{gp('backend').value}') returned a {engine} simulator "
@@ -111,7 +124,9 @@ class SimRobotNode(Node):
         self.fell = False
         state_qos, cmd_qos = qos_param(self, "state"), qos_param(self, "command")
         self.js_pub = self.create_publisher(JointState, gp("joint_states_topic").value, state_qos)
-        self.imu_pub = self.create_publisher(Imu, gp("imu_topic").value, state_qos)
+        self.imu_pub = None if scene else self.create_publisher(Imu, gp("imu_topic").value, state_qos)
+        self.pose_pubs = {name: self.create_publisher(PoseStamped, gp(f"{name}_pose_topic").value, state_qos)
+                          for name in (("object", "goal") if scene else ())}
         self.gt_pub = self.create_publisher(PoseStamped, "~/ground_truth", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(Float64MultiArray, gp("command_topic").value, self._on_command, cmd_qos)
@@ -216,9 +231,12 @@ class SimRobotNode(Node):
         s = self.state
         self.js.header.stamp = stamp
         fill_joint_state(self.js, self.joint_names, s)
-        self.imu.header.stamp = stamp
-        fill_imu(self.imu, s)
-        self.imu_pub.publish(self.imu)
+        if self.imu_pub is not None:
+            self.imu.header.stamp = stamp
+            fill_imu(self.imu, s)
+            self.imu_pub.publish(self.imu)
+        if self.pose_pubs:  # published before the joints: a tick never sees joints newer than the poses
+            self._publish_poses(stamp)
         self.js_pub.publish(self.js)
         self._ticks += 1
         if s.base_pos is not None:
@@ -227,6 +245,17 @@ class SimRobotNode(Node):
                 self.fell = True
             if self._ticks % self._gt_every == 0:
                 self._publish_ground_truth()
+
+    def _publish_poses(self, stamp: Any) -> None:
+        """Object and goal poses in the arm's base frame, as a camera's pose estimate or motion capture would."""
+        obj, quat = self.sim.object_pose()
+        for name, (pos, q) in (("object", (obj, quat)), ("goal", (self.sim.goal, (1.0, 0.0, 0.0, 0.0)))):
+            msg = PoseStamped()
+            msg.header.stamp, msg.header.frame_id = stamp, "base"
+            msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in pos)
+            o = msg.pose.orientation
+            o.w, o.x, o.y, o.z = (float(v) for v in q)
+            self.pose_pubs[name].publish(msg)
 
     def _publish_ground_truth(self) -> None:
         s = self.state
@@ -246,6 +275,8 @@ class SimRobotNode(Node):
                   "sim_time": f"{self.sim_time:.3f}", "commands": str(self.commands),
                   "rejected_commands": str(self.rejected), "timeouts": str(self.timeouts),
                   "fell": str(self.fell).lower()}
+        if self.pose_pubs:  # the arm task's success measure, from the simulator's own state
+            values.update(distance=f"{self.sim.distance():.4f}", success=str(self.sim.success()).lower())
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: simulated robot", message=self.mode,
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
         msg = DiagnosticArray(status=[status])

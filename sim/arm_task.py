@@ -75,17 +75,12 @@ class EeDeltaCodec:
         return out
 
 
-class MeasuredEeDeltaCodec:
-    """`ee_delta` where no environment refreshes the kinematics (the robot, replay): the Jacobian and hand
-    orientation of the task's own arm model at the measured joint positions of every call, then the same
-    controller and joint-range clip as `EeDeltaCodec`. Batched over any leading shape (a robot is shape `()`)."""
+class MeasuredKinematics:
+    """Grasp-point kinematics of an arm model at given joint positions, for holders of measured joints only (the
+    robot, replay), where no environment refreshes `ArmKinematics` after each physics step."""
 
-    exact = False
-
-    def __init__(self, model: mujoco.MjModel, robot: ArmRobot, osc: EndEffectorController, clip: float,
-                 lower: np.ndarray, upper: np.ndarray) -> None:
-        self.model, self.osc, self.clip = model, osc, clip
-        self.lower, self.upper = lower, upper
+    def __init__(self, model: mujoco.MjModel, robot: ArmRobot) -> None:
+        self.model = model
         self._data = mujoco.MjData(model)
         mujoco.mj_resetDataKeyframe(model, self._data, model.key("home").id)
         self._qadr = np.array([model.jnt_qposadr[model.joint(j).id] for j in robot.joint_names], np.int64)
@@ -94,51 +89,99 @@ class MeasuredEeDeltaCodec:
         self._site = model.site(robot.ee_site).id
         self._full_jac = np.zeros((6, model.nv))
 
-    def kinematics(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Grasp-point Jacobian (N, 6, arm_joints) and hand orientation (N, 3, 3) at joint positions q (N, n)."""
+    def __call__(self, q: np.ndarray) -> ArmKinematics:
+        """Grasp point (N, 3), hand orientation (N, 3, 3) and Jacobian (N, 6, arm_joints) at joints q (N, n)."""
         m, d, jac = self.model, self._data, self._full_jac
-        jacs, rots = np.zeros((q.shape[0], 6, len(self._cols))), np.zeros((q.shape[0], 3, 3))
+        n = q.shape[0]
+        out = ArmKinematics(ee=np.zeros((n, 3)), rot=np.zeros((n, 3, 3)), jac=np.zeros((n, 6, len(self._cols))))
         for i, row in enumerate(q):
             d.qpos[self._qadr] = row
             d.qpos[self._mimic] = row[-1]
             mujoco.mj_kinematics(m, d)
             mujoco.mj_comPos(m, d)
             mujoco.mj_jacSite(m, d, jac[:3], jac[3:], self._site)
-            jacs[i] = jac[:, self._cols]
-            rots[i] = d.site_xmat[self._site].reshape(3, 3)
-        return jacs, rots
+            out.ee[i] = d.site_xpos[self._site]
+            out.rot[i] = d.site_xmat[self._site].reshape(3, 3)
+            out.jac[i] = jac[:, self._cols]
+        return out
+
+
+class MeasuredEeDeltaCodec:
+    """`ee_delta` where no environment refreshes the kinematics (the robot, replay): the Jacobian and hand
+    orientation of the task's own arm model at the measured joint positions of every call, then the same
+    controller and joint-range clip as `EeDeltaCodec`. Batched over any leading shape (a robot is shape `()`)."""
+
+    exact = False
+
+    def __init__(self, kinematics: MeasuredKinematics, osc: EndEffectorController, clip: float, lower: np.ndarray,
+                 upper: np.ndarray) -> None:
+        self.kinematics, self.osc, self.clip = kinematics, osc, clip
+        self.lower, self.upper = lower, upper
 
     def decode(self, action: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
         q = np.asarray(state.joint_pos, np.float64).reshape(-1, out.shape[-1])
-        jac, rot = self.kinematics(q)
-        targets = self.osc.targets(np.asarray(action).reshape(q.shape[0], -1), q, jac, rot)
+        k = self.kinematics(q)
+        targets = self.osc.targets(np.asarray(action).reshape(q.shape[0], -1), q, k.jac, k.rot)
         out[...] = targets.reshape(out.shape)
         return np.clip(out, self.lower, self.upper, out=out)
 
     def encode(self, targets: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
         q = np.asarray(state.joint_pos, np.float64).reshape(-1, np.shape(targets)[-1])
-        jac, _ = self.kinematics(q)
-        action = self.osc.action_of(np.asarray(targets).reshape(q.shape), q, jac)
+        action = self.osc.action_of(np.asarray(targets).reshape(q.shape), q, self.kinematics(q).jac)
         out[...] = np.clip(action, -self.clip, self.clip).reshape(out.shape)
         return out
 
 
-def measured_codec(contract: PolicyContract) -> ActionCodec:
-    """The `ee_delta` codec of a contract outside the environment (`register_codec`): the arm task its provenance
-    names builds the arm model from the task config the policy was trained with."""
+class MeasuredExtras:
+    """An arm task's observed quantities (`extra.<key>` observation terms) on a robot: the grasp point from the
+    arm model at the measured joints, the object and goal positions from perception (`INPUTS`), through the task's
+    own `extras`."""
+
+    def __init__(self, task: ArmTask) -> None:
+        self.task = task
+        self.inputs: tuple[str, ...] = task.INPUTS
+        """Positions the task needs from outside the robot (base frame) [m], by name."""
+        self.kinematics = MeasuredKinematics(task.model, task.robot)
+
+    def fill(self, state: RobotState, positions: dict[str, np.ndarray], object_vel: np.ndarray) -> None:
+        """`state.extras` (allocated on the first call) of one robot from its measured joints, the input positions
+        (3,) by name and the object's velocity (3,)."""
+        if not state.extras:
+            state.extras = {k: np.zeros(3) for k in self.task.OBS_KEYS}
+        ee = self.kinematics(np.asarray(state.joint_pos, np.float64)[None]).ee
+        nowhere = np.zeros((1, 3))
+        obj = positions["object"][None] if "object" in positions else nowhere
+        goal = positions["goal"][None] if "goal" in positions else nowhere
+        out = {k: v[None] for k, v in state.extras.items()}  # (1, 3) views: writes land in the state's arrays
+        self.task.extras(ee, goal, obj, np.asarray(object_vel)[None], out)
+
+
+def _arm_task_of(contract: PolicyContract, what: str) -> ArmTask:
+    """The arm task the contract's provenance names, built with the task config the policy was trained with."""
     from robot_rl.bundle import task_config_of
     from robot_rl.sim.registry import get_task
 
     found = task_config_of(contract)
     if found is None:
-        raise ContractError("ee_delta action: the contract's provenance names no registered arm task (its arm model "
-                            "gives the Jacobian)")
+        raise ContractError(f"{what}: the contract's provenance names no registered arm task (its arm model gives "
+                            "the kinematics)")
     name, cfg = found
     task = get_task(name).make_task(cfg)
     if not isinstance(task, ArmTask) or task.contract.joint_names != contract.joint_names:
-        raise ContractError(f"ee_delta action: task {name} in the provenance is not an arm task with the contract's "
-                            f"joints {contract.joint_names}")
-    return task.measured_codec()
+        raise ContractError(f"{what}: task {name} in the provenance is not an arm task with the contract's joints "
+                            f"{contract.joint_names}")
+    return task
+
+
+def measured_extras(contract: PolicyContract) -> MeasuredExtras:
+    """The `extra.<key>` observation terms of an arm contract outside the environment (`MeasuredExtras`)."""
+    return MeasuredExtras(_arm_task_of(contract, "extra observation terms"))
+
+
+def measured_codec(contract: PolicyContract) -> ActionCodec:
+    """The `ee_delta` codec of a contract outside the environment (`register_codec`): the arm task its provenance
+    names builds the arm model from the task config the policy was trained with."""
+    return _arm_task_of(contract, "ee_delta action").measured_codec()
 
 
 # ---- the shared arm task ---------------------------------------------------------------------------------------
@@ -148,6 +191,8 @@ class ArmTask(TaskBase):
     OBS_KEYS: ClassVar[tuple[str, ...]] = ("ee_pos", "object_pos", "ee_to_object", "goal_pos", "object_to_goal",
                                            "object_vel")
     """`extra.<key>` quantities the task observes (each 3 wide), in observation order."""
+    INPUTS: ClassVar[tuple[str, ...]] = ("object", "goal")
+    """Positions the observed quantities need besides the arm's joints (on a robot: from perception)."""
     REACHES_GOAL: ClassVar[bool] = False
     """The hand reaches for the goal (True) or for the object; the success distance is then ee-goal, else
     object-goal."""
@@ -341,8 +386,8 @@ class ArmTask(TaskBase):
         c = self.contract
         if c.action.type != "ee_delta":
             return RangedJointDeltaCodec(c)
-        return MeasuredEeDeltaCodec(self.model, self.robot, self._osc(), float(c.action.clip), self.joint_lower,
-                                    self.joint_upper)
+        return MeasuredEeDeltaCodec(MeasuredKinematics(self.model, self.robot), self._osc(), float(c.action.clip),
+                                    self.joint_lower, self.joint_upper)
 
     def _osc(self) -> EndEffectorController:
         c, r = self.contract, self.robot
@@ -357,17 +402,24 @@ class ArmTask(TaskBase):
         """Nothing drawn per batch: every draw of an arm reset belongs to its world."""
 
     def init_world(self, i: int, rng: np.random.Generator, model: mujoco.MjModel, data: mujoco.MjData) -> None:
+        self._goal[i], self._rest_z[i] = self.start_episode(rng, model, data)
+
+    def start_episode(self, rng: np.random.Generator, model: mujoco.MjModel,
+                      data: mujoco.MjData) -> tuple[np.ndarray, float]:
+        """One episode's start written into `data` (arm, object, goal marker, joint targets in `ctrl`); returns the
+        goal and the object's rest height. Also what a single simulated scene (robot_rl.sim.arm_sim) resets with."""
+        r = self.robot
         half = float(model.geom_size[self.param_ids.object_geom][2])
         mujoco.mj_resetDataKeyframe(model, data, model.key("home").id)
         q, targets, held = self.initial_joints(rng, half)
-        data.qpos[self._jq - 1] = q
-        data.qpos[self._mimic_q] = q[-1]
+        data.qpos[[model.jnt_qposadr[model.joint(j).id] for j in r.joint_names]] = q
+        data.qpos[[model.jnt_qposadr[model.joint(j).id] for j in r.mimic_joints]] = q[-1]
         obj, goal = self.sample_object_goal(rng, half, held)
-        data.qpos[self._obj_q.start - 1:self._obj_q.start + 2] = obj
-        data.mocap_pos[self._mocap] = goal
+        oq = int(model.jnt_qposadr[model.joint(OBJECT).id])
+        data.qpos[oq:oq + 3] = obj
+        data.mocap_pos[model.body_mocapid[model.body(GOAL).id]] = goal
         data.ctrl[:] = targets
-        self._goal[i] = goal
-        self._rest_z[i] = half
+        return goal, half
 
     def finish_reset(self, idx: np.ndarray, rng: np.random.Generator) -> None:
         self._ep_min_dist[idx] = np.inf
@@ -396,7 +448,8 @@ class ArmTask(TaskBase):
         other = ee if self.REACHES_GOAL else obj
         return ManipView(ee_pos=ee, goal=self._goal, object_pos=obj, object_rest_z=self._rest_z,
                          joint_vel=b.state[:, self._jv], action=b.applied, last_action=b.last_action,
-                         policy_action=b.action, target=self._goal if self.REACHES_GOAL else obj,
+                         policy_action=b.action, intervened=b.intervened,
+                         target=self._goal if self.REACHES_GOAL else obj,
                          distance=np.linalg.norm(self._goal - other, axis=1), carry_only=self.CARRY_ONLY)
 
     def rewards(self, s: ManipView) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -447,6 +500,7 @@ class ReachTask(ArmTask):
     """Move the grasp point to a goal; the object is parked out of the way and never ends an episode."""
 
     OBS_KEYS = ("ee_pos", "goal_pos", "ee_to_goal")
+    INPUTS = ("goal",)
     REACHES_GOAL = True
 
     def place(self, obj: np.ndarray, goal: np.ndarray, rest_z: float) -> None:

@@ -12,6 +12,8 @@ from robot_rl.contract import ActionSpec
 from robot_rl.control_step import ControlStep, JointDeltaCodec, codec_for
 from robot_rl.errors import ContractError
 from robot_rl.sim import make_vec_env
+from robot_rl.sim.arm_task import measured_extras
+from robot_rl.state import RobotState
 
 
 def test_joint_delta_arm_action_out_of_range_decodes_as_the_environment_does():
@@ -63,3 +65,24 @@ def test_ee_delta_without_an_arm_task_in_the_provenance_is_refused_naming_it(toy
     c = toy_contract.replace(action=ActionSpec(type="ee_delta", dim=4))
     with pytest.raises(ContractError, match="ee_delta action: the contract's provenance names no registered arm"):
         codec_for(c)
+
+
+def test_measured_extras_rebuild_the_observed_task_quantities_from_joints_and_poses():
+    """On a robot the grasp point comes from the arm model at the measured joints, object and goal from perception:
+    the same `extra.*` values the environment observed."""
+    quiet = ["randomization.joint_pos_noise.high=0.0", "randomization.object_pos_noise.high=0.0"]
+    for task in ("panda_pick_place", "panda_reach"):
+        env = make_vec_env(task, 2, seed=1, overrides=quiet, safety=False)
+        env.step(np.zeros((2, env.contract.act_dim)))
+        seen = env.observed_state
+        extras = measured_extras(env.contract)
+        for i in range(2):
+            robot = RobotState(joint_pos=seen.joint_pos[i].copy(), joint_vel=seen.joint_vel[i].copy(),
+                               base_quat=np.array([1.0, 0, 0, 0]), base_ang_vel=np.zeros(3), base_lin_acc=np.zeros(3))
+            positions = {name: seen.extras[f"{name}_pos"][i] for name in extras.inputs}
+            vel = seen.extras["object_vel"][i] if "object_vel" in seen.extras else np.zeros(3)
+            extras.fill(robot, positions, vel)
+            assert sorted(robot.extras) == sorted(seen.extras)
+            for key, value in robot.extras.items():
+                np.testing.assert_allclose(value, seen.extras[key][i], rtol=0, atol=1e-12, err_msg=f"{task} {key}")
+        env.close()

@@ -119,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
                 "robot": contract.robot, "backend": cfg.sim, "params": cfg.sim_params,
                 "randomize_seed": cfg.sim_randomize,
                 "randomize_task": str(contract.provenance.get("task", "a1_walk")),
+                # a contract observing task quantities (an arm's object and goal) needs its task's scene
+                "scene_task": str(contract.provenance.get("task", "")) if any(
+                    t.name.startswith("extra.") for t in contract.obs_terms) else "",
                 "command_joints": list(contract.joint_names),
                 "command_rate_hz": float(contract.policy_rate_hz),
                 "physics_rate_hz": float(contract.physics_rate_hz),

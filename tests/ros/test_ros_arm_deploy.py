@@ -1,0 +1,59 @@
+"""An arm bundle deployed end to end over DDS, as a user runs it: `robot-rl deploy BUNDLE --sim mujoco --record BAG`
+starts the simulated Panda scene (arm, table, object, goal; object and goal poses published as a perception node
+would, no IMU), the policy node (grasp point from the arm model, ee_delta decoded through it) and the recorder.
+
+The bundle under tests/ros/data/panda_reach (contract.json + policy.onnx, ~200 KB) was trained for 2 minutes with
+`robot-rl train --set task=panda_reach max_minutes=2.0` (its README.md has its metrics): a pick-and-place bundle
+takes far longer to train than a test may.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+
+from robot_rl.bundle import load_bundle
+from robot_rl.tick_record import STATUS, read_ticks
+
+REACH = Path(__file__).parent / "data" / "panda_reach"
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "robot_rl.cli", *args]
+
+
+def _sim_reports(diags: list[DiagnosticArray]) -> list[dict[str, str]]:
+    return [{kv.key: kv.value for kv in s.values} for d in diags for s in d.status if "simulated robot" in s.name]
+
+
+def test_reach_bundle_deployed_over_dds_reaches_its_goal(ros_domain: int, probe, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    contract = load_bundle(REACH).contract
+    diags = probe.collect(DiagnosticArray, "/diagnostics", 50)
+    out = tmp_path / "deploy"
+    proc = subprocess.Popen(_cli("deploy", str(REACH), "--sim", "mujoco", "--record", str(out), "--domain-id",
+                                 str(ros_domain), "--duration", "12"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    probe.spin_until(lambda: proc.poll() is not None, 120.0, "robot-rl deploy to finish")
+    stdout = proc.communicate()[0]
+    assert proc.returncode == 0, stdout + "".join(p.read_text()[-3000:] for p in (out / "logs").glob("*.log"))
+    probe.spin_for(0.2)
+
+    reports = [r for r in _sim_reports(diags) if "distance" in r]
+    assert reports, "no diagnostics from the simulated scene"
+    distances = [float(r["distance"]) for r in reports]
+    threshold = load_bundle(REACH).contract.provenance["task_config"]["rewards"]["success_threshold"]
+    print(f"grasp point to goal over the run: {distances[0]:.3f} m -> {distances[-1]:.3f} m (success below "
+          f"{threshold} m)")
+    assert distances[0] > threshold, "the scene started at its goal: nothing to show"
+    assert reports[-1]["success"] == "true" and distances[-1] < threshold
+
+    ticks = list(read_ticks(out / "bag"))
+    seqs = [t.seq for t in ticks]
+    assert seqs == list(range(len(seqs))) and len(seqs) > 5 * contract.policy_rate_hz
+    # how many ticks ran the policy depends on machine load (stale state -> backup); each backup names its reason
+    assert np.mean([t.status == STATUS["policy"] for t in ticks]) > 0.5
+    assert all(t.reason for t in ticks if t.status != STATUS["policy"])
