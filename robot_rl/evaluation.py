@@ -3,7 +3,8 @@
 
 One episode per environment (auto-reset would favour short episodes): the run ends when `episodes` episodes are
 collected. Safety interventions are counted per policy step of an environment still in its first episode, from the
-chain's per-row flag (`info["safety"]["safety/intervened"]`), so every caller reports the same rate.
+control step's per-row flag (`info["intervened"]`, one tolerance: robot_rl.control_step.INTERVENTION_TOL), so every
+caller reports the same rate.
 """
 
 from __future__ import annotations
@@ -15,14 +16,6 @@ from typing import Any
 import numpy as np
 
 from robot_rl.errors import ConfigError, ContractError
-
-
-def intervened_flags(info: dict[str, Any], num_envs: int) -> np.ndarray:
-    """(num_envs,) bool: the rows whose targets the safety chain changed this step (none without a chain)."""
-    value = info.get("safety", {}).get("safety/intervened")
-    if value is None:
-        return np.zeros(num_envs, bool)
-    return np.broadcast_to(np.asarray(value, bool), (num_envs,))
 
 
 def evaluate(policy: Callable[[np.ndarray], np.ndarray], env: Any, episodes: int, seed: int,
@@ -37,7 +30,7 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env: Any, episodes: int
     for _ in range(max_steps):
         obs, _, terminated, truncated, info = env.step(policy(obs))
         active = ~counted
-        interventions += int(intervened_flags(info, env.num_envs)[active].sum())
+        interventions += int(np.asarray(info["intervened"], bool)[active].sum())
         steps += int(active.sum())
         finished = np.flatnonzero(np.asarray(terminated) | np.asarray(truncated))
         eps = info.get("episodes", [])

@@ -82,7 +82,8 @@ class GymVecEnv:
                 self._lengths[i] = 0
                 obs, _ = env.reset()
             self._obs[i] = np.asarray(obs, np.float32).reshape(-1)
-        info = {"final_obs": final_obs, "episodes": episodes, "reward_terms": {}}
+        info = {"final_obs": final_obs, "episodes": episodes, "reward_terms": {},
+                "intervened": np.zeros(self.num_envs, bool)}
         return self._obs.copy(), rewards, terminated, truncated, info
 
     def render(self, env: int = 0, width: int = 640, height: int = 480) -> np.ndarray:

@@ -342,6 +342,7 @@ class RewardModel:
             base_height=base_pos[1:, 2] if base_pos is not None else np.zeros(t),
             joint_pos=np.stack([r.state.joint_pos for r in nxt]), joint_vel=np.stack([r.state.joint_vel for r in nxt]),
             torques=torques, action=applied, last_action=last, policy_action=policy_action,
+            intervened=np.array([_intervened(r) for r in seg[:-1]], bool),
             command=np.stack([_pad3(r.command) for r in seg[:-1]]), feet_touch=zeros, thigh_touch=zeros,
             calf_touch=zeros, trunk_touch=np.zeros(t), air_time=zeros, first_contact=zeros.astype(bool))
         task = self.task
@@ -485,10 +486,8 @@ def _stack_state(seg: list[TickRecord]) -> RobotState:
 
 
 def _intervened(rec: TickRecord) -> bool:
-    value = rec.safety.get("safety/intervened", rec.safety.get("intervened"))
-    if value is None:
-        return bool(intervened(rec.targets, rec.safe_targets))
-    return bool(np.any(np.asarray(value, dtype=float) > 0))
+    """Did the chain change this tick's targets: the control step's test on the logged targets (one tolerance)."""
+    return bool(intervened(rec.targets, rec.safe_targets))
 
 
 # ---- the command ---------------------------------------------------------------------------------------------

@@ -96,12 +96,13 @@ class VecEnv:
         self._batch = Batch(num_envs=n, policy_dt=self.policy_dt, nominal=m, models=self._models, state=self._state,
                             sens=self._sens, ep_step=self._ep_step, params=self._params,
                             action=np.zeros((n, self.act_dim)), applied=np.zeros((n, self.act_dim)),
-                            last_action=self._last_action)
+                            intervened=np.zeros(n, bool), last_action=self._last_action)
         task.allocate(self._batch, self._rng)
         self._chain = load_safety_chain(c) if safety and c.safety else None
         self._control = ControlStep(c, (n,), codec=task.codec(),
                                     certify=self._chain.certify_batch if self._chain is not None else None)
         self._batch.action, self._batch.applied = self._control.action, self._control.applied
+        self._batch.intervened = self._control.intervened
         self._delay = TargetHistory(n, m.nu, dec, int(rand.upper("latency_steps")))
         self._damping = np.zeros(n, bool)
         """Worlds whose actuators run the chain's damping backup (kp = 0) this tick."""
@@ -160,7 +161,7 @@ class VecEnv:
         task = self.task
         ctl = self._control
         targets = ctl(np.asarray(actions, dtype=np.float64).reshape(self.num_envs, self.act_dim), self._seen)
-        info: dict[str, Any] = {"safety": ctl.info}
+        info: dict[str, Any] = {"safety": ctl.info, "intervened": ctl.intervened.copy()}
         if self._chain is not None:
             self._set_damping(np.asarray(ctl.info["safety/damping"], dtype=bool))
 

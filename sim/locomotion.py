@@ -309,6 +309,8 @@ class StepView:
     last_action: np.ndarray
     policy_action: np.ndarray
     """(N, n) clipped action as the policy produced it."""
+    intervened: np.ndarray
+    """(N,) bool: the safety chain changed this step's targets (the control step's flag)."""
     command: np.ndarray
     feet_touch: np.ndarray
     thigh_touch: np.ndarray
@@ -373,18 +375,8 @@ def r_safety_intervention(s: StepView, c: RewardConfig) -> np.ndarray:
     return np.square(s.action - s.policy_action).sum(axis=1)
 
 
-INTERVENED_TOL = 1e-6
-"""Action units (0.25 micro-radian at the A1's scale): below any correction, above the float round trip of
-decoding the certified targets back into actions."""
-
-
-def corrected(action: np.ndarray, policy_action: np.ndarray) -> np.ndarray:
-    """(N,) 1.0 where the safety chain changed the policy's (clipped) action, else 0.0."""
-    return (np.abs(action - policy_action).max(axis=1) > INTERVENED_TOL).astype(float)
-
-
 def r_safety_intervened(s: StepView, c: RewardConfig) -> np.ndarray:
-    return corrected(s.action, s.policy_action)
+    return s.intervened.astype(float)
 
 
 REWARD_TERMS: dict[str, Callable[[StepView, RewardConfig], np.ndarray]] = {
@@ -592,7 +584,8 @@ class LocomotionTask(TaskBase):
                         gravity=self._gravity,
                         base_height=self._qpos_v[:, 2], joint_pos=true.joint_pos, joint_vel=true.joint_vel,
                         torques=b.sens[:, :, self._s_torque_cols], action=b.applied,
-                        last_action=b.last_action, policy_action=b.action, command=self.command,
+                        last_action=b.last_action, policy_action=b.action, intervened=b.intervened,
+                        command=self.command,
                         feet_touch=feet, thigh_touch=b.sens[:, -1, self._s_thigh],
                         calf_touch=b.sens[:, -1, self._s_calf], trunk_touch=b.sens[:, -1, self._s_trunk],
                         air_time=air, first_contact=first)

@@ -21,7 +21,6 @@ import mujoco
 import numpy as np
 
 from robot_rl.errors import ConfigError
-from robot_rl.sim.locomotion import corrected
 from robot_rl.sim.mjmodel import add_pd_actuators
 from robot_rl.sim.randomization import RandomizationConfig, TermSpec, Uniform
 from robot_rl.sim.task import ControlRates, TaskConfig
@@ -321,6 +320,8 @@ class ManipView:
     action: np.ndarray
     last_action: np.ndarray
     policy_action: np.ndarray
+    intervened: np.ndarray
+    """(N,) bool: the safety chain changed this step's targets (the control step's flag)."""
     target: np.ndarray
     """(N, 3) what the hand reaches for: the goal (reach) or the object."""
     distance: np.ndarray
@@ -390,7 +391,7 @@ def r_safety_intervention(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
 
 
 def r_safety_intervened(s: ManipView, c: ArmRewardConfig) -> np.ndarray:
-    return corrected(s.action, s.policy_action)
+    return s.intervened.astype(float)
 
 
 REWARD_TERMS: dict[str, Callable[[ManipView, ArmRewardConfig], np.ndarray]] = {

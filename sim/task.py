@@ -126,6 +126,9 @@ class Batch:
     codec exists: read it in step-time methods, not in `allocate`)."""
     applied: np.ndarray
     """(N, act_dim) the applied action (after the safety chain) of the last step (bound as `action`)."""
+    intervened: np.ndarray
+    """(N,) bool: rows whose targets the safety chain changed in the last step (the control step's flag, bound as
+    `action`)."""
     last_action: np.ndarray
     """(N, act_dim) the applied action of the step before (zero after a reset)."""
 

@@ -22,7 +22,7 @@ class _Counting:
 
     def step(self, actions):
         out = self.env.step(actions)
-        self.steps.append((np.asarray(out[4]["safety"]["safety/intervened"], bool).copy(),
+        self.steps.append((np.asarray(out[4]["intervened"], bool).copy(),
                            np.asarray(out[2]) | np.asarray(out[3])))
         return out
 

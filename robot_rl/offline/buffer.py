@@ -147,14 +147,6 @@ def sample_symmetric(offline: ReplayBuffer | None, online: ReplayBuffer | None, 
     raise ValueError("both replay buffers are empty")
 
 
-def intervened_mask(info: dict[str, Any], n: int) -> np.ndarray:
-    """(n,) bool: where the safety chain changed the targets this step (from info["safety"] telemetry)."""
-    value = info.get("safety", {}).get("safety/intervened")
-    if value is None:
-        return np.zeros(n, bool)
-    return np.broadcast_to(np.asarray(value, bool), (n,)).copy()
-
-
 def step_transitions(obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray, rewards: np.ndarray,
                      terminated: np.ndarray, truncated: np.ndarray, info: dict[str, Any],
                      action_clip: float) -> Transitions:
@@ -170,4 +162,4 @@ def step_transitions(obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray,
     action = np.clip(actions if applied is None else np.asarray(applied, np.float32), -action_clip, action_clip)
     return Transitions(obs=np.asarray(obs, np.float32), action=action.astype(np.float32),
                        reward=np.asarray(rewards, np.float32), next_obs=nxt, terminated=term, truncated=trunc,
-                       intervened=intervened_mask(info, len(term)))
+                       intervened=np.asarray(info["intervened"], bool).copy())

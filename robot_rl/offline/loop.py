@@ -15,7 +15,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from robot_rl.learner import Learner
-from robot_rl.offline.buffer import intervened_mask
 
 
 def train_offline(learner: Learner, steps: int, callback: Callable[[int, dict[str, float]], None] | None = None,
@@ -59,7 +58,7 @@ def run_online(learner: Learner, env: Any, steps: int, seed: int = 0,
             actions = learner.act(obs)
             obs, rew, term, trunc, info = env.step(actions)
             learner.process_env_step(obs, rew, term, trunc, info)
-            interventions += int(intervened_mask(info, env.num_envs).sum())
+            interventions += int(np.count_nonzero(info["intervened"]))
             returns += [float(ep["return"]) for ep in info.get("episodes", [])]
             collected += env.num_envs
         losses = learner.update() or losses

@@ -51,7 +51,8 @@ class PointVecEnv:
             self.x[done] = self._init(int(done.sum()))
             self.t[done] = 0
             self.ret[done] = 0.0
-        info = {"final_obs": final, "episodes": episodes, "applied_action": a.astype(np.float32)}
+        info = {"final_obs": final, "episodes": episodes, "applied_action": a.astype(np.float32),
+                "intervened": np.zeros(len(a), bool)}
         return self.x.astype(np.float32), rew.astype(np.float32), term, trunc, info
 
 

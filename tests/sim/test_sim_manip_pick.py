@@ -151,7 +151,7 @@ def test_goal_kernels_count_only_while_lifted() -> None:
     obj = np.array([[0.5, 0.0, 0.02], [0.5, 0.0, 0.15], [0.5, 0.0, 0.2]])
     a = np.zeros((3, 4))
     view = ManipView(ee_pos=obj, goal=goal, object_pos=obj, object_rest_z=np.full(3, 0.02), joint_vel=np.zeros((3, 8)),
-                     action=a, last_action=a, policy_action=a,
+                     action=a, last_action=a, policy_action=a, intervened=np.zeros(len(obj), bool),
                      target=obj, distance=np.zeros(len(obj)), carry_only=True)
     c = ArmRewardConfig(goal_distance_scale=0.3, fine_distance_scale=0.05)
     np.testing.assert_allclose(r_object_to_goal(view, c), [0.0, 1 - np.tanh(0.05 / 0.3), 1.0])
@@ -170,7 +170,7 @@ def test_grasp_term_needs_the_cube_between_the_fingers_and_a_closing_gripper() -
     ee = obj + np.array([[0.0, 0.0, 0.005], [0.0, 0.0, 0.005], [0.0, 0.0, 0.05]])
     action = np.array([[0, 0, 0, -0.8], [0, 0, 0, -0.2], [0, 0, 0, -1.0]], float)
     view = ManipView(ee_pos=ee, goal=obj, object_pos=obj, object_rest_z=np.full(3, 0.02), joint_vel=np.zeros((3, 8)),
-                     action=action, last_action=action, policy_action=action,
+                     action=action, last_action=action, policy_action=action, intervened=np.zeros(3, bool),
                      target=obj, distance=np.zeros(len(obj)), carry_only=True)
     np.testing.assert_array_equal(r_grasp(view, ArmRewardConfig()), [1.0, 0.0, 0.0])
 
@@ -181,6 +181,6 @@ def test_lift_progress_grows_with_height_up_to_the_goal() -> None:
     goal = np.array([[0.5, 0.0, 0.22]] * 4)
     a = np.zeros((4, 4))
     view = ManipView(ee_pos=obj, goal=goal, object_pos=obj, object_rest_z=np.full(4, 0.02), joint_vel=np.zeros((4, 8)),
-                     action=a, last_action=a, policy_action=a,
+                     action=a, last_action=a, policy_action=a, intervened=np.zeros(len(obj), bool),
                      target=obj, distance=np.zeros(len(obj)), carry_only=True)
     np.testing.assert_allclose(r_lift_progress(view, ArmRewardConfig()), [0.0, 0.05, 0.5, 1.0])
