@@ -66,11 +66,11 @@ def check_bundle_env(contract: Any, env_contract: Any) -> None:
 
 def use_bundle_safety(env: Any, contract: Any) -> None:
     """Run the bundle's own safety chain (contract.safety) instead of the one the current task config writes: a
-    deployment runs what the bundle says. The robot_rl environments take it through `use_safety_chain`."""
-    if hasattr(env, "use_safety_chain"):
-        from robot_rl.sim.env import load_safety_chain
+    deployment runs what the bundle says, through the environment's `use_safety_chain` (a Gymnasium task's contract
+    has no chain)."""
+    from robot_rl.sim.env import load_safety_chain
 
-        env.use_safety_chain(load_safety_chain(contract) if contract.safety else None)
+    env.use_safety_chain(load_safety_chain(contract) if contract.safety else None)
 
 
 def bundle_task(bundle: Any, source: str | Path) -> tuple[str, list[str]]:

@@ -86,6 +86,11 @@ class GymVecEnv:
                 "intervened": np.zeros(self.num_envs, bool)}
         return self._obs.copy(), rewards, terminated, truncated, info
 
+    def use_safety_chain(self, chain: Any) -> None:
+        """The VecEnv call that swaps the safety chain: a Gymnasium task runs unfiltered, so only None is taken."""
+        if chain is not None:
+            raise ConfigError(f"gymnasium environment '{self.env_id}' runs without a safety chain")
+
     def render(self, env: int = 0, width: int = 640, height: int = 480) -> np.ndarray:
         if env != 0 or self.envs[0].render_mode != "rgb_array":
             raise ConfigError("GymVecEnv renders environment 0 only, and only when created with render=True")

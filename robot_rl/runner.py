@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from robot_rl.atomic import write_file, write_text
+from robot_rl.bundle import TASK_CONFIG_KEY, task_provenance
 from robot_rl.config import from_dict, save_yaml, to_dict
 from robot_rl.contract import PolicyContract
 from robot_rl.errors import ConfigError, RobotRLError
@@ -373,11 +374,12 @@ class Runner:
 
     # ---- after training --------------------------------------------------------------------------------------
     def provenance(self) -> dict[str, Any]:
-        task_cfg = getattr(self.env, "cfg", None)
-        task_dict = to_dict(task_cfg) if dataclasses.is_dataclass(task_cfg) else None
-        randomization = task_dict.get("randomization") if isinstance(task_dict, dict) else None
-        return {"task": self.cfg.task, "backend": self.cfg.backend, "config": to_dict(self.cfg),
-                "task_config": task_dict, "randomization": randomization, "env_steps": self.env_steps,
+        task_cfg = self.env.cfg  # None for a Gymnasium task
+        task: dict[str, Any] = task_provenance(self.cfg.task, task_cfg) if task_cfg is not None \
+            else {"task": self.cfg.task, TASK_CONFIG_KEY: None}
+        randomization = task[TASK_CONFIG_KEY].get("randomization") if task_cfg is not None else None
+        return {**task, "backend": self.cfg.backend, "config": to_dict(self.cfg),
+                "randomization": randomization, "env_steps": self.env_steps,
                 "train_minutes": round(self.wall_s / 60.0, 3), "iterations": self.iteration}
 
     def finish(self) -> dict[str, Any]:

@@ -47,3 +47,30 @@ def test_interventions_are_counted_on_first_episodes_only() -> None:
     assert summary["episodes"] == 3.0 and 0 < hits < steps
     assert after > 0, "an environment must run on after its first episode (one fell early), or the test shows nothing"
     assert summary["safety_intervention_rate"] == hits / steps
+
+
+def test_bundle_safety_goes_through_the_env_api() -> None:
+    """`use_bundle_safety` swaps the chain through `use_safety_chain`: the contract's chain on a robot_rl env, none
+    on a Gymnasium env (whose contract has no chain), and a Gymnasium env refuses a chain in one line."""
+    import pytest
+
+    from robot_rl.errors import ConfigError
+    from robot_rl.evaluation import use_bundle_safety
+    from robot_rl.sim.env import load_safety_chain
+
+    env = make_env("a1_walk", 1, seed=0, safety=False)
+    try:
+        assert env.safety_chain is None
+        use_bundle_safety(env, env.contract)
+        assert env.safety_chain is not None and env.control_step.certifier is not None
+        env.step(np.zeros((1, env.act_dim)))
+        chain = load_safety_chain(env.contract)
+    finally:
+        env.close()
+    gym_env = make_env("gym:Pendulum-v1", 1, seed=0)
+    try:
+        use_bundle_safety(gym_env, gym_env.contract)
+        with pytest.raises(ConfigError, match="without a safety chain"):
+            gym_env.use_safety_chain(chain)
+    finally:
+        gym_env.close()
