@@ -86,6 +86,9 @@ class SimRobotNode(Node):
         if scene:
             from robot_rl.sim.arm_sim import ArmSceneSim
 
+            if gp("backend").value != "mujoco":
+                raise ValueError(f"scene_task {scene}: arm scenes are simulated with MuJoCo only, not "
+                                 f"{gp('backend').value}")
             self.sim = ArmSceneSim(scene, seed=int(gp("seed").value))
             self.sim.apply_params(params)
         else:
