@@ -47,6 +47,8 @@ class RecorderNode(Node):
         p("split_duration_s", 5.0)
         p("split_size_mb", 64.0)
         p("discovery_period_s", 0.5)
+        # ticks held until the contract (their joint names) arrives; beyond that each one is dropped and counted
+        p("pending_ticks", 10_000)
         declare_qos(self, "tick")
         declare_qos(self, "record")
         declare_qos(self, "estop")
@@ -61,7 +63,10 @@ class RecorderNode(Node):
         self.writer.add_topic(self.tick_topic_out, TICK_TYPE)
         self.joint_names: list[str] | None = None
         self.pending: list[Float64MultiArray] = []
+        self.pending_limit = int(self.get_parameter("pending_ticks").value)
         self.ticks = 0
+        self.dropped = 0
+        """Ticks never written: over `pending_ticks` while the contract had not arrived, or still held at close."""
         self.raw_counts: dict[str, int] = {}
         self._subs: dict[str, Any] = {}
         tick_topic, contract_topic = self.get_parameter("tick_topic").value, self.get_parameter("contract_topic").value
@@ -74,11 +79,14 @@ class RecorderNode(Node):
         self.get_logger().info(f"recording to {output}")
 
     def _discover(self) -> None:
-        """Subscribe (raw) to every requested topic as soon as the graph tells its type."""
+        """Subscribe (raw) to every requested topic once a publisher of it is known: its QoS decides the
+        subscription's (see `_record_qos`). A topic in the graph only through subscriptions (this node's own contract
+        subscription, a policy node waiting for its joint states) says nothing about what will be offered: subscribed
+        then, a latched topic got a volatile reader, which never receives the value published before it matched."""
         wanted = [self.resolve_topic_name(t) for t in self.get_parameter("topics").value]
         graph = dict(self.get_topic_names_and_types())
         for topic in wanted:
-            if topic in self._subs or topic not in graph:
+            if topic in self._subs or topic not in graph or not self.count_publishers(topic):
                 continue
             type_name = graph[topic][0]
             try:
@@ -122,8 +130,13 @@ class RecorderNode(Node):
 
     def _on_tick(self, msg: Float64MultiArray) -> None:
         if self.joint_names is None:
-            if len(self.pending) < 10_000:
+            if len(self.pending) < self.pending_limit:
                 self.pending.append(msg)
+            else:
+                self.dropped += 1
+                self.get_logger().warning(
+                    f"no contract on {self.get_parameter('contract_topic').value} yet and {self.pending_limit} "
+                    f"ticks held (pending_ticks): dropping ticks ({self.dropped} so far)", throttle_duration_sec=1.0)
             return
         labels = decode_labels(msg.layout.dim[0].label)
         rec = unpack(labels, np.frombuffer(msg.data))
@@ -133,7 +146,12 @@ class RecorderNode(Node):
 
     def close(self) -> None:
         self.writer.close()
-        self.get_logger().info(f"bag closed: {self.ticks} ticks, raw {self.raw_counts}")
+        if self.pending:
+            self.get_logger().error(f"no contract arrived on {self.get_parameter('contract_topic').value}: "
+                                    f"{len(self.pending)} ticks held for it are not in the bag")
+            self.dropped += len(self.pending)
+            self.pending = []
+        self.get_logger().info(f"bag closed: {self.ticks} ticks, raw {self.raw_counts}, dropped {self.dropped} ticks")
 
 
 def main(args: list[str] | None = None) -> None:
