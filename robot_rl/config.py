@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import types
 import typing
 from pathlib import Path
@@ -224,6 +225,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, example: st
         add_field_flag(parser, flag, name, text, **extra)
 
 
+def _item(text: str) -> Any:
+    """One list-flag item as YAML reads it alone (a number, a bool, or the text)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, bool, str)) else text
+
+
 class _SetField(argparse.Action):
     """`--flag VALUE` as `--set field=VALUE`, in command-line order with --set (the later wins); a field ending in
     "." takes KEY=VALUE items into that dict field."""
@@ -243,8 +253,10 @@ class _SetField(argparse.Action):
         elif self.nargs == 0:
             items.append(f"{self.field}=true")
         else:
-            # each item as --set would read it (YAML), so `--cmd-vel 0.5 0 0` gives numbers and `--params a b` names
-            items.append(f"{self.field}={values if isinstance(values, str) else '[' + ', '.join(values) + ']'}")
+            # each item as --set would read it (YAML), so `--cmd-vel 0.5 0 0` gives numbers and `--params a b` names;
+            # the list goes back quoted (JSON is YAML), so items holding brackets or commas stay one item each
+            text = values if isinstance(values, str) else json.dumps([_item(v) for v in values])
+            items.append(f"{self.field}={text}")
         setattr(namespace, self.dest, items)
 
 

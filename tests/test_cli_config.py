@@ -30,6 +30,7 @@ def _refused(argv: list[str], key: str, capsys: pytest.CaptureFixture[str]) -> N
     ["bench", "sim"],
     ["bench", "ros", "--log-dir", "{tmp}/out"],
     ["deploy", "{tmp}/bundle", "--record", "{tmp}/out"],
+    ["eval", "{tmp}/bundle", "--out", "{tmp}/out"],
 ])
 def test_every_command_refuses_an_unknown_key_the_same_way(tmp_path: Path, argv: list[str],
                                                            capsys: pytest.CaptureFixture[str]) -> None:

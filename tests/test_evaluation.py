@@ -3,6 +3,8 @@ their first episode, the same for `robot-rl eval` and fine-tuning's evaluation."
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from robot_rl.evaluation import evaluate
@@ -74,3 +76,37 @@ def test_bundle_safety_goes_through_the_env_api() -> None:
             gym_env.use_safety_chain(chain)
     finally:
         gym_env.close()
+
+
+def test_eval_takes_its_config_and_task_overrides_as_fields(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`robot-rl eval` settings are EvalConfig fields: the task overrides are `task_overrides` (from --set or
+    --task-overrides, items with brackets intact; the list flag joined them unquoted before), and an unknown task key
+    reaches the task config and is refused in one line, exit 2, before anything is written."""
+    import argparse
+
+    import torch
+
+    from robot_rl.bundle import export_bundle
+    from robot_rl.cli import main
+    from robot_rl.commands.evaluate import EvalConfig, add_arguments
+    from robot_rl.config import config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["b", "--episodes", "3", "--task-overrides", "commands.vx=[0.5,0.5]", "commands.vy=[0,0]",
+                              "--set", "seed=7"])
+    assert config_from_args(EvalConfig, args) == EvalConfig(
+        episodes=3, seed=7, task_overrides=["commands.vx=[0.5,0.5]", "commands.vy=[0,0]"])
+
+    env = make_env("panda_reach", 1, seed=0, safety=False)
+    contract = env.contract.replace(obs_mean=[0.0] * env.obs_dim, obs_std=[1.0] * env.obs_dim)
+    env.close()
+    bundle = export_bundle(tmp_path / "bundle", contract, torch.nn.Linear(contract.obs_dim, contract.act_dim), {})
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(bundle), "--episodes", "1", "--out", str(out),
+                 "--set", 'task_overrides=["nosuch_section.key=1"]']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nosuch_section" in err[0], err
+    assert not out.exists()
+    assert main(["eval", str(bundle), "--episodes", "1", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["episodes"] == 1.0
