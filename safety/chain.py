@@ -8,6 +8,7 @@ code (and reports its telemetry as plain values). The only single-robot special 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -142,11 +143,23 @@ class SafetyChain:
             if why:
                 return self._single(*self._fallback(state, 1, "sanity", why))
             q1, v1 = np.asarray(state.joint_pos, dtype=float), np.asarray(state.joint_vel, dtype=float)
-            latched, fresh = self._latch(state, now, 1)
-            if self._fast is not None and not latched[0]:
-                fast = self._fast.run(q1, v1, raw)  # None: the shields and filters below say why
-                if fast is not None:
-                    return self._single_fast(state, *fast)
+            fast, sh = self._fast, self.state_shield
+            if fast is not None and sh is not None and not self._estop_reason:
+                # the state shield's check and the filters in one compiled call
+                quat, height, ts = sh.inputs(state, 1)
+                flags = np.empty((2, 1), dtype=bool)
+                done = fast.tick(q1, v1, raw, sh, quat, height, ts, math.nan if now is None else now, flags)
+                if done is not None:
+                    return self._single_fast(state, *done)
+                latched, fresh = flags[0], flags[1]  # not served: the shields and filters below say why
+                if fresh[0]:
+                    sh.record(fresh, quat, height, ts, now)
+            else:
+                latched, fresh = self._latch(state, now, 1)
+                if fast is not None and not latched[0]:
+                    done = fast.run(q1, v1, raw)  # None: the shields and filters below say why
+                    if done is not None:
+                        return self._single_fast(state, *done)
             q, v, raw2 = q1[None], v1[None], raw[None]
             screen = _Screen(self.sanity.check(q, v, raw2), latched, fresh)
             u, filter_info, failed = self._filter(q, v, raw2, screen.fire)
@@ -199,9 +212,7 @@ class SafetyChain:
         if sh is None:
             fresh = np.zeros(num, dtype=bool)
             return np.full(num, bool(self._estop_reason)), fresh
-        quat = np.asarray(state.base_quat, dtype=float).reshape(num, -1)
-        pos = None if state.base_pos is None else np.asarray(state.base_pos, dtype=float).reshape(num, -1)
-        latched, fresh = sh.check(quat, pos, state.timestamp, now, num)
+        latched, fresh = sh.check(*sh.inputs(state, num), now)
         if self._estop_reason:
             latched[:] = True
         return latched, fresh

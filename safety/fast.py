@@ -23,7 +23,7 @@ from robot_rl.safety.cbf import RELAX_LEVELS, SLACK_LEVEL, CbfFilter
 from robot_rl.safety.intervals import joint_intervals
 from robot_rl.safety.passivity import PassivityFilter, scale_towards
 from robot_rl.safety.protocol import Batch, Filter, FilterSpec
-from robot_rl.safety.shields import RateLimiter, SanityShield, unusable_row
+from robot_rl.safety.shields import RateLimiter, SanityShield, StateShield, unacceptable_state, unusable_row
 from robot_rl.state import RobotState
 
 KERNEL_FILTERS = (("rate_limit", "cbf"), ("rate_limit", "cbf", "passivity"))
@@ -121,6 +121,35 @@ def leg_chain_passive(q: np.ndarray, v: np.ndarray, raw: np.ndarray, prev: np.nd
     return True
 
 
+@njit(cache=True, nogil=True)
+def leg_tick(quat: np.ndarray, height: np.ndarray, ts: np.ndarray, now: float, state_limits: np.ndarray,
+             last_ts: np.ndarray, repeats: np.ndarray, latched: np.ndarray, screen: np.ndarray, q: np.ndarray,
+             v: np.ndarray, raw: np.ndarray, prev: np.ndarray, valid: np.ndarray, limits: np.ndarray,
+             tables: np.ndarray, slack_level: int, work: np.ndarray, ints: np.ndarray, sums: np.ndarray,
+             out: np.ndarray) -> bool:
+    """The state shield's own check of one robot (`unacceptable_state` on its memory last_ts, repeats, latched;
+    screen = (latched, fresh) (2, 1)), then `leg_chain` unless the robot is latched; True: `leg_chain` served it."""
+    unacceptable_state(quat, height, ts, now, state_limits, last_ts, repeats, latched, screen)
+    if screen[0, 0]:
+        return False
+    return leg_chain(q, v, raw, prev, valid, limits, tables, slack_level, work, ints, sums, out)
+
+
+@njit(cache=True, nogil=True)
+def leg_tick_passive(quat: np.ndarray, height: np.ndarray, ts: np.ndarray, now: float, state_limits: np.ndarray,
+                     last_ts: np.ndarray, repeats: np.ndarray, latched: np.ndarray, screen: np.ndarray, q: np.ndarray,
+                     v: np.ndarray, raw: np.ndarray, prev: np.ndarray, valid: np.ndarray, limits: np.ndarray,
+                     tables: np.ndarray, slack_level: int, work: np.ndarray, ints: np.ndarray, sums: np.ndarray,
+                     out: np.ndarray, tank: np.ndarray, gains: np.ndarray, tank_cfg: np.ndarray,
+                     scale: np.ndarray) -> bool:
+    """`leg_tick` with `leg_chain_passive`."""
+    unacceptable_state(quat, height, ts, now, state_limits, last_ts, repeats, latched, screen)
+    if screen[0, 0]:
+        return False
+    return leg_chain_passive(q, v, raw, prev, valid, limits, tables, slack_level, work, ints, sums, out, tank, gains,
+                             tank_cfg, scale)
+
+
 class LegPath:
     """[rate_limit, cbf (interval clip)] or [rate_limit, cbf, passivity] for one robot: `run(q, v, raw)` -> (safe
     targets (n,), safe - raw (n,), filter telemetry, |safe - raw|)."""
@@ -167,18 +196,44 @@ class LegPath:
             if not leg_chain(q, v, raw, rate.prev, rate.valid, self.limits, self.tables, SLACK_LEVEL, self.work,
                              self.ints, self.sums, out):
                 return None
-            level, rate_active, cbf_active = self.ints.tolist()
-            cbf_sq, total_sq = self.sums.tolist()
-            return out[0], out[1], {
-                "rate_limit/active": rate_active, "cbf/active": cbf_active, "cbf/correction_norm": math.sqrt(cbf_sq),
-                "cbf/slack": 0.0, "cbf/status": RELAX_LEVELS[level], "cbf/level": level, "cbf/iterations": 0,
-                "cbf/solver": "interval", "cbf/feasible": level == 0}, math.sqrt(total_sq)
+            return self._served(out, None)
         tank = p.tank if p.tank.shape[0] == 1 else self.tank_init
         if not leg_chain_passive(q, v, raw, rate.prev, rate.valid, self.limits, self.tables, SLACK_LEVEL, self.work,
                                  self.ints, self.sums, out, tank, self.gains, self.tank_cfg, self.scale):
             return None
+        return self._served(out, tank)
+
+    def tick(self, q: np.ndarray, v: np.ndarray, raw: np.ndarray, shield: StateShield, quat: np.ndarray,
+             height: np.ndarray, ts: np.ndarray, now: float,
+             screen: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any], float] | None:
+        """`run` behind the state shield's own check in the same compiled call (`shield.inputs` gives quat, height,
+        ts; now NaN: unknown): screen (2, 1) receives (latched, fresh) as `shield.check` returns them; None when the
+        robot is latched or `run` would decline."""
+        out = np.empty((2, raw.shape[0]))
+        rate, p = self.rate, self.tank
+        if p is None:
+            if not leg_tick(quat, height, ts, now, shield.limits, shield.last_ts, shield.repeats, shield.latched,
+                            screen, q, v, raw, rate.prev, rate.valid, self.limits, self.tables, SLACK_LEVEL,
+                            self.work, self.ints, self.sums, out):
+                return None
+            return self._served(out, None)
+        tank = p.tank if p.tank.shape[0] == 1 else self.tank_init
+        if not leg_tick_passive(quat, height, ts, now, shield.limits, shield.last_ts, shield.repeats, shield.latched,
+                                screen, q, v, raw, rate.prev, rate.valid, self.limits, self.tables, SLACK_LEVEL,
+                                self.work, self.ints, self.sums, out, tank, self.gains, self.tank_cfg, self.scale):
+            return None
+        return self._served(out, tank)
+
+    def _served(self, out: np.ndarray,
+                tank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, dict[str, Any], float]:
+        """What `run` returns for a tick a kernel served (out = (safe targets, safe - raw))."""
         level, rate_active, cbf_active = self.ints.tolist()
         cbf_sq, total_sq = self.sums.tolist()
+        if tank is None:
+            return out[0], out[1], {
+                "rate_limit/active": rate_active, "cbf/active": cbf_active, "cbf/correction_norm": math.sqrt(cbf_sq),
+                "cbf/slack": 0.0, "cbf/status": RELAX_LEVELS[level], "cbf/level": level, "cbf/iterations": 0,
+                "cbf/solver": "interval", "cbf/feasible": level == 0}, math.sqrt(total_sq)
         return out[0], out[1], {
             "rate_limit/active": rate_active, "cbf/active": cbf_active, "cbf/correction_norm": math.sqrt(cbf_sq),
             "cbf/slack": 0.0, "cbf/status": RELAX_LEVELS[level], "cbf/level": level, "cbf/iterations": 0,

@@ -69,7 +69,7 @@ def _limit(targets: np.ndarray, q: np.ndarray, prev: np.ndarray, valid: np.ndarr
 
 
 @njit(cache=True, nogil=True)
-def _state_unacceptable(quat: np.ndarray, height: np.ndarray, ts: np.ndarray, now: float, limits: np.ndarray,
+def unacceptable_state(quat: np.ndarray, height: np.ndarray, ts: np.ndarray, now: float, limits: np.ndarray,
                         last_ts: np.ndarray, repeats: np.ndarray, latched: np.ndarray, out: np.ndarray) -> int:
     """Latch row e (latched[e]; out[1, e] when it was not latched yet; returns how many are fresh; out[0] = latched
     afterwards) when:
@@ -159,38 +159,51 @@ class StateShield:
         """(N,) robots whose backup is latched."""
         self.latch_reason: list[str] = []
         """Why each latched robot latched."""
-        self._last_ts = np.zeros(0)
-        self._repeats = np.zeros(0, dtype=np.int64)
+        self.last_ts = np.zeros(0)
+        """(N,) newest timestamp seen per robot (the staleness check's memory)."""
+        self.repeats = np.zeros(0, dtype=np.int64)
+        """(N,) ticks since the timestamp last advanced."""
         self._one_ts = np.zeros(1)
         off = math.nan
-        self._limits = np.array([off if cfg.max_tilt is None else cfg.max_tilt,
+        self.limits = np.array([off if cfg.max_tilt is None else cfg.max_tilt,
                                  off if cfg.min_base_height is None else cfg.min_base_height,
                                  off if cfg.max_state_age is None else cfg.max_state_age,
                                  off if cfg.max_repeated_states is None else cfg.max_repeated_states])
         """max_tilt, min_base_height, max_state_age, max_repeated_states (NaN: check disabled), for the kernel."""
 
-    def check(self, quat: np.ndarray, base_pos: np.ndarray | None, timestamp: float | np.ndarray,
-              now: float | None, num: int) -> tuple[np.ndarray, np.ndarray]:
-        """Latch the robots whose state is unacceptable, from base orientations (N, 4), base positions (N, 3) (None:
-        unknown) and timestamps; returns (N,) the latched robots and (N,) those that latched on this tick (their
-        reason in `latch_reason`). Updates the staleness counters."""
+    def inputs(self, state: RobotState, num: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What `unacceptable_state` reads of a state of `num` robots: base orientations (N, 4), base heights (N,)
+        (empty: unknown or not checked) and timestamps (N,) or (1,). Sizes the shield's memory for `num` robots."""
+        quat = np.asarray(state.base_quat, dtype=float).reshape(num, -1)
+        pos = None if state.base_pos is None else np.asarray(state.base_pos, dtype=float).reshape(num, -1)
         if self.latched.shape[0] != num:
             self._resize(num)
-        out = np.empty((2, num), dtype=bool)  # (latched, fresh), filled by the kernel
+        timestamp = state.timestamp
         if type(timestamp) is np.ndarray:
             ts = timestamp.astype(float, copy=False).reshape(-1)
         else:
             ts = self._one_ts
             ts[0] = timestamp
-        height = _NO_HEIGHT if self.cfg.min_base_height is None or base_pos is None else base_pos[:, 2]
+        height = _NO_HEIGHT if self.cfg.min_base_height is None or pos is None else pos[:, 2]
         if self.cfg.max_tilt is not None and quat.shape != (num, 4):
             quat = np.full((num, 4), np.nan)  # no orientation to check: fails the tilt check
-        if _state_unacceptable(quat, height, ts, math.nan if now is None else now, self._limits, self._last_ts,
-                               self._repeats, self.latched, out):
-            for i in np.flatnonzero(out[1]):
-                self.latch_reason[i] = self._explain(quat, height, float(ts[i if ts.shape[0] > 1 else 0]), now,
-                                                     int(i))
+        return quat, height, ts
+
+    def check(self, quat: np.ndarray, height: np.ndarray, ts: np.ndarray,
+              now: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """Latch the robots whose state is unacceptable (`inputs`); returns (N,) the latched robots and (N,) those
+        that latched on this tick (their reason in `latch_reason`). Updates the staleness counters."""
+        out = np.empty((2, self.latched.shape[0]), dtype=bool)  # (latched, fresh), filled by the kernel
+        if unacceptable_state(quat, height, ts, math.nan if now is None else now, self.limits, self.last_ts,
+                              self.repeats, self.latched, out):
+            self.record(out[1], quat, height, ts, now)
         return out[0], out[1]
+
+    def record(self, fresh: np.ndarray, quat: np.ndarray, height: np.ndarray, ts: np.ndarray,
+               now: float | None) -> None:
+        """Write why each robot in `fresh` (N,) latched, after `unacceptable_state` latched it."""
+        for i in np.flatnonzero(fresh):
+            self.latch_reason[i] = self._explain(quat, height, float(ts[i if ts.shape[0] > 1 else 0]), now, int(i))
 
     def _explain(self, quat: np.ndarray, height: np.ndarray, ts: float, now: float | None, i: int) -> str:
         cfg = self.cfg
@@ -206,20 +219,20 @@ class StateShield:
             return f"base height {height[i]:.3f} m < {cfg.min_base_height:.3f}"
         if cfg.max_state_age is not None and now is not None and not now - ts <= cfg.max_state_age:
             return f"state is {now - ts:.3f} s old > {cfg.max_state_age:.3f}"
-        return f"state timestamp has not advanced for {int(self._repeats[i])} ticks"
+        return f"state timestamp has not advanced for {int(self.repeats[i])} ticks"
 
     def _resize(self, num: int) -> None:
         if self.latched.shape[0] != num:
             self.latched = np.zeros(num, dtype=bool)
             self.latch_reason = [""] * num
-            self._last_ts = np.full(num, -np.inf)
-            self._repeats = np.zeros(num, dtype=np.int64)
+            self.last_ts = np.full(num, -np.inf)
+            self.repeats = np.zeros(num, dtype=np.int64)
 
     def reset(self, mask: np.ndarray | None = None) -> None:
         rows = selected(mask, self.latched.shape[0])
         self.latched[rows] = False
-        self._last_ts[rows] = -np.inf
-        self._repeats[rows] = 0
+        self.last_ts[rows] = -np.inf
+        self.repeats[rows] = 0
 
 
 class RateLimiter:

@@ -50,9 +50,10 @@ def test_fast_path_equals_reference_over_tick_sequences(seed: int, gamma: float,
     lower, upper = np.asarray(A1.joint_pos_lower), np.asarray(A1.joint_pos_upper)
     default = np.asarray(A1.default_joint_pos)
     path = fast._fast
-    served = []
-    original = path.run
-    path.run = lambda q, v, raw: served.append(original(q, v, raw)) or served[-1]
+    served: list = []
+    for method in ("run", "tick"):  # tick: the state shield's check in the same compiled call
+        original = getattr(path, method)
+        setattr(path, method, lambda *args, call=original: served.append(call(*args)) or served[-1])
     for tick in range(60):
         kind = rng.random()
         q = default + 0.3 * rng.standard_normal(n)
