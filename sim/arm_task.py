@@ -452,6 +452,28 @@ class ArmTask(TaskBase):
                          target=self._goal if self.REACHES_GOAL else obj,
                          distance=np.linalg.norm(self._goal - other, axis=1), carry_only=self.CARRY_ONLY)
 
+    def logged_view(self, observations: np.ndarray, joint_vel: np.ndarray, applied: np.ndarray,
+                    last_action: np.ndarray, policy_action: np.ndarray, intervened: np.ndarray) -> ManipView:
+        """The reward view of T logged transitions (replay): the task quantities from the `extra.*` terms of the
+        observation after each action (T, obs_dim) (what the robot observed: the grasp point from its joints, object
+        and goal from perception), the object's rest height from the nominal cube. A position the task does not
+        observe (reach's parked object) is zero; its reward terms do not read it."""
+        t = observations.shape[0]
+        found: dict[str, np.ndarray] = {}
+        off = 0
+        for term in self.contract.obs_terms:
+            if term.name.startswith("extra."):
+                found[term.name[len("extra."):]] = np.asarray(observations[:, off:off + term.dim], np.float64) / \
+                    term.scale
+            off += term.dim * term.history
+        ee, goal = found["ee_pos"], found["goal_pos"]
+        obj = found.get("object_pos", np.zeros((t, 3)))
+        other = ee if self.REACHES_GOAL else obj
+        return ManipView(ee_pos=ee, goal=goal, object_pos=obj, object_rest_z=np.full(t, self._object_half()),
+                         joint_vel=joint_vel, action=applied, last_action=last_action, policy_action=policy_action,
+                         intervened=intervened, target=goal if self.REACHES_GOAL else obj,
+                         distance=np.linalg.norm(goal - other, axis=1), carry_only=self.CARRY_ONLY)
+
     def rewards(self, s: ManipView) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Total reward and the weighted terms (each multiplied by weight and policy period)."""
         return weighted_sum(self.reward_terms, self.reward_weights, s, self.reward_config, self.policy_dt,
