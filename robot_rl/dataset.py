@@ -33,6 +33,9 @@ from robot_rl.errors import ContractError, RobotRLError
 
 DATA_DIR = "data"
 FORMAT_VERSION = 1
+REWARD_TERMS_KEY = "reward_terms"
+"""Metadata entry (`robot_rl.reward_terms`) of the dataset's reward: {"rebuilt": [term, ...], "left_out":
+{term: why}}, the weighted terms of the task that replay rebuilt from the log and those it could not."""
 
 
 class DatasetError(RobotRLError):
@@ -199,6 +202,17 @@ def load_dataset(path: str | Path) -> Dataset:
     return Dataset(path=path, contract=contract, episodes=episodes, metadata=meta)
 
 
+def reward_terms(metadata: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """(rebuilt terms, left-out term -> why) of a dataset's rewards from its metadata (REWARD_TERMS_KEY). A dataset
+    written before the entry existed lists its left-out terms as `reward_terms_skipped`."""
+    raw = metadata.get(f"robot_rl.{REWARD_TERMS_KEY}")
+    if raw is None:
+        old = json.loads(metadata.get("robot_rl.reward_terms_skipped", "[]"))
+        return [], {str(k): "left out by replay (no reason recorded)" for k in old}
+    tree = json.loads(raw) if isinstance(raw, str) else raw
+    return [str(k) for k in tree.get("rebuilt", [])], {str(k): str(v) for k, v in tree.get("left_out", {}).items()}
+
+
 # ---- report ----------------------------------------------------------------------------------------------------
 def dataset_report(ds: Dataset) -> dict[str, Any]:
     """Episodes, transitions, return statistics, action coverage and safety-intervention rate."""
@@ -238,6 +252,8 @@ def write_report(ds: Dataset, folder: Path) -> dict[str, Any]:
     rep = dataset_report(ds)
     extra = {k.removeprefix("robot_rl."): v for k, v in ds.metadata.items()
              if k.startswith("robot_rl.") and k not in ("robot_rl.contract",)}
+    rebuilt, left_out = reward_terms(ds.metadata)
+    extra[REWARD_TERMS_KEY] = {"rebuilt": rebuilt, "left_out": left_out}
     (folder / "report.json").write_text(json.dumps({**rep, **extra}, indent=2))
     plots = folder / "plots"
     plots.mkdir(exist_ok=True)
@@ -279,6 +295,10 @@ def write_report(ds: Dataset, folder: Path) -> dict[str, Any]:
                 "action_coverage_mean", "action_outside_clip", "intervention_rate"):
         value = rep[key]
         lines.append(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
+    lines += ["", "## Reward", "", f"Rebuilt from the log: {', '.join(rebuilt) or 'none'}."]
+    if left_out:
+        lines += ["", "Left out (weight 0 online when fine-tuning on this dataset too):", ""]
+        lines += [f"- `{name}`: {why}" for name, why in left_out.items()]
     lines += ["", "![returns](plots/returns.png)", "![actions](plots/actions.png)",
               "![interventions](plots/interventions.png)", ""]
     (folder / "report.md").write_text("\n".join(lines))

@@ -1,12 +1,13 @@
 """Logs without a robot: run a policy on the simulated robot (robot_rl.sim.make_robot_sim) through the same
 path as the ROS 2 policy node (observer -> policy -> robot_rl.control_step -> held PD targets) and
 record each tick as the recorder does (`robot_rl_msgs/msg/ControlTick`, robot_rl.tick_record), optionally with a
-ground-truth base pose. Used by tests and benchmarks to make small bags, and by system identification tests to make
-data with hidden physical parameters.
+ground-truth base pose and the bodies' contact forces. Used by tests and benchmarks to make small bags, and by
+system identification tests to make data with hidden physical parameters.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,15 +20,21 @@ from robot_rl.control_step import ControlStep
 from robot_rl.tick_record import STATUS, TICK_TYPE, TickRecord, effort_or_empty, flatten_info, to_bag_message, typestore
 
 GROUND_TRUTH_TOPIC = "/sim_robot/ground_truth"
+CONTACTS_TOPIC = "/sim_robot/contacts"
+"""Contact forces of the simulated robot's bodies (std_msgs/Float64MultiArray; robot_rl.replay.contact_stream)."""
 TICK_TOPIC = "/robot_rl/ticks"
 
 
 @dataclass
 class SimLog:
-    """Ticks (log time ns, record) and the true base pose per tick."""
+    """Ticks (log time ns, record), the true base pose per tick and, when recorded, the contact forces."""
 
     ticks: list[tuple[int, TickRecord]] = field(default_factory=list)
     base_pos: list[np.ndarray] = field(default_factory=list)
+    contact_bodies: list[str] = field(default_factory=list)
+    """Bodies whose contact forces `contacts` holds (empty: none recorded)."""
+    contacts: list[np.ndarray] = field(default_factory=list)
+    """Per tick, the contact (touch sensor) force [N] of each of `contact_bodies` in the tick's state."""
 
 
 def simulate_ticks(contract: PolicyContract, policy: Callable[[np.ndarray], np.ndarray], n_ticks: int,
@@ -84,11 +91,16 @@ def env_ticks(env: Any, policy: Callable[[np.ndarray], np.ndarray], n_ticks: int
               start_ns: int = 1_000_000_000_000) -> tuple[SimLog, list[dict[str, float]]]:
     """Run world 0 of a one-world VecEnv (robot_rl.sim.make_vec_env) for `n_ticks` ticks or until its episode ends,
     and log each tick as the policy node records it (state seen, observation, raw action, decoded and certified
-    targets, telemetry, the true base pose); also each step's reward terms as the environment scored them."""
+    targets, telemetry, the true base pose, the contact force of every body with a `<body>_touch` sensor); also
+    each step's reward terms as the environment scored them."""
+    from robot_rl.sim.mjmodel import SensorSlices
     from robot_rl.state import RobotState
 
     period_ns = int(round(1e9 * env.contract.policy_dt))
-    log = SimLog()
+    sensors = SensorSlices.of(env.model(0)).slices
+    touch = {name.removesuffix("_touch"): sl.start for name, sl in sensors.items() if name.endswith("_touch")}
+    log = SimLog(contact_bodies=list(touch))
+    columns = np.array(list(touch.values()), np.int64)
     scored: list[dict[str, float]] = []
     obs = env.reset(seed=0)
     for k in range(n_ticks):
@@ -99,6 +111,7 @@ def env_ticks(env: Any, policy: Callable[[np.ndarray], np.ndarray], n_ticks: int
                            base_lin_acc=seen.base_lin_acc[0].copy(), timestamp=t_ns * 1e-9,
                            joint_effort=None if true.joint_effort is None else true.joint_effort[0].copy())
         command, observation = env.commands[0], np.asarray(obs[0], np.float32).copy()
+        log.contacts.append(env.sensordata()[0, -1, columns])  # the sensors of the state just observed
         action = np.asarray(policy(observation), np.float32)  # the log keeps float32 actions, as the node's
         obs, _, terminated, truncated, info = env.step(action.astype(np.float64)[None])
         step = env.control_step
@@ -118,8 +131,10 @@ def env_ticks(env: Any, policy: Callable[[np.ndarray], np.ndarray], n_ticks: int
 
 
 def write_tick_bag(path: str | Path, log: SimLog, contract: PolicyContract,
-                   storage: Literal["mcap", "sqlite3"] = "mcap", ground_truth: bool = True) -> Path:
-    """A rosbag2 folder with the ticks, the contract (as the policy node publishes it) and the base pose."""
+                   storage: Literal["mcap", "sqlite3"] = "mcap", ground_truth: bool = True,
+                   contacts: bool = True) -> Path:
+    """A rosbag2 folder with the ticks, the contract (as the policy node publishes it), the base pose and the
+    contact forces when the log has them (`ground_truth`, `contacts`: False leaves them out)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     store = typestore()
@@ -134,9 +149,18 @@ def write_tick_bag(path: str | Path, log: SimLog, contract: PolicyContract,
                                                          "std_msgs/msg/String"))
         gt_conn = writer.add_connection(GROUND_TRUTH_TOPIC, "geometry_msgs/msg/PoseStamped", typestore=store) \
             if ground_truth else None
-        for (t_ns, rec), pos in zip(log.ticks, log.base_pos):
+        array = "std_msgs/msg/Float64MultiArray"
+        touch_conn = writer.add_connection(CONTACTS_TOPIC, array, typestore=store) \
+            if contacts and log.contact_bodies else None
+        dim = types["std_msgs/msg/MultiArrayDimension"](label=json.dumps(log.contact_bodies),
+                                                        size=len(log.contact_bodies), stride=len(log.contact_bodies))
+        layout = types["std_msgs/msg/MultiArrayLayout"](dim=[dim], data_offset=0)
+        for k, ((t_ns, rec), pos) in enumerate(zip(log.ticks, log.base_pos)):
             writer.write(tick_conn, t_ns, store.serialize_cdr(to_bag_message(store, rec, contract.joint_names),
                                                               TICK_TYPE))
+            if touch_conn is not None:
+                msg = types[array](layout=layout, data=np.asarray(log.contacts[k], np.float64))
+                writer.write(touch_conn, t_ns, store.serialize_cdr(msg, array))
             if gt_conn is not None:
                 writer.write(gt_conn, t_ns, store.serialize_cdr(_pose(types, t_ns, pos, rec.state.base_quat),
                                                                 "geometry_msgs/msg/PoseStamped"))

@@ -13,8 +13,9 @@ Two kinds of bag are read with `rosbags` (MCAP and SQLite3 storage):
 Episodes split at resets (sequence numbers going back), dropped ticks, time gaps, e-stop / watchdog ticks and falls.
 Rewards are recomputed with the reward of the task the log came from: its terms, weights and reward config
 (robot_rl.rewards.weighted_sum), with the task config the policy was trained with (robot_rl.bundle.task_config_of);
-terms whose inputs a log lacks (base velocity and height without a ground-truth pose topic, foot contacts, torques
-from a robot that reports no efforts) are left out and listed in the dataset metadata.
+terms whose inputs a log lacks (TERM_INPUTS: base velocity and height without a ground-truth pose topic, feet air
+time and collisions without a contacts topic, torques from a robot that reports no efforts) are left out of the
+whole dataset and listed with the reason in its metadata and report (fine-tuning online then weights them 0).
 
 Bags are opened read-only and never modified; a truncated or corrupted bag is an error naming the file, and
 `recover=True` converts the readable part.
@@ -35,7 +36,7 @@ from robot_rl.bag_recovery import Keep, read_mcap, recover_bag, split_files
 from robot_rl.bag_recovery import culprit as _culprit
 from robot_rl.contract import PolicyContract
 from robot_rl.control_step import ControlStep, codec_for, intervened
-from robot_rl.dataset import DatasetError, Episode, write_dataset
+from robot_rl.dataset import REWARD_TERMS_KEY, DatasetError, Episode, write_dataset
 from robot_rl.errors import ContractError
 from robot_rl.state import RobotState, projected_gravity
 from robot_rl.tick_record import STATUS, TICK_TYPE, TickRecord, from_bag_message
@@ -62,6 +63,9 @@ class TopicMapping:
     ground_truth: str = "/sim_robot/ground_truth"
     """geometry_msgs/PoseStamped base pose (motion capture, simulator) for base height/velocity, used when the bag
     has it (the robot_rl recorder records the simulated robot's); empty: never."""
+    contacts: str = "/sim_robot/contacts"
+    """std_msgs/Float64MultiArray contact forces [N] of named bodies (one layout dimension labelled with a JSON list
+    of body names), for the feet-air-time and collision rewards, used when the bag has it; empty: never."""
 
 
 @dataclass
@@ -272,18 +276,30 @@ def split_segments(ticks: list[tuple[int, TickRecord]], contract: PolicyContract
     return out
 
 
-BASE_TERMS = ("tracking_lin_vel", "lin_vel_z", "base_height")
-"""Reward terms that need the base's linear velocity or height: a ground-truth pose topic (motion capture)."""
-CONTACT_TERMS = ("feet_air_time", "collision")
-"""Reward terms that need foot and body contacts, which no log records."""
-EFFORT_TERMS = ("torques",)
-"""Reward terms that need joint torques: the robot's reported efforts (the tick's joint_effort)."""
+TERM_INPUTS: dict[str, str] = {
+    "tracking_lin_vel": "base_pose", "lin_vel_z": "base_pose", "base_height": "base_pose",
+    "torques": "joint_effort", "feet_air_time": "feet_contacts", "collision": "leg_contacts"}
+"""Reward terms that need more than a tick's state, command, actions and safety telemetry -> the input (INPUTS).
+Every other term of a legged task is rebuilt from the ticks alone."""
+INPUTS: dict[str, str] = {
+    "base_pose": "needs the base height and linear velocity: a ground-truth base pose topic (topic mapping "
+                 "ground_truth: motion capture, the simulator's)",
+    "joint_effort": "needs joint torques: the robot's efforts on every tick (this robot reports none)",
+    "feet_contacts": "needs every foot's contact force on every tick of the episode (the swing time of each "
+                     "touchdown): a contacts topic (topic mapping contacts) naming the task's feet",
+    "leg_contacts": "needs every thigh's and calf's contact force on every tick: a contacts topic (topic mapping "
+                    "contacts) naming the task's thighs and calves"}
+"""What each input is and where a log carries it: the reason a term is left out when a log lacks it."""
 
 
 class RewardModel:
     """The reward of the task a log came from, evaluated on logged ticks: the task's own terms, weights and reward
     config (robot_rl.rewards.weighted_sum), with the task config the policy was trained with
-    (robot_rl.bundle.task_config_of). Terms whose inputs a log lacks are skipped and named in `skipped`."""
+    (robot_rl.bundle.task_config_of).
+
+    A term whose input (TERM_INPUTS) some segment lacks is left out of the whole dataset, not only of that segment,
+    so every transition is scored by one reward function: `finish` sums the rebuilt terms again once every segment
+    has been seen. `left_out` names those terms and why; fine-tuning online gives them weight 0 too."""
 
     def __init__(self, contract: PolicyContract) -> None:
         from robot_rl.bundle import task_config_of
@@ -301,56 +317,111 @@ class RewardModel:
         self.task = get_task(name).make_task(cfg)
         self.termination = cfg.termination
         self.contract = contract
-        self.skipped: set[str] = set()
-        """Every weighted term left out of some segment's reward, for the dataset report."""
+        self.left_out: dict[str, str] = {}
+        """Weighted term -> why it was left out (INPUTS), for every term some segment could not rebuild."""
 
-    def needs(self, has_base: bool, has_effort: bool) -> tuple[list[str], list[str]]:
-        """(terms used, terms skipped) of the task's weighted terms for a log with / without a base pose and efforts."""
+    @property
+    def weighted(self) -> list[str]:
+        """The task's terms with a weight, in the order the reward sums them."""
+        return [k for k, w in self.task.reward_weights.items() if w != 0.0]
+
+    @property
+    def rebuilt(self) -> list[str]:
+        """The weighted terms every segment so far could rebuild."""
+        return [k for k in self.weighted if k not in self.left_out]
+
+    def needs(self, available: set[str]) -> tuple[list[str], list[str]]:
+        """(terms used, terms skipped) of the task's weighted terms for a segment with the `available` INPUTS."""
         used: list[str] = []
         skipped: list[str] = []
-        for name, w in self.task.reward_weights.items():
-            if w == 0.0:
-                continue
-            missing = (name in BASE_TERMS and not has_base) or name in CONTACT_TERMS or \
-                (name in EFFORT_TERMS and not has_effort)
-            (skipped if missing else used).append(name)
+        for name in self.weighted:
+            need = TERM_INPUTS.get(name)
+            (skipped if need is not None and need not in available else used).append(name)
         return used, skipped
 
+    def _touch(self, touch: dict[str, np.ndarray] | None, bodies: list[str], t: int) -> np.ndarray | None:
+        if touch is None or any(b not in touch for b in bodies):
+            return None
+        return np.stack([touch[b] for b in bodies], axis=1) if bodies else np.zeros((t, 0))
+
     def __call__(self, seg: list[TickRecord], applied: np.ndarray, base_pos: np.ndarray | None,
-                 base_lin_vel: np.ndarray | None) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
-        """Rewards (T,) of the transitions of one segment, the weighted terms, and the terms used."""
+                 base_lin_vel: np.ndarray | None, touch: dict[str, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
+        """Rewards (T,) of the transitions of one segment, the weighted terms, and the terms used. `touch`: body
+        name -> (T+1,) contact force [N] at each tick of the segment (the contacts topic), or None."""
         from robot_rl.rewards import weighted_sum
         from robot_rl.sim.locomotion import StepView
+        from robot_rl.sim.step_kernels import swing_times
 
         nxt = seg[1:]
         t = len(nxt)
         n = self.contract.num_joints
+        robot = self.task.robot
         efforts = [r.state.joint_effort for r in nxt]
         has_effort = all(e is not None and len(e) == n and np.all(np.isfinite(e)) for e in efforts)
-        used, skipped = self.needs(base_pos is not None and base_lin_vel is not None, has_effort)
-        self.skipped.update(skipped)
+        feet = self._touch(touch, list(robot.feet), t + 1)
+        thigh = self._touch(touch, list(robot.thighs), t + 1)
+        calf = self._touch(touch, list(robot.calves), t + 1)
+        available = {name for name, ok in (("base_pose", base_pos is not None and base_lin_vel is not None),
+                                           ("joint_effort", has_effort), ("feet_contacts", feet is not None),
+                                           ("leg_contacts", thigh is not None and calf is not None)) if ok}
+        used, skipped = self.needs(available)
+        for name in skipped:
+            self.left_out.setdefault(name, INPUTS[TERM_INPUTS[name]])
+        # a tick's state (and its efforts and contacts) is the one after the previous tick's action: what the
+        # environment scores that action with
         torques = np.stack([np.asarray(e, np.float64) for e in efforts])[:, None, :] if has_effort \
             else np.zeros((t, 1, n))
+        nf = len(robot.feet)
+        air, first = np.zeros((t, nf)), np.zeros((t, nf), bool)
+        if feet is not None:
+            # the environment's touchdown bookkeeping, from the episode's start (no swing in progress, no contact)
+            air_time, last = np.zeros((1, nf)), np.zeros((1, nf), bool)
+            for k in range(t):
+                swing_times(feet[k + 1:k + 2], last, air_time, self.contract.policy_dt, air[k:k + 1], first[k:k + 1])
         policy_action = np.clip(np.stack([np.asarray(r.action, np.float64) for r in seg[:-1]]),
                                 -self.contract.action.clip, self.contract.action.clip)
-        last = np.concatenate([np.zeros((1, applied.shape[1])), applied[:-1]])
-        zeros = np.zeros((t, 4))
+        last_action = np.concatenate([np.zeros((1, applied.shape[1])), applied[:-1]])
         view = StepView(
             base_lin_vel=base_lin_vel[1:] if base_lin_vel is not None else np.zeros((t, 3)),
             base_ang_vel=np.stack([r.state.base_ang_vel for r in nxt]),
             base_quat=np.stack([r.state.base_quat for r in nxt]),
             base_height=base_pos[1:, 2] if base_pos is not None else np.zeros(t),
             joint_pos=np.stack([r.state.joint_pos for r in nxt]), joint_vel=np.stack([r.state.joint_vel for r in nxt]),
-            torques=torques, action=applied, last_action=last, policy_action=policy_action,
+            torques=torques, action=applied, last_action=last_action, policy_action=policy_action,
             intervened=np.array([_intervened(r) for r in seg[:-1]], bool),
-            command=np.stack([_pad3(r.command) for r in seg[:-1]]), feet_touch=zeros, thigh_touch=zeros,
-            calf_touch=zeros, trunk_touch=np.zeros(t), air_time=zeros, first_contact=zeros.astype(bool))
-        task = self.task
-        weights = {k: (w if k in used else 0.0) for k, w in task.reward_weights.items()}
-        total, terms = weighted_sum(task.reward_terms, weights, view, task.reward_config, self.contract.policy_dt, t)
-        if task.reward_config.only_positive:
+            command=np.stack([_pad3(r.command) for r in seg[:-1]]),
+            feet_touch=feet[1:] if feet is not None else np.zeros((t, nf)),
+            thigh_touch=thigh[1:] if thigh is not None else np.zeros((t, len(robot.thighs))),
+            calf_touch=calf[1:] if calf is not None else np.zeros((t, len(robot.calves))),
+            trunk_touch=np.zeros(t), air_time=air, first_contact=first)
+        weights = {k: (w if k in used else 0.0) for k, w in self.task.reward_weights.items()}
+        _, terms = weighted_sum(self.task.reward_terms, weights, view, self.task.reward_config,
+                                self.contract.policy_dt, t)
+        return self.total(terms, t), terms, used
+
+    def total(self, terms: dict[str, np.ndarray], t: int) -> np.ndarray:
+        """The reward of `t` transitions from their weighted terms: the terms rebuilt for the whole dataset, summed
+        in the task's order from zeros as weighted_sum does, clipped at zero with `rewards.only_positive`."""
+        total = np.zeros(t)
+        for name in self.rebuilt:
+            total += terms[name]
+        if self.task.reward_config.only_positive:
             np.clip(total, 0.0, None, out=total)
-        return total, terms, used
+        return total
+
+    def finish(self, episodes: list[Episode]) -> None:
+        """Score every episode with the terms rebuilt for the whole dataset: a term some segment could not rebuild
+        is dropped from every episode's reward and infos."""
+        for ep in episodes:
+            for name in self.left_out:
+                ep.infos.pop(f"reward.{name}", None)
+            terms = {k[len("reward."):]: v[1:] for k, v in ep.infos.items() if k.startswith("reward.")}
+            ep.rewards = self.total(terms, len(ep)).astype(np.float32)
+
+    def report(self) -> dict[str, Any]:
+        """The dataset's reward: which weighted terms were rebuilt, which were left out and why."""
+        return {"rebuilt": self.rebuilt, "left_out": dict(sorted(self.left_out.items()))}
 
 
 def _pad3(command: np.ndarray) -> np.ndarray:
@@ -403,11 +474,7 @@ def _base_from_pose(times_ns: np.ndarray, stream: PoseStream, quats: np.ndarray,
     recorder's clock: within 0.25 s of the log times), else at the tick's log time, which is later than the
     measurement by the state's age, the inference and the transport."""
     t_p, pos, head, spacing = stream
-    at_t = np.asarray(times_ns, np.float64)
-    if state_stamps is not None and len(state_stamps) == len(at_t):
-        st = np.asarray(state_stamps, np.float64) * 1e9
-        if np.all(np.isfinite(st)) and abs(float(np.median(at_t - st))) < 0.25e9:
-            at_t = st
+    at_t = _measured_at(times_ns, state_stamps)
     # this episode's stretch of the stream and the samples just around it (a reset between episodes moves the base)
     margin = 0.99 * spacing
     inside = (t_p >= at_t.min() - margin) & (t_p <= at_t.max() + margin)
@@ -421,12 +488,56 @@ def _base_from_pose(times_ns: np.ndarray, stream: PoseStream, quats: np.ndarray,
     return at, quat_rotate_inverse(quats, vel_w)
 
 
+def _measured_at(times_ns: np.ndarray, state_stamps: np.ndarray | None) -> np.ndarray:
+    """When each tick's state was measured [ns]: its state stamp when those share the recorder's clock (within
+    0.25 s of the log times), else the tick's log time."""
+    at_t = np.asarray(times_ns, np.float64)
+    if state_stamps is not None and len(state_stamps) == len(at_t):
+        st = np.asarray(state_stamps, np.float64) * 1e9
+        if np.all(np.isfinite(st)) and abs(float(np.median(at_t - st))) < 0.25e9:
+            return st
+    return at_t
+
+
+ContactStream = tuple[np.ndarray, list[str], np.ndarray]
+"""(log time [ns] (M,), body names (k), contact forces [N] (M, k)) of a contacts topic, in order."""
+
+
+def contact_stream(msgs: list[tuple[int, Any]]) -> ContactStream | None:
+    """A contacts topic's messages as arrays: `std_msgs/Float64MultiArray`, one layout dimension whose label is a
+    JSON list of body names and the data the contact (touch) force of each [N] (what logs.write_tick_bag records
+    from the simulator's touch sensors). None when the messages do not name their bodies."""
+    try:
+        names = [str(b) for b in json.loads(msgs[0][1].layout.dim[0].label)]
+    except (IndexError, ValueError, TypeError):
+        return None
+    rows = [(t, np.asarray(m.data, np.float64)) for t, m in msgs if len(m.data) == len(names)]
+    rows.sort(key=lambda r: r[0])
+    return (np.array([t for t, _ in rows], np.float64), names,
+            np.stack([f for _, f in rows]) if rows else np.zeros((0, len(names))))
+
+
+def _contacts_at(times_ns: np.ndarray, stream: ContactStream, state_stamps: np.ndarray,
+                 period_ns: float) -> dict[str, np.ndarray] | None:
+    """Body -> (T,) contact force at each tick: the latest sample measured at or before the tick's state (within
+    one policy period); None when some tick has none."""
+    t_c, names, forces = stream
+    at_t = _measured_at(times_ns, state_stamps)
+    i = np.searchsorted(t_c, at_t + 1.0, "right") - 1  # +1 ns: a sample stamped with the tick's own time counts
+    if len(t_c) == 0 or np.any(i < 0) or np.any(at_t - t_c[np.maximum(i, 0)] > period_ns):
+        return None
+    return {name: forces[i, j] for j, name in enumerate(names)}
+
+
 def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyContract, reward: RewardModel,
-                        gap_s: float, poses: list[tuple[int, Any]] | None = None
-                        ) -> tuple[list[Episode], dict[str, int]]:
-    """Episodes (Minari layout) from a tick stream; also counts of why episodes ended."""
+                        gap_s: float, poses: list[tuple[int, Any]] | None = None,
+                        contacts: list[tuple[int, Any]] | None = None) -> tuple[list[Episode], dict[str, int]]:
+    """Episodes (Minari layout) from a tick stream; also counts of why episodes ended. `poses`: a ground-truth
+    base pose topic; `contacts`: a contacts topic (`contact_stream`). Call `reward.finish` on all episodes of a
+    dataset before writing them."""
     episodes: list[Episode] = []
     stream = pose_stream(poses) if poses else None
+    touch_stream = contact_stream(contacts) if contacts else None
     reasons: dict[str, int] = {}
     codec = codec_for(contract)
     for seg_t, terminated, reason in split_segments(ticks, contract, gap_s, reward.termination.max_tilt):
@@ -443,7 +554,10 @@ def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyCon
         if stream is not None:
             base_pos, base_vel = _base_from_pose(times, stream, quats,
                                                  np.array([r.state.timestamp for r in seg], np.float64))
-        rewards, terms, _ = reward(seg, applied, base_pos, base_vel)
+        stamps = np.array([r.state.timestamp for r in seg], np.float64)
+        touch = _contacts_at(times, touch_stream, stamps, 1e9 * contract.policy_dt) \
+            if touch_stream is not None else None
+        rewards, terms, _ = reward(seg, applied, base_pos, base_vel, touch)
         t = len(seg) - 1
         term = np.zeros(t, bool)
         trunc = np.zeros(t, bool)
@@ -499,7 +613,8 @@ def replay(bags: Sequence[str | Path], out: str | Path, contract: PolicyContract
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DatasetError(f"output {out} already exists")
     mapping = mapping or TopicMapping()
-    raw_topics = {mapping.joint_states, mapping.imu, mapping.cmd_vel, mapping.commands, mapping.ground_truth} - {""}
+    raw_topics = {mapping.joint_states, mapping.imu, mapping.cmd_vel, mapping.commands, mapping.ground_truth,
+                  mapping.contacts} - {""}
     episodes: list[Episode] = []
     summary: dict[str, Any] = {"bags": [], "ticks": 0, "end_reasons": {}, "recovered": {}}
     used_contract = contract
@@ -534,7 +649,8 @@ def replay(bags: Sequence[str | Path], out: str | Path, contract: PolicyContract
             ticks = ticks_from_raw(content, c, mapping)
             names = "raw"
         poses = content.raw.get(mapping.ground_truth) if mapping.ground_truth else None
-        eps, reasons = episodes_from_ticks(ticks, c, reward, gap_s, poses)
+        contacts = content.raw.get(mapping.contacts) if mapping.contacts else None
+        eps, reasons = episodes_from_ticks(ticks, c, reward, gap_s, poses, contacts)
         episodes += eps
         for k, v in reasons.items():
             summary["end_reasons"][k] = summary["end_reasons"].get(k, 0) + v
@@ -543,13 +659,14 @@ def replay(bags: Sequence[str | Path], out: str | Path, contract: PolicyContract
                                 "source": names or "robot_rl ticks"})
         if content.recovered:
             summary["recovered"][str(bag)] = content.recovered
-    assert used_contract is not None
-    skipped_terms = sorted(reward.skipped) if reward is not None else []
+    assert used_contract is not None and reward is not None
+    reward.finish(episodes)
+    terms = reward.report()
     meta = {"sources": summary["bags"], "end_reasons": summary["end_reasons"], "recovered": summary["recovered"],
-            "reward_terms_skipped": skipped_terms, "task": used_contract.provenance.get("task", "")}
+            REWARD_TERMS_KEY: terms, "task": used_contract.provenance.get("task", "")}
     write_dataset(out, episodes, used_contract, name=out.name, metadata=meta)
     summary.update({"episodes": len(episodes), "transitions": sum(len(e) for e in episodes),
-                    "reward_terms_skipped": skipped_terms})
+                    "reward_terms": terms})
     return out, summary
 
 

@@ -7,7 +7,9 @@ Offline: `algo` (bc, td3bc, iql, sac) trains the bundle's actor (its weights and
 dataset. Online, in `make_vec_env(task, safety=True)`, with the logged transitions kept in the replay buffer and every
 batch drawn half from them, half from fresh data (RLPD): IQL and TD3+BC go on with their own critics (IQL's
 advantage-weighted actor is the stable choice); SAC (and BC, which has no critic) continue with SAC, whose critics
-are first fitted on the logged data with the actor frozen.
+are first fitted on the logged data with the actor frozen. Online, the reward terms the dataset's rewards leave out
+(what its log could not rebuild, robot_rl.dataset.reward_terms) get weight 0, so logged and fresh transitions share
+one reward function.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 
 from robot_rl.config import from_dict, to_dict
-from robot_rl.dataset import load_dataset
+from robot_rl.dataset import load_dataset, reward_terms
 from robot_rl.errors import ConfigError
 from robot_rl.learner import Learner, LearnerSetup, algorithms, get_algorithm, make_learner
 from robot_rl.networks import Policy
@@ -137,10 +139,32 @@ def env_overrides(cfg: FinetuneConfig, task: str, trained: list[str]) -> list[st
     return out + list(cfg.task_overrides)
 
 
-def _task_env(task: str, cfg: FinetuneConfig, overrides: list[str], contract: Any) -> Any:
+def online_task_config(task: str, overrides: list[str], left_out: list[str], trained: Any = None) -> Any:
+    """The online environment's task config: the task config the bundle was trained with (`trained`, from
+    robot_rl.bundle.task_config_of; None: the task's defaults) with `overrides`, and weight 0 for every reward term
+    the dataset's rewards leave out (robot_rl.dataset.reward_terms), so that the logged and the fresh transitions of
+    one batch are scored by one reward function. Derived with dataclasses.replace; nothing is mutated."""
+    from robot_rl.sim import resolve_config
+
+    base = resolve_config(task, trained, overrides)
+    if not left_out:
+        return base
+    try:
+        rewards = dataclasses.replace(base.rewards, **{name: 0.0 for name in left_out})
+    except (AttributeError, TypeError):
+        raise ConfigError(f"task {task}: the dataset's rewards leave out {', '.join(left_out)}, which this task's "
+                          "rewards config does not weight") from None
+    return dataclasses.replace(base, rewards=rewards)
+
+
+def _task_env(task: str, cfg: FinetuneConfig, overrides: list[str], contract: Any, left_out: list[str]) -> Any:
+    from robot_rl.bundle import task_config_of
     from robot_rl.sim import make_vec_env
 
-    env = make_vec_env(task, cfg.num_envs, cfg.seed, overrides=overrides, safety=True)
+    found = task_config_of(contract)
+    trained = found[1] if found is not None and found[0] == task else None
+    env = make_vec_env(task, cfg.num_envs, cfg.seed, cfg=online_task_config(task, overrides, left_out, trained),
+                       safety=True)
     if env.obs_dim != contract.obs_dim or env.act_dim != contract.act_dim:
         env.close()
         raise ConfigError(f"task {task} has obs/act dims {env.obs_dim}/{env.act_dim}, the bundle "
@@ -297,6 +321,7 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
         raise ConfigError("the dataset has no transitions to learn from")
     start = time.monotonic()
     overrides: list[str] = []
+    left_out = sorted(reward_terms(ds.metadata)[1]) if cfg.online else []
     task = cfg.task or str(contract.provenance.get("task", ""))
     with contextlib.ExitStack() as envs:  # every environment is closed however fine-tuning ends
         env = eval_env = None
@@ -307,13 +332,13 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
                 if task == contract.provenance.get("task") else []
             overrides = env_overrides(cfg, task, trained)
             if cfg.online:
-                env = envs.enter_context(contextlib.closing(_task_env(task, cfg, overrides, contract)))
+                env = envs.enter_context(contextlib.closing(_task_env(task, cfg, overrides, contract, left_out)))
             if cfg.eval_episodes:
                 # evaluated on the task as the bundle was trained (plus the user's overrides), not in the online
                 # training environment: its short episodes and intervention penalty are fine-tuning devices, and
                 # returns measured there would not compare with the bundle's own evaluation
                 eval_env = envs.enter_context(contextlib.closing(
-                    _task_env(task, cfg, trained + list(cfg.task_overrides), contract)))
+                    _task_env(task, cfg, trained + list(cfg.task_overrides), contract, [])))
         metrics.update(_learn(cfg, policy, data, contract.action.clip, env, eval_env, log))
     metrics["finetune_minutes"] = round((time.monotonic() - start) / 60.0, 3)
     data_path = Path(cfg.data).resolve()
@@ -326,7 +351,7 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
                                "online_steps": cfg.online_steps if cfg.online else 0,
                                "online_algo": (cfg.online_algo or cfg.algo) if cfg.online else "",
                                "task": task, "task_overrides": list(cfg.task_overrides),
-                               "env_overrides": overrides}}
+                               "env_overrides": overrides, "online_reward_left_out": left_out}}
     clean = {k: float(v) if isinstance(v, (np.floating, float)) else v for k, v in metrics.items()}
     policy.export(cfg.out, contract, provenance, clean)
     return clean
