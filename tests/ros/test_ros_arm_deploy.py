@@ -9,6 +9,7 @@ takes far longer to train than a test may.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,25 +36,28 @@ def test_reach_bundle_deployed_over_dds_reaches_its_goal(ros_domain: int, probe,
     diags = probe.collect(DiagnosticArray, "/diagnostics", 50)
     out = tmp_path / "deploy"
     proc = subprocess.Popen(_cli("deploy", str(REACH), "--sim", "mujoco", "--record", str(out), "--domain-id",
-                                 str(ros_domain), "--duration", "12"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    probe.spin_until(lambda: proc.poll() is not None, 120.0, "robot-rl deploy to finish")
-    stdout = proc.communicate()[0]
+                                 str(ros_domain)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # the simulator's own success measure, reported in its diagnostics (1 Hz), over DDS
+        probe.spin_until(lambda: any(r.get("success") == "true" for r in _sim_reports(diags)) or
+                         proc.poll() is not None, 90.0, "the simulated scene to report success")
+    finally:
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
+    stdout = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, stdout + "".join(p.read_text()[-3000:] for p in (out / "logs").glob("*.log"))
-    probe.spin_for(0.2)
 
     reports = [r for r in _sim_reports(diags) if "distance" in r]
     assert reports, "no diagnostics from the simulated scene"
     distances = [float(r["distance"]) for r in reports]
     threshold = load_bundle(REACH).contract.provenance["task_config"]["rewards"]["success_threshold"]
-    print(f"grasp point to goal over the run: {distances[0]:.3f} m -> {distances[-1]:.3f} m (success below "
-          f"{threshold} m)")
+    print(f"grasp point to goal over the run: {distances[0]:.3f} m -> {min(distances):.3f} m (success below "
+          f"{threshold} m); {len(reports)} reports")
     assert distances[0] > threshold, "the scene started at its goal: nothing to show"
-    assert reports[-1]["success"] == "true" and distances[-1] < threshold
+    assert any(r["success"] == "true" for r in reports) and min(distances) < threshold
 
     ticks = list(read_ticks(out / "bag"))
     seqs = [t.seq for t in ticks]
-    assert seqs == list(range(len(seqs))) and len(seqs) > 5 * contract.policy_rate_hz
+    assert seqs == list(range(len(seqs))) and len(seqs) > contract.policy_rate_hz
     # how many ticks ran the policy depends on machine load (stale state -> backup); each backup names its reason
     assert np.mean([t.status == STATUS["policy"] for t in ticks]) > 0.5
     assert all(t.reason for t in ticks if t.status != STATUS["policy"])
