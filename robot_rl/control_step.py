@@ -65,45 +65,41 @@ class ActionCodec(Protocol):
         ...
 
 
-class JointPositionCodec:
-    """`joint_position`: targets = default + scale * action; its inverse encodes."""
+class OffsetCodec:
+    """targets = offset(state) + scale * action; its inverse encodes (an affine decode: exact). The joint action
+    types differ only in the offset."""
 
     exact = True
 
-    def __init__(self, contract: PolicyContract) -> None:
+    def __init__(self, contract: PolicyContract, offset: Callable[[RobotState], np.ndarray]) -> None:
         _joint_width(contract)
         self.scale = float(contract.action.scale)
+        self.offset = offset
+
+    def decode(self, action: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
+        np.multiply(action, self.scale, out=out)
+        out += self.offset(state)
+        return out
+
+    def encode(self, targets: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
+        np.subtract(targets, self.offset(state), out=out)
+        out /= self.scale
+        return out
+
+
+class JointPositionCodec(OffsetCodec):
+    """`joint_position`: targets = default + scale * action."""
+
+    def __init__(self, contract: PolicyContract) -> None:
         self.default = np.asarray(contract.default_joint_pos, np.float64)
-
-    def decode(self, action: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
-        np.multiply(action, self.scale, out=out)
-        out += self.default
-        return out
-
-    def encode(self, targets: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
-        np.subtract(targets, self.default, out=out)
-        out /= self.scale
-        return out
+        super().__init__(contract, lambda state: self.default)
 
 
-class JointDeltaCodec:
-    """`joint_position_delta`: targets = measured joint positions + scale * action; its inverse encodes."""
-
-    exact = True
+class JointDeltaCodec(OffsetCodec):
+    """`joint_position_delta` without the joint-range clip: targets = measured joint positions + scale * action."""
 
     def __init__(self, contract: PolicyContract) -> None:
-        _joint_width(contract)
-        self.scale = float(contract.action.scale)
-
-    def decode(self, action: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
-        np.multiply(action, self.scale, out=out)
-        out += state.joint_pos
-        return out
-
-    def encode(self, targets: np.ndarray, state: RobotState, out: np.ndarray) -> np.ndarray:
-        np.subtract(targets, state.joint_pos, out=out)
-        out /= self.scale
-        return out
+        super().__init__(contract, lambda state: state.joint_pos)
 
 
 class RangedJointDeltaCodec:
