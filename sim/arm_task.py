@@ -13,6 +13,7 @@ in the arm's base frame [m].
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -49,6 +50,17 @@ class ArmKinematics:
     """(N, 3, 3) hand orientation."""
     jac: np.ndarray
     """(N, 6, arm_joints) grasp-point Jacobian of the arm joints, linear rows first."""
+
+    def fill(self, i: int, model: mujoco.MjModel, data: mujoco.MjData, site: int, cols: np.ndarray,
+             jac: np.ndarray) -> None:
+        """Row i at `data`'s joint positions: forward kinematics, then the site's position, orientation and the arm
+        columns (`cols`) of its Jacobian (`jac`: a (6, nv) scratch)."""
+        mujoco.mj_kinematics(model, data)
+        mujoco.mj_comPos(model, data)
+        mujoco.mj_jacSite(model, data, jac[:3], jac[3:], site)
+        self.ee[i] = data.site_xpos[site]
+        self.rot[i] = data.site_xmat[site].reshape(3, 3)
+        self.jac[i] = jac[:, cols]
 
 
 # ---- action codecs (robot_rl.control_step.ActionCodec) ---------------------------------------------------------
@@ -97,12 +109,7 @@ class MeasuredKinematics:
         for i, row in enumerate(q):
             d.qpos[self._qadr] = row
             d.qpos[self._mimic] = row[-1]
-            mujoco.mj_kinematics(m, d)
-            mujoco.mj_comPos(m, d)
-            mujoco.mj_jacSite(m, d, jac[:3], jac[3:], self._site)
-            out.ee[i] = d.site_xpos[self._site]
-            out.rot[i] = d.site_xmat[self._site].reshape(3, 3)
-            out.jac[i] = jac[:, self._cols]
+            out.fill(i, m, d, self._site, self._cols, jac)
         return out
 
 
@@ -202,6 +209,13 @@ class ArmTask(TaskBase):
     DRAWS_START: ClassVar[bool] = False
     """Every reset draws whether it starts held or grasped (the pick-and-place curriculum, `init.held_fraction`,
     `init.grasped_fraction`)."""
+
+    @classmethod
+    def maker(cls, name: str) -> Callable[[Any], ArmTask]:
+        """A task module's `make_task`: this task class, named `name`, on the arm its config names."""
+        from robot_rl.sim.registry import get_robot
+
+        return lambda cfg: cls(name, get_robot(cfg.robot).make_robot(), cfg)
 
     def __init__(self, name: str, robot: ArmRobot, cfg: ManipulationConfig) -> None:
         if not isinstance(robot, ArmRobot):
@@ -434,12 +448,7 @@ class ArmTask(TaskBase):
         nq, state = m.nq, self._b.state
         for i in range(self._b.num_envs):
             d.qpos[:] = state[i, 1:1 + nq]
-            mujoco.mj_kinematics(m, d)
-            mujoco.mj_comPos(m, d)
-            mujoco.mj_jacSite(m, d, jac[:3], jac[3:], self._ee_id)
-            k.ee[i] = d.site_xpos[self._ee_id]
-            k.rot[i] = d.site_xmat[self._ee_id].reshape(3, 3)
-            k.jac[i] = jac[:, self._arm_dof_cols]
+            k.fill(i, m, d, self._ee_id, self._arm_dof_cols, jac)
         return k
 
     def view(self, sensed: ArmKinematics) -> ManipView:
@@ -516,6 +525,13 @@ class ArmTask(TaskBase):
         cam.lookat[:] = [0.45, 0.0, 0.15]
         cam.distance, cam.azimuth, cam.elevation = 1.4, 150.0, -25.0
         return cam
+
+
+def arm_train_defaults(**changes: Any) -> dict[str, Any]:
+    """`robot-rl train` defaults of an arm task (a fresh dict): a reach task's, with what a task measured otherwise
+    in `changes`."""
+    return {"num_envs": 32, "max_minutes": 8.0, "task_overrides": ["num_threads=2"], "eval_overrides": [],
+            "eval_episodes": 100, **changes}
 
 
 class ReachTask(ArmTask):

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from robot_rl.sim.arm_task import ReachTask
+from robot_rl.sim.arm_task import ReachTask, arm_train_defaults
 from robot_rl.sim.manipulation import ArmInitConfig, ManipulationConfig
-from robot_rl.sim.registry import get_robot
 
 NAME = "iiwa_reach"
-TRAIN_DEFAULTS = {"num_envs": 32, "max_minutes": 8.0, "task_overrides": ["num_threads=2"], "eval_overrides": [],
-                  "eval_episodes": 100}
+TRAIN_DEFAULTS = arm_train_defaults()
 """`robot-rl train` defaults: those of panda_reach (same task on another arm)."""
 
 
@@ -26,5 +24,4 @@ class IiwaReachConfig(ManipulationConfig):
     """Targets in a 30 x 50 x 35 cm box in front of the arm, around the home pose's grasp point."""
 
 
-def make_task(cfg: IiwaReachConfig) -> ReachTask:
-    return ReachTask(NAME, get_robot(cfg.robot).make_robot(), cfg)
+make_task = ReachTask.maker(NAME)

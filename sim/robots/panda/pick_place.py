@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from robot_rl.sim.arm_task import PickPlaceTask
+from robot_rl.sim.arm_task import PickPlaceTask, arm_train_defaults
 from robot_rl.sim.manipulation import (
     ArmControlConfig,
     ArmInitConfig,
@@ -12,13 +12,13 @@ from robot_rl.sim.manipulation import (
     ArmTerminationConfig,
     ManipulationConfig,
 )
-from robot_rl.sim.registry import get_robot
 from robot_rl.sim.robots.panda.model import LOW_POSE
 
 NAME = "panda_pick_place"
-TRAIN_DEFAULTS = {"num_envs": 64, "max_minutes": 40.0,
-                  "task_overrides": ["num_threads=2", "init.held_fraction=0.25", "init.grasped_fraction=0.25"],
-                  "eval_overrides": ["init.held_fraction=0.0", "init.grasped_fraction=0.0"], "eval_episodes": 100}
+TRAIN_DEFAULTS = arm_train_defaults(
+    num_envs=64, max_minutes=40.0,
+    task_overrides=["num_threads=2", "init.held_fraction=0.25", "init.grasped_fraction=0.25"],
+    eval_overrides=["init.held_fraction=0.0", "init.grasped_fraction=0.0"])
 """`robot-rl train` defaults: a quarter of the training episodes start with the hand at the cube, fingers open
 (init.held_fraction), a quarter with the cube squeezed 2-3 cm above the table (init.grasped_fraction); evaluation, and
 `robot-rl eval` of the bundle, use the task itself (every episode from the hand 10 cm above the table). The
@@ -46,5 +46,4 @@ class PandaPickPlaceConfig(ManipulationConfig):
     """Hand 10 cm above the table, goal 10-30 cm above the table."""
 
 
-def make_task(cfg: PandaPickPlaceConfig) -> PickPlaceTask:
-    return PickPlaceTask(NAME, get_robot(cfg.robot).make_robot(), cfg)
+make_task = PickPlaceTask.maker(NAME)

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from robot_rl.sim.arm_task import PushTask
-from robot_rl.sim.manipulation import (
-    ArmInitConfig,
-    ArmRewardConfig,
-    ArmTerminationConfig,
-    ManipulationConfig,
-)
-from robot_rl.sim.registry import get_robot
+from robot_rl.sim.arm_task import PushTask, arm_train_defaults
+from robot_rl.sim.manipulation import ArmInitConfig, ArmRewardConfig, ArmTerminationConfig, ManipulationConfig
 from robot_rl.sim.robots.panda.model import LOW_POSE
 
 NAME = "panda_push"
-TRAIN_DEFAULTS = {"num_envs": 64, "max_minutes": 45.0, "task_overrides": ["num_threads=2"], "eval_overrides": [],
-                  "eval_episodes": 100}
+TRAIN_DEFAULTS = arm_train_defaults(num_envs=64, max_minutes=45.0)
 """`robot-rl train` defaults: the settings this task was measured with (docs/benchmarks.md)."""
 
 
@@ -36,5 +29,4 @@ class PandaPushConfig(ManipulationConfig):
     """Hand 10 cm above the table at x = 0.42 m, cube in a 10 x 20 cm patch, goal 8 cm or more away on the table."""
 
 
-def make_task(cfg: PandaPushConfig) -> PushTask:
-    return PushTask(NAME, get_robot(cfg.robot).make_robot(), cfg)
+make_task = PushTask.maker(NAME)

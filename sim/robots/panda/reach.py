@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from robot_rl.sim.arm_task import ReachTask
-from robot_rl.sim.manipulation import (
-    ArmInitConfig,
-    ArmRewardConfig,
-    ArmTerminationConfig,
-    ManipulationConfig,
-)
-from robot_rl.sim.registry import get_robot
+from robot_rl.sim.arm_task import ReachTask, arm_train_defaults
+from robot_rl.sim.manipulation import ArmInitConfig, ArmRewardConfig, ArmTerminationConfig, ManipulationConfig
 
 NAME = "panda_reach"
-TRAIN_DEFAULTS = {"num_envs": 32, "max_minutes": 8.0, "task_overrides": ["num_threads=2"], "eval_overrides": [],
-                  "eval_episodes": 100}
+TRAIN_DEFAULTS = arm_train_defaults()
 """`robot-rl train` defaults: the settings this task was measured with (docs/benchmarks.md)."""
 
 
@@ -32,5 +25,4 @@ class PandaReachConfig(ManipulationConfig):
     """Targets in a 35 x 50 x 35 cm box in front of the arm."""
 
 
-def make_task(cfg: PandaReachConfig) -> ReachTask:
-    return ReachTask(NAME, get_robot(cfg.robot).make_robot(), cfg)
+make_task = ReachTask.maker(NAME)
