@@ -17,7 +17,7 @@ import numpy as np
 from robot_rl.errors import ConfigError
 from robot_rl.sim.arm_task import ArmTask
 from robot_rl.sim.manipulation import OBJECT
-from robot_rl.sim.mjmodel import write_pd
+from robot_rl.sim.mjmodel import joint_gains, write_pd
 from robot_rl.state import RobotState
 
 
@@ -61,9 +61,7 @@ class ArmSceneSim:
 
     def set_pd(self, kp: np.ndarray | float, kd: np.ndarray | float) -> None:
         """New gains on every joint (kp = 0: damping mode, the e-stop backup)."""
-        n = len(self.joint_names)
-        self.kp = np.broadcast_to(np.asarray(kp, float), (n,)).copy()
-        self.kd = np.broadcast_to(np.asarray(kd, float), (n,)).copy()
+        self.kp, self.kd = joint_gains(kp, kd, len(self.joint_names))
         write_pd(self.model, self.kp, self.kd, 1.0, self.torque_limit)
 
     def apply_params(self, params: dict[str, Any]) -> None:

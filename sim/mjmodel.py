@@ -46,6 +46,11 @@ def add_pd_actuators(spec: mujoco.MjSpec, joints: Sequence[str], kp: np.ndarray,
         act.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
 
 
+def joint_gains(kp: np.ndarray | float, kd: np.ndarray | float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """kp and kd as fresh (n,) arrays (a scalar sets every joint): what a simulated robot's `set_pd` stores."""
+    return np.broadcast_to(np.asarray(kp, float), (n,)).copy(), np.broadcast_to(np.asarray(kd, float), (n,)).copy()
+
+
 def write_pd(model: mujoco.MjModel, kp: np.ndarray, kd: np.ndarray, strength: np.ndarray | float,
              torque_limit: np.ndarray) -> None:
     """Overwrite the actuator law in a compiled model (gain scale, strength, damping mode) without recompiling."""

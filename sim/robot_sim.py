@@ -16,7 +16,7 @@ import numpy as np
 from robot_rl.controllers import DelayLine
 from robot_rl.errors import ConfigError
 from robot_rl.sim.locomotion import ControlConfig, LeggedRandomizationConfig
-from robot_rl.sim.mjmodel import FLOOR, SensorSlices
+from robot_rl.sim.mjmodel import FLOOR, SensorSlices, joint_gains
 from robot_rl.sim.randomization import EpisodeParams, ModelIds, apply_to_model, write_gains
 from robot_rl.sim.registry import get_robot
 from robot_rl.state import RobotState
@@ -69,9 +69,7 @@ class SimRobot:
 
     def set_pd(self, kp: np.ndarray | float, kd: np.ndarray | float) -> None:
         """New gains on every joint (kp = 0: damping mode, the e-stop backup)."""
-        n = len(self.joint_names)
-        self.kp = np.broadcast_to(np.asarray(kp, float), (n,)).copy()
-        self.kd = np.broadcast_to(np.asarray(kd, float), (n,)).copy()
+        self.kp, self.kd = joint_gains(kp, kd, len(self.joint_names))
         p = self._params
         write_gains(self.model, p, 0, self.kp, self.kd, self.torque_limit)
 
