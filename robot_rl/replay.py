@@ -24,6 +24,7 @@ Bags are opened read-only and never modified; a truncated or corrupted bag is an
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -303,7 +304,9 @@ class RewardModel:
 
     def __init__(self, contract: PolicyContract) -> None:
         from robot_rl.bundle import task_config_of
+        from robot_rl.sim.arm_task import ArmTask
         from robot_rl.sim.locomotion import LocomotionConfig
+        from robot_rl.sim.manipulation import ManipulationConfig
         from robot_rl.sim.registry import get_task
 
         found = task_config_of(contract)
@@ -311,11 +314,17 @@ class RewardModel:
             raise DatasetError(f"the contract's provenance names no registered task "
                                f"({contract.provenance.get('task', 'none')!r}): its reward cannot be rebuilt")
         name, cfg = found
-        if not isinstance(cfg, LocomotionConfig):
-            raise DatasetError(f"task {name}: replay rebuilds the rewards of legged-robot tasks only (its log view "
-                               "is the robot's state); this task's reward needs what the log does not record")
+        if not isinstance(cfg, (LocomotionConfig, ManipulationConfig)):
+            raise DatasetError(f"task {name}: replay rebuilds the rewards of legged-robot and arm tasks only; this "
+                               "task's reward needs what the log does not record")
         self.task = get_task(name).make_task(cfg)
-        self.termination = cfg.termination
+        self.arm = isinstance(self.task, ArmTask)
+        """An arm's reward view comes from the logged observation (ArmTask.logged_view), a legged robot's from its
+        state and the inputs below."""
+        self.max_tilt = math.pi if self.arm else cfg.termination.max_tilt
+        """A segment ends as fallen beyond this tilt (a fixed-base arm never falls)."""
+        self.only_positive = False if self.arm else bool(cfg.rewards.only_positive)
+        """The total is clipped at zero (legged tasks' `rewards.only_positive`; arm rewards are not clipped)."""
         self.contract = contract
         self.left_out: dict[str, str] = {}
         """Weighted term -> why it was left out (INPUTS), for every term some segment could not rebuild."""
@@ -355,6 +364,16 @@ class RewardModel:
 
         nxt = seg[1:]
         t = len(nxt)
+        if self.arm:  # every arm term is rebuilt from the ticks: what the robot observed, its joints and actions
+            clipped = np.clip(np.stack([np.asarray(r.action, np.float64) for r in seg[:-1]]),
+                              -self.contract.action.clip, self.contract.action.clip)
+            arm_view = self.task.logged_view(
+                np.stack([r.observation for r in nxt]), np.stack([r.state.joint_vel for r in nxt]), applied,
+                np.concatenate([np.zeros((1, applied.shape[1])), applied[:-1]]), clipped,
+                np.array([_intervened(r) for r in seg[:-1]], bool))
+            _, terms = weighted_sum(self.task.reward_terms, self.task.reward_weights, arm_view,
+                                    self.task.reward_config, self.contract.policy_dt, t)
+            return self.total(terms, t), terms, self.weighted
         n = self.contract.num_joints
         robot = self.task.robot
         efforts = [r.state.joint_effort for r in nxt]
@@ -406,7 +425,7 @@ class RewardModel:
         total = np.zeros(t)
         for name in self.rebuilt:
             total += terms[name]
-        if self.task.reward_config.only_positive:
+        if self.only_positive:
             np.clip(total, 0.0, None, out=total)
         return total
 
@@ -540,7 +559,7 @@ def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyCon
     touch_stream = contact_stream(contacts) if contacts else None
     reasons: dict[str, int] = {}
     codec = codec_for(contract)
-    for seg_t, terminated, reason in split_segments(ticks, contract, gap_s, reward.termination.max_tilt):
+    for seg_t, terminated, reason in split_segments(ticks, contract, gap_s, reward.max_tilt):
         reasons[reason] = reasons.get(reason, 0) + 1
         seg = [r for _, r in seg_t]
         times = np.array([t for t, _ in seg_t], dtype=np.float64)

@@ -1,6 +1,8 @@
 """An arm bundle deployed end to end over DDS, as a user runs it: `robot-rl deploy BUNDLE --sim mujoco --record BAG`
 starts the simulated Panda scene (arm, table, object, goal; object and goal poses published as a perception node
-would, no IMU), the policy node (grasp point from the arm model, ee_delta decoded through it) and the recorder.
+would, no IMU), the policy node (grasp point from the arm model, ee_delta decoded through it) and the recorder;
+`robot-rl replay BAG --out D --bundle BUNDLE` then makes an offline dataset of the recording, every reward term of
+the task rebuilt.
 
 The bundle under tests/ros/data/panda_reach (contract.json + policy.onnx, ~200 KB) was trained for 2 minutes with
 `robot-rl train --set task=panda_reach max_minutes=2.0` (its README.md has its metrics): a pick-and-place bundle
@@ -9,6 +11,7 @@ takes far longer to train than a test may.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -18,6 +21,8 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 
 from robot_rl.bundle import load_bundle
+from robot_rl.dataset import load_dataset
+from robot_rl.replay import RewardModel
 from robot_rl.tick_record import STATUS, read_ticks
 
 REACH = Path(__file__).parent / "data" / "panda_reach"
@@ -31,7 +36,8 @@ def _sim_reports(diags: list[DiagnosticArray]) -> list[dict[str, str]]:
     return [{kv.key: kv.value for kv in s.values} for d in diags for s in d.status if "simulated robot" in s.name]
 
 
-def test_reach_bundle_deployed_over_dds_reaches_its_goal(ros_domain: int, probe, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_reach_bundle_deployed_over_dds_reaches_its_goal_and_replays_into_a_dataset(  # type: ignore[no-untyped-def]
+        ros_domain: int, probe, tmp_path: Path) -> None:
     contract = load_bundle(REACH).contract
     diags = probe.collect(DiagnosticArray, "/diagnostics", 50)
     out = tmp_path / "deploy"
@@ -61,3 +67,16 @@ def test_reach_bundle_deployed_over_dds_reaches_its_goal(ros_domain: int, probe,
     # how many ticks ran the policy depends on machine load (stale state -> backup); each backup names its reason
     assert np.mean([t.status == STATUS["policy"] for t in ticks]) > 0.5
     assert all(t.reason for t in ticks if t.status != STATUS["policy"])
+
+    # the recorded bag becomes an offline dataset, as the A1's does: every reward term of the task rebuilt
+    data = tmp_path / "dataset"
+    proc_replay = subprocess.run(_cli("replay", str(out / "bag"), "--out", str(data), "--bundle", str(REACH)),
+                                 capture_output=True, text=True, timeout=180)
+    assert proc_replay.returncode == 0, proc_replay.stdout + proc_replay.stderr
+    report = json.loads((data / "report.json").read_text())
+    ds = load_dataset(data)
+    assert report["episodes"] >= 1 and report["transitions"] == sum(len(ep) for ep in ds.episodes) > 20
+    assert report["reward_terms"]["left_out"] == {}
+    assert report["reward_terms"]["rebuilt"] == RewardModel(contract).weighted  # reach, success, action_rate, ...
+    for ep in ds.episodes:
+        assert np.isfinite(ep.rewards).all() and ep.observations.shape[1] == contract.obs_dim
