@@ -2,9 +2,10 @@
 perception node publishes it), the goal's from the test, each checked like the joint states.
 
 A pick-and-place bundle (untrained actor, the real contract) runs against the simulated Panda scene, which publishes
-joints and the object's pose but no IMU. The goal comes from the test: while it flows, the ticks run the policy and
-observe exactly the published goal and the scene's object; when it stops, the ticks are backups whose reason names
-the goal topic as stale; a non-finite goal is invalid; the policy resumes when it flows again.
+joints and the object's pose but no IMU; its gripper command is the last joint target. The goal comes from the test:
+while it flows, the ticks run the policy and observe exactly the published goal and the scene's object; when it
+stops, the ticks are backups whose reason names the goal topic as stale; a non-finite goal is invalid; the policy
+resumes when it flows again.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def test_arm_policy_node_reads_poses_without_imu_and_backs_up_on_stale_or_invali
     ran = [t for t in ticks() if t.status == STATUS["policy"]]
     for t in ran:
         np.testing.assert_allclose(t.observation[_slice(c, "extra.goal_pos")], GOAL, rtol=0, atol=1e-6)
+    # the gripper is the last joint target: the binary gripper closes fully for a negative command, else opens
+    lower, upper = c.joint_pos_lower[-1], c.joint_pos_upper[-1]
+    for t in ran:
+        assert t.targets[-1] == (lower if t.action[3] < 0 else upper), (t.action, t.targets)
     # the scene publishes the object's pose with the stamp of the joint states that follow it: a tick observes the
     # pose stamped like its joints
     probe.spin_until(lambda: len(objects) > 20, 10.0, "object poses", every=publish_goal, period=0.02)
