@@ -47,7 +47,7 @@ class TransferBenchConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_field_flags(parser, TransferBenchConfig, "episodes=100 task_overrides=[commands.vx=[0.5,0.5]]")
+    add_field_flags(parser, TransferBenchConfig, 'episodes=100 task_overrides=["commands.vx=[0.5,0.5]"]')
 
 
 def _keep(cross: dict[str, Any], home: dict[str, Any], key: str) -> float | None:
