@@ -37,6 +37,16 @@ class SimLog:
     """Per tick, the contact (touch sensor) force [N] of each of `contact_bodies` in the tick's state."""
 
 
+def touch_sensors(model: Any) -> tuple[list[str], np.ndarray]:
+    """(body names, sensordata columns) of a robot model's `<body>_touch` sensors: what a log records as the
+    contact forces of its bodies (the feet-air-time and collision rewards read them)."""
+    from robot_rl.sim.mjmodel import SensorSlices
+
+    sensors = SensorSlices.of(model).slices
+    touch = {name.removesuffix("_touch"): sl.start for name, sl in sensors.items() if name.endswith("_touch")}
+    return list(touch), np.array(list(touch.values()), np.int64)
+
+
 def simulate_ticks(contract: PolicyContract, policy: Callable[[np.ndarray], np.ndarray], n_ticks: int,
                    params: dict[str, Any] | None = None, command: np.ndarray | None = None, safety: bool = True,
                    start_ns: int = 1_000_000_000_000, seed: int = 0, reset_every: int = 0) -> SimLog:
@@ -55,7 +65,8 @@ def simulate_ticks(contract: PolicyContract, policy: Callable[[np.ndarray], np.n
     observer = contract.make_observer()
     cmd = np.zeros(len(contract.command_names)) if command is None else np.asarray(command, float)
     period_ns = int(round(1e9 / contract.policy_rate_hz))
-    log = SimLog()
+    bodies, columns = touch_sensors(sim.model)
+    log = SimLog(contact_bodies=bodies)
     last: np.ndarray = np.zeros(contract.act_dim)
     seq = 0
     state = sim.reset(seed=seed)
@@ -81,6 +92,7 @@ def simulate_ticks(contract: PolicyContract, policy: Callable[[np.ndarray], np.n
                          safe_targets=np.asarray(safe, float), safety=tel)
         log.ticks.append((t_ns, rec))
         log.base_pos.append(np.asarray(state.base_pos, float).copy())
+        log.contacts.append(sim.data.sensordata[columns].copy())  # evaluated at this state by sim.state()
         last = step.applied.copy()
         state = sim.step(safe, n=contract.decimation)
         seq += 1
@@ -93,14 +105,11 @@ def env_ticks(env: Any, policy: Callable[[np.ndarray], np.ndarray], n_ticks: int
     and log each tick as the policy node records it (state seen, observation, raw action, decoded and certified
     targets, telemetry, the true base pose, the contact force of every body with a `<body>_touch` sensor); also
     each step's reward terms as the environment scored them."""
-    from robot_rl.sim.mjmodel import SensorSlices
     from robot_rl.state import RobotState
 
     period_ns = int(round(1e9 * env.contract.policy_dt))
-    sensors = SensorSlices.of(env.model(0)).slices
-    touch = {name.removesuffix("_touch"): sl.start for name, sl in sensors.items() if name.endswith("_touch")}
-    log = SimLog(contact_bodies=list(touch))
-    columns = np.array(list(touch.values()), np.int64)
+    bodies, columns = touch_sensors(env.model(0))
+    log = SimLog(contact_bodies=bodies)
     scored: list[dict[str, float]] = []
     obs = env.reset(seed=0)
     for k in range(n_ticks):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from robot_rl.cli import main
-from robot_rl.dataset import load_dataset
+from robot_rl.dataset import load_dataset, reward_terms
 from robot_rl.logs import SimLog, a1_contract, write_raw_bag, write_tick_bag
 
 
@@ -41,6 +41,8 @@ def test_replay_round_trip_has_exactly_the_recorded_ticks(tmp_path: Path, contra
     assert ep.truncations[-1] and not ep.terminations.any()
     assert np.all(np.isfinite(ep.rewards)) and ep.rewards.sum() > 0
     assert "reward.tracking_lin_vel" in ep.infos  # ground truth pose -> base velocity terms are computed
+    assert "reward.feet_air_time" in ep.infos and "reward.collision" in ep.infos  # the contacts topic -> contacts
+    assert reward_terms(ds.metadata)[1] == {}  # the simulated robot's log rebuilds every weighted term
     assert (out / "plots" / "returns.png").stat().st_size > 1000 and (out / "report.md").is_file()
     assert "2 episodes, 58 transitions" in capsys.readouterr().out
 
