@@ -3,8 +3,9 @@
 configure  loads the bundle, builds the safety chain, warms the model up, and waits for the first JointState and Imu:
            missing contract joints, wrong message types or an unreadable bundle -> FAILURE, an ERROR diagnostic and
            a log line that names the problem; no command is ever published.
-activate   starts the control loop: a timer at the contract's policy rate (`trigger:=timer`), or one tick per
-           received JointState (`trigger:=state`, event-driven, lowest latency) with a timer watchdog.
+activate   starts the control loop: a timer at the contract's policy rate (`trigger:=timer`), or a tick on the first
+           JointState of each policy period (`trigger:=state`, event-driven, lowest latency) with a timer watchdog.
+           A `rate_hz` or declared `kp`/`kd` other than the contract's is refused at configure.
 tick       RobotState from the latest JointState (joints BY NAME) + Imu, command from cmd_vel (Twist), then
            contract observer -> bundle.act -> the control step (robot_rl.control_step: clip, decode, certify,
            encode the applied action) -> publish Float64MultiArray (forward_command_controller `commands`,
@@ -39,6 +40,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy
 from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import Imu, JointState
@@ -46,6 +48,7 @@ from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from robot_rl.contract import PolicyContract
 from robot_rl.control_step import ControlStep
 from robot_rl.errors import ContractError, RobotRLError
 from robot_rl.observations import state_fields
@@ -60,6 +63,33 @@ from .runtime import declare_realtime, init, spin
 _NUMBER = re.compile(r"[0-9.]+")
 EXPECTED_TYPES = {"joint_states_topic": "sensor_msgs/msg/JointState", "imu_topic": "sensor_msgs/msg/Imu",
                   "cmd_vel_topic": "geometry_msgs/msg/Twist"}
+STATE_TRIGGER_EARLY = 0.25
+"""trigger:=state: a JointState this fraction of a period before the next period starts still ticks it, so a robot
+publishing at the policy rate with some jitter gets every tick; ticks are then at least 3/4 of a period apart, and
+one per period on average (the grid advances a period per tick)."""
+
+
+def check_rate_and_gains(contract: PolicyContract, rate_hz: float, kp: list[float] | None,
+                         kd: list[float] | None) -> None:
+    """Refuse a tick rate or declared PD gains other than the contract's, naming both values: the safety chain's
+    per-tick steps (rate limit, CBF lookahead) and the observation history assume the contract's period, and the
+    policy was trained with its gains. rate_hz 0 and unset gains are not declared."""
+    if rate_hz and not math.isclose(rate_hz, contract.policy_rate_hz, rel_tol=1e-9):
+        raise ContractError(f"parameter rate_hz {rate_hz:g} Hz does not match the contract's policy rate "
+                            f"{contract.policy_rate_hz:g} Hz")
+    for name, declared, wanted in (("kp", kp, contract.kp), ("kd", kd, contract.kd)):
+        if declared is None:
+            continue
+        have, want = np.asarray(declared, float), np.asarray(wanted, float)
+        if have.shape not in ((1,), want.shape) or not np.allclose(have, want, rtol=1e-9, atol=0.0):
+            raise ContractError(f"parameter {name} {_gains(have)} does not match the contract's {name} "
+                                f"{_gains(want)}")
+
+
+def _gains(values: np.ndarray) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
+
 class PolicyNode(LifecycleNode):
     def __init__(self, node_name: str = "policy_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -75,8 +105,12 @@ class PolicyNode(LifecycleNode):
         p("output_mode", "forward")  # forward: Float64MultiArray; trajectory: JointTrajectory
         p("command_topic", "/forward_position_controller/commands")
         p("trajectory_topic", "/joint_trajectory_controller/joint_trajectory")
-        p("trigger", "timer")  # timer: contract policy rate; state: one tick per JointState
-        p("rate_hz", 0.0)  # 0: the contract's policy rate
+        # timer: at the contract's policy rate; state: on the first JointState of each policy period (see _due)
+        p("trigger", "timer")
+        p("rate_hz", 0.0)  # 0 or the contract's policy rate; any other is refused (filter steps assume its period)
+        # PD gains the robot runs (one per joint, or one for all), refused when they differ from the contract's
+        p("kp", Parameter.Type.DOUBLE_ARRAY)  # unset: not declared, not checked
+        p("kd", Parameter.Type.DOUBLE_ARRAY)
         p("stale_periods", 3.0)
         p("cmd_vel_timeout_s", 0.5)
         p("first_state_timeout_s", 10.0)
@@ -140,6 +174,8 @@ class PolicyNode(LifecycleNode):
         self.last_action[:] = 0.0
         self._resume = True
         self._last_tick = 0.0
+        self._due = 0.0
+        """When the next policy period starts (trigger:=state ticks from STATE_TRIGGER_EARLY of a period before)."""
         self.stats.reset()
         self._timer = self.create_timer(self.period, self._on_timer)
         self._diag_timer = self.create_timer(float(self.get_parameter("diagnostics_period_s").value),
@@ -193,7 +229,9 @@ class PolicyNode(LifecycleNode):
         self.step = ControlStep(c, (), certify=self.chain.certify)  # a robot is a batch of one
         self.observer = c.make_observer()
         self.cmd = TwistCommand(c)
-        self.rate_hz = float(gp("rate_hz").value) or c.policy_rate_hz
+        check_rate_and_gains(c, float(gp("rate_hz").value), self.get_parameter_or("kp").value,
+                             self.get_parameter_or("kd").value)
+        self.rate_hz = c.policy_rate_hz
         self.period = 1.0 / self.rate_hz
         self.stale_after = float(gp("stale_periods").value) * self.period
         self.task_inputs = task_inputs(self, c, self.stale_after)
@@ -377,8 +415,10 @@ class PolicyNode(LifecycleNode):
             self._latency_pending = time.time() - t
 
     def _on_joint_state_tick(self, msg: JointState) -> None:
+        """trigger:=state: a tick on the first JointState of each policy period, never more often (a period in
+        which no JointState arrives is skipped), so the rate limiter's per-tick step keeps the contract's rate."""
         self._on_joint_state(msg)
-        if self._active:
+        if self._active and time.monotonic() >= self._due - STATE_TRIGGER_EARLY * self.period:
             self._tick()
 
     def _on_imu(self, msg: Imu) -> None:
@@ -513,6 +553,7 @@ class PolicyNode(LifecycleNode):
             v["action"][:] = 0.0
         v["targets"][:] = targets
         self._last_tick = t0
+        self._due = max(self._due, t0) + self.period
         compute = time.monotonic() - t0
         if self._latency_pending is not None:
             self.stats.latency.add(self._latency_pending)

@@ -87,6 +87,19 @@ def untrained_bundle(path: Path, task: str = "a1_walk") -> Path:
     return export_bundle(path, contract, actor, metrics={"note": "untrained, benchmark only"})
 
 
+def at_rate(bundle: Path, rate_hz: float, path: Path) -> Path:
+    """A copy of `bundle` whose contract runs at `rate_hz` (benchmark only: the policy node refuses any rate but its
+    contract's, and with trigger:=state ticks at most once per contract period)."""
+    import shutil
+
+    from robot_rl.contract import PolicyContract
+
+    shutil.copytree(bundle, path)
+    contract = PolicyContract.load(path / "contract.json")
+    contract.replace(policy_rate_hz=rate_hz, physics_rate_hz=rate_hz).to_json(path / "contract.json")
+    return path
+
+
 class Driver:
     """Publishes Imu + JointState like a robot and times the command that comes back."""
 
@@ -230,7 +243,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ncpu = os.cpu_count() or 1
     if cfg.pin and ncpu > 1:
         common["cpu_affinity"] = [ncpu - 1]
-    policy_params = {**common, "bundle": str(bundle_path), "autostart": True, "trigger": "state",
+    # every paced JointState starts a contract period (the contract's rate is above the pace), so each is answered
+    policy_params = {**common, "bundle": str(at_rate(bundle_path, 2 * cfg.pace_hz, tmp / "paced")),
+                     "autostart": True, "trigger": "state",
                      "joint_states_topic": "/policy/joint_states", "imu_topic": "/policy/imu",
                      "command_topic": "/policy/commands", "publish_ticks": not cfg.no_ticks,
                      "fused_tick": not cfg.reference_tick}
@@ -306,7 +321,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _sustain(driver: Driver, group: Any, policy_params: dict[str, Any], cfg: RosBenchConfig) -> dict[str, Any]:
-    params = {**policy_params, "trigger": "timer", "rate_hz": float(cfg.sustain_hz), "diagnostics_period_s": 0.5}
+    paced = Path(policy_params["bundle"])
+    bundle = at_rate(paced, cfg.sustain_hz, paced.with_name("sustain"))  # the timer ticks at the contract's rate
+    params = {**policy_params, "bundle": str(bundle), "trigger": "timer", "diagnostics_period_s": 0.5}
     # the stopped nodes' last commands and diagnostics may still be queued here: taken now, they cannot pass for
     # the new node's (a stale command once ended the start-up wait at once, and the node then starved of state)
     driver.spin_for(0.5)
