@@ -30,7 +30,7 @@ TRAIN_DEFAULTS = {"max_minutes": 17.0, "task_overrides": ["num_threads=2", *_STR
 20-minute CPU budget (docs/benchmarks.md, Training); widen the command ranges, and the budget, for omnidirectional
 policies with --set "task_overrides=[commands.vx=[-1.0, 1.0], ...]". Training pushes the robot; the final
 evaluation measures command tracking under every other randomization but without pushes (push robustness:
-`robot-rl eval RUN --set randomization.push_velocity.when=interval ...`, docs/benchmarks.md)."""
+`robot-rl eval RUN --task-overrides randomization.push_velocity.when=interval ...`, docs/benchmarks.md)."""
 
 
 @dataclass(frozen=True)
