@@ -147,7 +147,7 @@ class SafetyChain:
             if fast is not None and sh is not None and not self._estop_reason:
                 # the state shield's check and the filters in one compiled call
                 quat, height, ts = sh.inputs(state, 1)
-                flags = np.empty((2, 1), dtype=bool)
+                flags = fast.flags  # read within this tick only (the telemetry below becomes plain values)
                 done = fast.tick(q1, v1, raw, sh, quat, height, ts, math.nan if now is None else now, flags)
                 if done is not None:
                     return self._single_fast(state, *done)

@@ -161,6 +161,8 @@ class LegPath:
         self.limits = np.stack([sanity.lower, sanity.upper, rate.step]).astype(float)
         """The shield's target range and the limiter's step, as the kernel reads them."""
         self.work, self.ints, self.sums = np.zeros((5, n)), np.zeros(3, np.int64), np.zeros(2)
+        self.flags = np.zeros((2, 1), dtype=bool)
+        """`tick`'s (latched, fresh) of the state shield, valid until the next tick."""
         if tank is not None:
             self.gains = np.stack([tank.kp, tank.kd]).astype(float)
             self.tank_cfg = np.array([tank.dt, tank.cfg.tank_min, tank.cfg.tank_max, tank.cfg.refill], float)
