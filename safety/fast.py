@@ -4,10 +4,12 @@ A chain whose filters are exactly [rate_limit, cbf] or [rate_limit, cbf, passivi
 clip into its joint intervals (decoupled model, no workspace, solver auto), runs, on a healthy tick of one robot,
 `leg_chain` (the sanity shield's own row check, then the filters; `leg_chain_passive` adds the passivity filter's
 own `_scale` towards the CBF interval) instead of their numpy code: a control tick starts with cold caches, where
-each numpy call costs microseconds. The kernels read what the shield and filters publish (the shield's `lower`,
-`upper`; the limiter's `step`, `prev`, `valid`; the CBF's `interval_tables()`; the tank's `tank`, `kp`, `kd`, `dt`,
-`cfg`), write nothing of theirs (the chain commits the applied target to every filter, as on the filter path), and
-are checked against the filters when built: a mismatch raises instead of silently differing.
+each numpy call costs microseconds. With a state shield, `LegPath.tick` runs the shield's own check
+(`unacceptable_state` on its memory, as `StateShield.check` does) in the same call. The kernels read what the shield
+and filters publish (the shield's `lower`, `upper`; the limiter's `step`, `prev`, `valid`; the CBF's
+`interval_tables()`; the tank's `tank`, `kp`, `kd`, `dt`, `cfg`), write nothing of the filters' (the chain commits
+the applied target to every filter, as on the filter path), and are checked against the filters when built: a
+mismatch raises instead of silently differing.
 """
 
 from __future__ import annotations
