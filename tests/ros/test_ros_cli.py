@@ -39,8 +39,9 @@ def test_deploy_sim_record_and_ctrl_c(ros_domain: int, a1_bundle: Path, tmp_path
     ticks = list(read_ticks(out / "bag"))
     seqs = [t.seq for t in ticks]
     assert seqs and seqs == list(range(len(seqs)))
-    # how many ticks ran the policy depends on machine load (stale state -> backup); each backup names its reason
-    assert any(t.status == STATUS["policy"] for t in ticks)
+    # a stalled process makes the state stale (backup ticks, each naming its reason), but nearly every tick runs
+    # the policy even on a loaded machine
+    assert sum(t.status == STATUS["policy"] for t in ticks) > 0.9 * len(ticks)
     assert all(t.reason for t in ticks if t.status != STATUS["policy"])
     assert ticks[-1].command[0] == 0.3
 

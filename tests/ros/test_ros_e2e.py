@@ -77,8 +77,9 @@ def _deploy(probe, nodes, bundle: Path, backend: str, seconds: float, bag: Path)
     seqs = [t.seq for t in run.ticks]
     assert seqs == list(range(len(seqs))), "recorded tick sequence numbers have gaps"
     assert len(seqs) >= seconds * contract.policy_rate_hz * 0.9
-    # the share of policy ticks depends on machine load (a stalled process makes the state stale -> backup)
-    assert policy_share > 0 and all(t.reason for t in run.ticks if t.status != STATUS["policy"])
+    # a stalled process makes the state stale (backup ticks, each naming its reason), but nearly every tick runs
+    # the policy even on a loaded machine
+    assert policy_share > 0.9 and all(t.reason for t in run.ticks if t.status != STATUS["policy"])
     np.testing.assert_allclose(run.ticks[-1].command, [VX, 0.0, 0.0])
     return run
 
@@ -91,14 +92,15 @@ def test_a1_walks_forward_over_ros(probe, nodes, tmp_path) -> None:  # type: ign
     assert run.speed > 0.5 * VX, f"walked at {run.speed:.2f} m/s for a {VX} m/s command"
 
 
+@pytest.mark.skipif(not (TRAINED / "policy.onnx").is_file(), reason=f"no trained A1 bundle in {TRAINED}")
 @pytest.mark.parametrize("backend", ["mujoco", "pybullet"])
-def test_deployment_runs_on_each_engine(probe, nodes, tmp_path, a1_bundle, backend) -> None:  # type: ignore[no-untyped-def]
+def test_deployment_runs_on_each_engine(probe, nodes, tmp_path, backend) -> None:  # type: ignore[no-untyped-def]
     """The whole path on each engine (PyBullet = cross-engine: bundles are trained in MuJoCo): 10 s simulated,
-    gap-free bag, tracking error reported. Uses the trained bundle when present, else the untrained A1 bundle."""
-    bundle = TRAINED if (TRAINED / "policy.onnx").is_file() else a1_bundle
-    run = _deploy(probe, nodes, bundle, backend, 10.0, tmp_path / "bag")
+    gap-free bag, and the trained bundle walks at the commanded speed within half of it on either engine, upright."""
+    run = _deploy(probe, nodes, TRAINED, backend, 10.0, tmp_path / "bag")
     assert run.backend == backend
-    assert np.isfinite(run.speed)
+    assert not run.fell and run.min_height > 0.15, "the simulated robot fell"
+    assert abs(run.speed - VX) < 0.5 * VX, f"walked at {run.speed:.2f} m/s for a {VX} m/s command"
 
 
 def _sim_time(p: PoseStamped) -> float:
