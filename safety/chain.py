@@ -16,6 +16,7 @@ from numba import njit
 
 from robot_rl.config import from_dict
 from robot_rl.contract import PolicyContract
+from robot_rl.control_step import INTERVENTION_TOL
 from robot_rl.errors import ConfigError
 from robot_rl.safety.config import SanityConfig, StateShieldConfig
 from robot_rl.safety.fast import LegPath
@@ -78,6 +79,8 @@ class SafetyChain:
     def __init__(self, contract: PolicyContract, configs: list[tuple[str, Any]]) -> None:
         self.contract = contract
         self.n = contract.num_joints
+        self._norm_bound = math.sqrt(self.n) * INTERVENTION_TOL
+        """Above this correction norm some joint moved by more than INTERVENTION_TOL for certain."""
         self.names = [name for name, _ in configs]
         by_name = dict(configs)
         self.sanity = SanityShield(contract, by_name.get("sanity", SanityConfig()))
@@ -181,7 +184,9 @@ class SafetyChain:
             info[key] = _value(val)
         info["safety/correction"] = corr
         info["safety/correction_norm"] = norm
-        info["safety/intervened"] = norm > 1e-9
+        # the norm bounds the largest element from above and sqrt(n) times it from below: most ticks skip the max
+        info["safety/intervened"] = norm > INTERVENTION_TOL and (norm > self._norm_bound
+                                                                  or float(np.abs(corr).max()) > INTERVENTION_TOL)
         info.update(_HEALTHY)
         self._last = u
         return u, info
@@ -301,7 +306,8 @@ class SafetyChain:
               reason: np.ndarray) -> dict[str, Any]:
         """The chain's telemetry: correction (applied - raw), backup, which shield, why, latch, damping."""
         norm = row_norms(corr)
-        return {"safety/correction": corr, "safety/correction_norm": norm, "safety/intervened": fire | (norm > 1e-9),
+        moved = np.abs(corr).max(axis=-1) > INTERVENTION_TOL  # the control step's rule: any joint beyond the tolerance
+        return {"safety/correction": corr, "safety/correction_norm": norm, "safety/intervened": fire | moved,
                 "safety/backup": fire, "safety/shield": shield, "safety/reason": reason, "safety/latched": latched,
                 "safety/damping": fire & (self.backup_mode == "damping")}
 
