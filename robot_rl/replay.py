@@ -24,7 +24,6 @@ Bags are opened read-only and never modified; a truncated or corrupted bag is an
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -304,7 +303,6 @@ class RewardModel:
 
     def __init__(self, contract: PolicyContract) -> None:
         from robot_rl.bundle import task_config_of
-        from robot_rl.sim.arm_task import ArmTask
         from robot_rl.sim.locomotion import LocomotionConfig
         from robot_rl.sim.manipulation import ManipulationConfig
         from robot_rl.sim.registry import get_task
@@ -318,12 +316,10 @@ class RewardModel:
             raise DatasetError(f"task {name}: replay rebuilds the rewards of legged-robot and arm tasks only; this "
                                "task's reward needs what the log does not record")
         self.task = get_task(name).make_task(cfg)
-        self.arm = isinstance(self.task, ArmTask)
-        """An arm's reward view comes from the logged observation (ArmTask.logged_view), a legged robot's from its
-        state and the inputs below."""
-        self.max_tilt = math.pi if self.arm else cfg.termination.max_tilt
+        """Builds the reward view of logged transitions (Task.logged_view)."""
+        self.max_tilt = self.task.fall_tilt
         """A segment ends as fallen beyond this tilt (a fixed-base arm never falls)."""
-        self.only_positive = False if self.arm else bool(cfg.rewards.only_positive)
+        self.only_positive = bool(self.task.only_positive)
         """The total is clipped at zero (legged tasks' `rewards.only_positive`; arm rewards are not clipped)."""
         self.contract = contract
         self.left_out: dict[str, str] = {}
@@ -348,72 +344,37 @@ class RewardModel:
             (skipped if need is not None and need not in available else used).append(name)
         return used, skipped
 
-    def _touch(self, touch: dict[str, np.ndarray] | None, bodies: list[str], t: int) -> np.ndarray | None:
-        if touch is None or any(b not in touch for b in bodies):
-            return None
-        return np.stack([touch[b] for b in bodies], axis=1) if bodies else np.zeros((t, 0))
-
     def __call__(self, seg: list[TickRecord], applied: np.ndarray, base_pos: np.ndarray | None,
                  base_lin_vel: np.ndarray | None, touch: dict[str, np.ndarray] | None = None
                  ) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
         """Rewards (T,) of the transitions of one segment, the weighted terms, and the terms used. `touch`: body
         name -> (T+1,) contact force [N] at each tick of the segment (the contacts topic), or None."""
         from robot_rl.rewards import weighted_sum
-        from robot_rl.sim.locomotion import StepView
-        from robot_rl.sim.step_kernels import swing_times
+        from robot_rl.sim.task import LoggedSteps
 
-        nxt = seg[1:]
-        t = len(nxt)
-        if self.arm:  # every arm term is rebuilt from the ticks: what the robot observed, its joints and actions
-            clipped = np.clip(np.stack([np.asarray(r.action, np.float64) for r in seg[:-1]]),
-                              -self.contract.action.clip, self.contract.action.clip)
-            arm_view = self.task.logged_view(
-                np.stack([r.observation for r in nxt]), np.stack([r.state.joint_vel for r in nxt]), applied,
-                np.concatenate([np.zeros((1, applied.shape[1])), applied[:-1]]), clipped,
-                np.array([_intervened(r) for r in seg[:-1]], bool))
-            _, terms = weighted_sum(self.task.reward_terms, self.task.reward_weights, arm_view,
-                                    self.task.reward_config, self.contract.policy_dt, t)
-            return self.total(terms, t), terms, self.weighted
-        n = self.contract.num_joints
-        robot = self.task.robot
-        efforts = [r.state.joint_effort for r in nxt]
-        has_effort = all(e is not None and len(e) == n and np.all(np.isfinite(e)) for e in efforts)
-        feet = self._touch(touch, list(robot.feet), t + 1)
-        thigh = self._touch(touch, list(robot.thighs), t + 1)
-        calf = self._touch(touch, list(robot.calves), t + 1)
-        available = {name for name, ok in (("base_pose", base_pos is not None and base_lin_vel is not None),
-                                           ("joint_effort", has_effort), ("feet_contacts", feet is not None),
-                                           ("leg_contacts", thigh is not None and calf is not None)) if ok}
-        used, skipped = self.needs(available)
-        for name in skipped:
-            self.left_out.setdefault(name, INPUTS[TERM_INPUTS[name]])
         # a tick's state (and its efforts and contacts) is the one after the previous tick's action: what the
         # environment scores that action with
-        torques = np.stack([np.asarray(e, np.float64) for e in efforts])[:, None, :] if has_effort \
-            else np.zeros((t, 1, n))
-        nf = len(robot.feet)
-        air, first = np.zeros((t, nf)), np.zeros((t, nf), bool)
-        if feet is not None:
-            # the environment's touchdown bookkeeping, from the episode's start (no swing in progress, no contact)
-            air_time, last = np.zeros((1, nf)), np.zeros((1, nf), bool)
-            for k in range(t):
-                swing_times(feet[k + 1:k + 2], last, air_time, self.contract.policy_dt, air[k:k + 1], first[k:k + 1])
-        policy_action = np.clip(np.stack([np.asarray(r.action, np.float64) for r in seg[:-1]]),
-                                -self.contract.action.clip, self.contract.action.clip)
-        last_action = np.concatenate([np.zeros((1, applied.shape[1])), applied[:-1]])
-        view = StepView(
-            base_lin_vel=base_lin_vel[1:] if base_lin_vel is not None else np.zeros((t, 3)),
-            base_ang_vel=np.stack([r.state.base_ang_vel for r in nxt]),
-            base_quat=np.stack([r.state.base_quat for r in nxt]),
-            base_height=base_pos[1:, 2] if base_pos is not None else np.zeros(t),
+        nxt = seg[1:]
+        t = len(nxt)
+        n = self.contract.num_joints
+        efforts = [r.state.joint_effort for r in nxt]
+        has_effort = all(e is not None and len(e) == n and np.all(np.isfinite(e)) for e in efforts)
+        steps = LoggedSteps(
+            observations=np.stack([r.observation for r in nxt]),
             joint_pos=np.stack([r.state.joint_pos for r in nxt]), joint_vel=np.stack([r.state.joint_vel for r in nxt]),
-            torques=torques, action=applied, last_action=last_action, policy_action=policy_action,
+            base_quat=np.stack([r.state.base_quat for r in nxt]),
+            base_ang_vel=np.stack([r.state.base_ang_vel for r in nxt]), applied=applied,
+            last_action=np.concatenate([np.zeros((1, applied.shape[1])), applied[:-1]]),
+            policy_action=np.clip(np.stack([np.asarray(r.action, np.float64) for r in seg[:-1]]),
+                                  -self.contract.action.clip, self.contract.action.clip),
             intervened=np.array([_intervened(r) for r in seg[:-1]], bool),
             command=np.stack([_pad3(r.command) for r in seg[:-1]]),
-            feet_touch=feet[1:] if feet is not None else np.zeros((t, nf)),
-            thigh_touch=thigh[1:] if thigh is not None else np.zeros((t, len(robot.thighs))),
-            calf_touch=calf[1:] if calf is not None else np.zeros((t, len(robot.calves))),
-            trunk_touch=np.zeros(t), air_time=air, first_contact=first)
+            joint_effort=np.stack([np.asarray(e, np.float64) for e in efforts]) if has_effort else None,
+            base_pos=base_pos, base_lin_vel=base_lin_vel, touch=touch)
+        view, available = self.task.logged_view(steps)
+        used, skipped = self.needs(set(available))
+        for name in skipped:
+            self.left_out.setdefault(name, INPUTS[TERM_INPUTS[name]])
         weights = {k: (w if k in used else 0.0) for k, w in self.task.reward_weights.items()}
         _, terms = weighted_sum(self.task.reward_terms, weights, view, self.task.reward_config,
                                 self.contract.policy_dt, t)

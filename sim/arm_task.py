@@ -13,6 +13,7 @@ in the arm's base frame [m].
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -36,7 +37,7 @@ from robot_rl.sim.manipulation import (
 )
 from robot_rl.sim.mjmodel import name_ids
 from robot_rl.sim.randomization import ModelIds, sample_terms
-from robot_rl.sim.task import Batch, TaskBase, contract_basics
+from robot_rl.sim.task import Batch, LoggedSteps, TaskBase, contract_basics
 from robot_rl.state import RobotState
 
 
@@ -205,6 +206,10 @@ class ArmTask(TaskBase):
     object-goal."""
     CARRY_ONLY: ClassVar[bool] = False
     """The object-to-goal terms count only while the object is lifted."""
+    fall_tilt: float = math.pi
+    """A fixed-base arm never falls."""
+    only_positive: bool = False
+    """Arm rewards are not clipped at zero."""
     NEEDS_GRIPPER: ClassVar[bool] = False
     DRAWS_START: ClassVar[bool] = False
     """Every reset draws whether it starts held or grasped (the pick-and-place curriculum, `init.held_fraction`,
@@ -461,12 +466,13 @@ class ArmTask(TaskBase):
                          target=self._goal if self.REACHES_GOAL else obj,
                          distance=np.linalg.norm(self._goal - other, axis=1), carry_only=self.CARRY_ONLY)
 
-    def logged_view(self, observations: np.ndarray, joint_vel: np.ndarray, applied: np.ndarray,
-                    last_action: np.ndarray, policy_action: np.ndarray, intervened: np.ndarray) -> ManipView:
+    def logged_view(self, steps: LoggedSteps) -> tuple[ManipView, frozenset[str]]:
         """The reward view of T logged transitions (replay): the task quantities from the `extra.*` terms of the
-        observation after each action (T, obs_dim) (what the robot observed: the grasp point from its joints, object
-        and goal from perception), the object's rest height from the nominal cube. A position the task does not
-        observe (reach's parked object) is zero; its reward terms do not read it."""
+        observation after each action (what the robot observed: the grasp point from its joints, object and goal
+        from perception), the object's rest height from the nominal cube; the joints and actions of the ticks. A
+        position the task does not observe (reach's parked object) is zero; its reward terms do not read it. No
+        term needs an input beyond the ticks."""
+        observations = steps.observations
         t = observations.shape[0]
         found: dict[str, np.ndarray] = {}
         off = 0
@@ -479,9 +485,10 @@ class ArmTask(TaskBase):
         obj = found.get("object_pos", np.zeros((t, 3)))
         other = ee if self.REACHES_GOAL else obj
         return ManipView(ee_pos=ee, goal=goal, object_pos=obj, object_rest_z=np.full(t, self._object_half()),
-                         joint_vel=joint_vel, action=applied, last_action=last_action, policy_action=policy_action,
-                         intervened=intervened, target=goal if self.REACHES_GOAL else obj,
-                         distance=np.linalg.norm(goal - other, axis=1), carry_only=self.CARRY_ONLY)
+                         joint_vel=steps.joint_vel, action=steps.applied, last_action=steps.last_action,
+                         policy_action=steps.policy_action, intervened=steps.intervened,
+                         target=goal if self.REACHES_GOAL else obj, distance=np.linalg.norm(goal - other, axis=1),
+                         carry_only=self.CARRY_ONLY), frozenset()
 
     def rewards(self, s: ManipView) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Total reward and the weighted terms (each multiplied by weight and policy period)."""

@@ -22,7 +22,7 @@ from robot_rl.rewards import weighted_sum
 from robot_rl.sim.mjmodel import FLOOR, SensorSlices, as_slice
 from robot_rl.sim.randomization import ModelIds, RandomizationConfig, TermSpec, Uniform
 from robot_rl.sim.step_kernels import rotate_inverse_and_gravity, sensor_noise, swing_times
-from robot_rl.sim.task import Batch, ControlRates, TaskBase, TaskConfig, contract_basics
+from robot_rl.sim.task import Batch, ControlRates, LoggedSteps, TaskBase, TaskConfig, contract_basics
 from robot_rl.state import RobotState, projected_gravity
 
 
@@ -418,6 +418,8 @@ class LocomotionTask(TaskBase):
         self._tilt_limit = -np.cos(cfg.termination.max_tilt)
         """Projected gravity's z above this: tilted past max_tilt."""
         self.command = np.zeros((0, 3))
+        self.fall_tilt = cfg.termination.max_tilt
+        self.only_positive = cfg.rewards.only_positive
 
     # ---- contract ----------------------------------------------------------------------------------------------
     def joint_inertia(self) -> np.ndarray:
@@ -612,6 +614,43 @@ class LocomotionTask(TaskBase):
         """Distance beyond the soft joint limits, summed over joints (radians outside)."""
         out = np.maximum(self._soft_lo - s.joint_pos, 0) + np.maximum(s.joint_pos - self._soft_hi, 0)  # = clip
         return out.sum(axis=1)
+
+    def logged_view(self, steps: LoggedSteps) -> tuple[StepView, frozenset[str]]:
+        """The reward view of T logged transitions (replay) and the inputs the log provided: base height and
+        velocity from a ground-truth pose (base_pose), torques from the efforts (joint_effort), air time and
+        touchdowns from the feet's contact forces with the environment's bookkeeping from the segment's start
+        (feet_contacts), thigh and calf forces (leg_contacts). What the log lacks is zero in the view."""
+        t, robot = steps.applied.shape[0], self.robot
+
+        def touch(bodies: tuple[str, ...]) -> np.ndarray | None:
+            if steps.touch is None or any(b not in steps.touch for b in bodies):
+                return None
+            return np.stack([steps.touch[b] for b in bodies], axis=1) if bodies else np.zeros((t + 1, 0))
+
+        feet, thigh, calf = touch(tuple(robot.feet)), touch(tuple(robot.thighs)), touch(tuple(robot.calves))
+        nf, n = len(robot.feet), steps.joint_pos.shape[1]
+        air, first = np.zeros((t, nf)), np.zeros((t, nf), bool)
+        if feet is not None:
+            air_time, last = np.zeros((1, nf)), np.zeros((1, nf), bool)
+            for k in range(t):
+                swing_times(feet[k + 1:k + 2], last, air_time, self.policy_dt, air[k:k + 1], first[k:k + 1])
+        pose = steps.base_pos is not None and steps.base_lin_vel is not None
+        inputs = {name for name, ok in (("base_pose", pose), ("joint_effort", steps.joint_effort is not None),
+                                        ("feet_contacts", feet is not None),
+                                        ("leg_contacts", thigh is not None and calf is not None)) if ok}
+        view = StepView(
+            base_lin_vel=steps.base_lin_vel[1:] if steps.base_lin_vel is not None else np.zeros((t, 3)),
+            base_ang_vel=steps.base_ang_vel, base_quat=steps.base_quat,
+            base_height=steps.base_pos[1:, 2] if steps.base_pos is not None else np.zeros(t),
+            joint_pos=steps.joint_pos, joint_vel=steps.joint_vel,
+            torques=steps.joint_effort[:, None, :] if steps.joint_effort is not None else np.zeros((t, 1, n)),
+            action=steps.applied, last_action=steps.last_action, policy_action=steps.policy_action,
+            intervened=steps.intervened, command=steps.command,
+            feet_touch=feet[1:] if feet is not None else np.zeros((t, nf)),
+            thigh_touch=thigh[1:] if thigh is not None else np.zeros((t, len(robot.thighs))),
+            calf_touch=calf[1:] if calf is not None else np.zeros((t, len(robot.calves))),
+            trunk_touch=np.zeros(t), air_time=air, first_contact=first)
+        return view, frozenset(inputs)
 
     def rewards(self, s: StepView) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Total reward and the weighted terms (each already multiplied by weight and policy period); the total is

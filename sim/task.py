@@ -105,6 +105,35 @@ class TaskBase:
 
 
 @dataclass
+class LoggedSteps:
+    """T logged transitions of one segment, as replay reads them from a robot's log: what each task builds its
+    reward view from (`Task.logged_view`). Arrays are per transition, taken after its action unless noted."""
+
+    observations: np.ndarray
+    """(T, obs_dim) the policy's observation after each action."""
+    joint_pos: np.ndarray
+    joint_vel: np.ndarray
+    base_quat: np.ndarray
+    base_ang_vel: np.ndarray
+    applied: np.ndarray
+    """(T, act_dim) applied action (after the safety chain)."""
+    last_action: np.ndarray
+    policy_action: np.ndarray
+    """(T, act_dim) the policy's action, clipped to the contract's range."""
+    intervened: np.ndarray
+    command: np.ndarray
+    """(T, 3) the command each action answered (zero-padded)."""
+    joint_effort: np.ndarray | None
+    """(T, n) measured joint torques, or None when the robot reported none."""
+    base_pos: np.ndarray | None
+    """(T+1, 3) base position at every tick of the segment (a ground-truth pose topic), or None."""
+    base_lin_vel: np.ndarray | None
+    """(T+1, 3) base-frame linear velocity at every tick, or None."""
+    touch: dict[str, np.ndarray] | None
+    """Body name -> (T+1,) contact force [N] at every tick (a contacts topic), or None."""
+
+
+@dataclass
 class Batch:
     """The core's buffers a task reads (and, where a method says so, writes): allocated once, written in place."""
 
@@ -165,6 +194,10 @@ class Task(Protocol[S, V]):
     """The `cfg` argument of the reward terms (shape parameters)."""
     command: np.ndarray
     """(N, command_dim) current commands the observation sees (N, 0 when the task has none); valid after allocate."""
+    fall_tilt: float
+    """A logged segment ends as fallen beyond this base tilt [rad] (pi: the task never falls)."""
+    only_positive: bool
+    """The total reward is clipped at zero."""
 
     def allocate(self, batch: Batch, rng: np.random.Generator) -> None:
         """Allocate per-world task buffers for `batch.num_envs` worlds; keep `batch` to read the physics state."""
@@ -201,6 +234,11 @@ class Task(Protocol[S, V]):
 
     def rewards(self, view: V) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(total, weighted terms) of the step: the weighted sum of `reward_terms`, plus any shaping of the total."""
+        ...
+
+    def logged_view(self, steps: LoggedSteps) -> tuple[V, frozenset[str]]:
+        """The reward view of logged transitions (replay) and the inputs beyond the ticks that the log provided
+        for them (robot_rl.replay.INPUTS names: base_pose, joint_effort, feet_contacts, leg_contacts)."""
         ...
 
     def terminated(self, view: V) -> np.ndarray:

@@ -9,6 +9,7 @@ import pytest
 from robot_rl.logs import env_ticks
 from robot_rl.rewards import weighted_sum
 from robot_rl.sim import make_vec_env
+from robot_rl.sim.task import LoggedSteps
 
 # sensors without noise and the nominal cube: the log then holds exactly what the environment scored with
 EXACT = ["randomization.joint_pos_noise.high=0.0", "randomization.joint_vel_noise.high=0.0",
@@ -29,7 +30,13 @@ def test_logged_view_scores_each_transition_as_the_environment(task: str) -> Non
     obs_next = np.stack([r.observation for r in ticks[1:]])
     joint_vel = np.stack([r.state.joint_vel for r in ticks[1:]])
     last = np.concatenate([np.zeros((1, c.act_dim)), clipped[:t - 1]])
-    view = arm.logged_view(obs_next, joint_vel, clipped[:t], last, clipped[:t], np.zeros(t, bool))
+    steps = LoggedSteps(observations=obs_next, joint_pos=np.stack([r.state.joint_pos for r in ticks[1:]]),
+                        joint_vel=joint_vel, base_quat=np.zeros((t, 4)), base_ang_vel=np.zeros((t, 3)),
+                        applied=clipped[:t], last_action=last, policy_action=clipped[:t],
+                        intervened=np.zeros(t, bool), command=np.zeros((t, 3)), joint_effort=None, base_pos=None,
+                        base_lin_vel=None, touch=None)
+    view, inputs = arm.logged_view(steps)
+    assert inputs == frozenset()
     _, terms = weighted_sum(arm.reward_terms, arm.reward_weights, view, arm.reward_config, c.policy_dt, t)
     assert set(terms) == set(scored[0]) and np.ptp(terms["reach"]) > 0  # the hand moved: the terms say something
     for name, values in terms.items():
