@@ -497,23 +497,60 @@ def contact_stream(msgs: list[tuple[int, Any]]) -> ContactStream | None:
             np.stack([f for _, f in rows]) if rows else np.zeros((0, len(names))))
 
 
-def _contacts_at(times_ns: np.ndarray, stream: ContactStream, state_stamps: np.ndarray,
-                 period_ns: float) -> dict[str, np.ndarray] | None:
-    """Body -> (T,) contact force at each tick: the latest sample measured at or before the tick's state (within
-    one policy period); None when some tick has none."""
+def _state_received(state_stamps: np.ndarray, states: list[tuple[int, Any]]) -> np.ndarray | None:
+    """When the recorder received each tick's state [ns]: the log time of the recorded JointState whose header
+    stamp is the tick's state stamp (within 1 us: the tick stores it as float seconds); a state the bag lacks (a
+    best-effort message lost) gets its stamp plus the recorder's median delay. None when no tick's state was
+    recorded."""
+    rows = sorted((m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec, t) for t, m in states)
+    if not rows:
+        return None
+    stamps, received = np.array([r[0] for r in rows], np.float64), np.array([r[1] for r in rows], np.float64)
+    want = np.asarray(state_stamps, np.float64) * 1e9
+    hi = np.clip(np.searchsorted(stamps, want), 0, len(stamps) - 1)
+    lo = np.maximum(hi - 1, 0)
+    k = np.where(np.abs(stamps[lo] - want) < np.abs(stamps[hi] - want), lo, hi)
+    found = np.abs(stamps[k] - want) < 1e3
+    if not found.any():
+        return None
+    delay = float(np.median(received[k][found] - want[found]))
+    return np.where(found, received[k], want + delay)
+
+
+def _contacts_at(times_ns: np.ndarray, stream: ContactStream, state_stamps: np.ndarray, period_ns: float,
+                 states: list[tuple[int, Any]] | None = None) -> dict[str, np.ndarray] | None:
+    """Body -> (T,) contact force at each tick; None when some tick has none within one policy period.
+
+    A contacts message has no stamp, only the time the recorder received it. When the bag holds the robot's
+    JointStates (a live recording), a tick's sample is the one received nearest to the JointState of the tick's
+    state: the simulated robot publishes both together, and the recorder's delays (which reach several policy
+    periods on a loaded machine) shift both alike. Otherwise (a bag written with the tick times) it is the latest
+    sample at or before the tick's state."""
     t_c, names, forces = stream
+    if len(t_c) == 0:
+        return None
+    received = _state_received(state_stamps, states) if states else None
+    if received is not None:
+        hi = np.clip(np.searchsorted(t_c, received), 0, len(t_c) - 1)
+        lo = np.maximum(hi - 1, 0)
+        i = np.where(np.abs(t_c[lo] - received) <= np.abs(t_c[hi] - received), lo, hi)
+        if np.any(np.abs(t_c[i] - received) > period_ns):
+            return None
+        return {name: forces[i, j] for j, name in enumerate(names)}
     at_t = _measured_at(times_ns, state_stamps)
     i = np.searchsorted(t_c, at_t + 1.0, "right") - 1  # +1 ns: a sample stamped with the tick's own time counts
-    if len(t_c) == 0 or np.any(i < 0) or np.any(at_t - t_c[np.maximum(i, 0)] > period_ns):
+    if np.any(i < 0) or np.any(at_t - t_c[np.maximum(i, 0)] > period_ns):
         return None
     return {name: forces[i, j] for j, name in enumerate(names)}
 
 
 def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyContract, reward: RewardModel,
                         gap_s: float, poses: list[tuple[int, Any]] | None = None,
-                        contacts: list[tuple[int, Any]] | None = None) -> tuple[list[Episode], dict[str, int]]:
+                        contacts: list[tuple[int, Any]] | None = None, states: list[tuple[int, Any]] | None = None
+                        ) -> tuple[list[Episode], dict[str, int]]:
     """Episodes (Minari layout) from a tick stream; also counts of why episodes ended. `poses`: a ground-truth
-    base pose topic; `contacts`: a contacts topic (`contact_stream`). Call `reward.finish` on all episodes of a
+    base pose topic; `contacts`: a contacts topic (`contact_stream`); `states`: the recorded JointStates (when the
+    recorder received each tick's state, to pair it with its contacts). Call `reward.finish` on all episodes of a
     dataset before writing them."""
     episodes: list[Episode] = []
     stream = pose_stream(poses) if poses else None
@@ -535,7 +572,7 @@ def episodes_from_ticks(ticks: list[tuple[int, TickRecord]], contract: PolicyCon
             base_pos, base_vel = _base_from_pose(times, stream, quats,
                                                  np.array([r.state.timestamp for r in seg], np.float64))
         stamps = np.array([r.state.timestamp for r in seg], np.float64)
-        touch = _contacts_at(times, touch_stream, stamps, 1e9 * contract.policy_dt) \
+        touch = _contacts_at(times, touch_stream, stamps, 1e9 * contract.policy_dt, states) \
             if touch_stream is not None else None
         rewards, terms, _ = reward(seg, applied, base_pos, base_vel, touch)
         t = len(seg) - 1
@@ -630,7 +667,8 @@ def replay(bags: Sequence[str | Path], out: str | Path, contract: PolicyContract
             names = "raw"
         poses = content.raw.get(mapping.ground_truth) if mapping.ground_truth else None
         contacts = content.raw.get(mapping.contacts) if mapping.contacts else None
-        eps, reasons = episodes_from_ticks(ticks, c, reward, gap_s, poses, contacts)
+        states = content.raw.get(mapping.joint_states) if mapping.joint_states else None
+        eps, reasons = episodes_from_ticks(ticks, c, reward, gap_s, poses, contacts, states)
         episodes += eps
         for k, v in reasons.items():
             summary["end_reasons"][k] = summary["end_reasons"].get(k, 0) + v

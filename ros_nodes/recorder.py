@@ -26,7 +26,8 @@ from .runtime import init, spin
 
 DEFAULT_TOPICS = ["/joint_states", "/imu", "/cmd_vel", "/forward_position_controller/commands",
                   "/joint_trajectory_controller/joint_trajectory", "/diagnostics", "/estop",
-                  "/policy_node/contract", "/policy_node/estop_state", "/sim_robot/ground_truth"]
+                  "/policy_node/contract", "/policy_node/estop_state", "/sim_robot/ground_truth",
+                  "/sim_robot/contacts"]
 
 
 def message_class(type_name: str) -> Any:

@@ -7,7 +7,9 @@ controller's `commands` (std_msgs/Float64MultiArray in `command_joints` order) o
 Modes: `hold` (before the first command: PD towards the reset pose), `active` (latest command held between messages),
 `timeout` (no command for `command_timeout_periods` command periods: damping, kp = 0 so the torque is -kd * qdot).
 Physical parameters can differ from training (`params` JSON / `params_file`), which makes it a "real" robot for
-sim-to-real rehearsal. Ground truth (simulated time in the stamp) goes to `~/ground_truth`.
+sim-to-real rehearsal. Ground truth (simulated time in the stamp) goes to `~/ground_truth`; a legged robot's body
+contact forces (its `<body>_touch` sensors, what replay rebuilds feet air time and collisions from) go to
+`~/contacts` with every state: std_msgs/Float64MultiArray, one layout dimension labelled with the JSON list of bodies.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory
 
 from robot_rl.errors import RobotRLError
+from robot_rl.logs import touch_sensors
 from robot_rl.state import tilt_angle
 
 from .convert import fill_imu, fill_joint_state
@@ -131,6 +134,11 @@ class SimRobotNode(Node):
         self.pose_pubs = {name: self.create_publisher(PoseStamped, gp(f"{name}_pose_topic").value, state_qos)
                           for name in (("object", "goal") if scene else ())}
         self.gt_pub = self.create_publisher(PoseStamped, "~/ground_truth", 10)
+        bodies, self._touch_cols = touch_sensors(self.sim.model) if not scene else ([], np.zeros(0, np.int64))
+        self.contacts = Float64MultiArray()
+        self.contacts.layout.dim = [MultiArrayDimension(label=json.dumps(bodies), size=len(bodies),
+                                                        stride=len(bodies))]
+        self.contacts_pub = self.create_publisher(Float64MultiArray, "~/contacts", state_qos) if bodies else None
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(Float64MultiArray, gp("command_topic").value, self._on_command, cmd_qos)
         self.create_subscription(JointTrajectory, gp("trajectory_topic").value, self._on_trajectory, cmd_qos)
@@ -238,6 +246,9 @@ class SimRobotNode(Node):
             self.imu.header.stamp = stamp
             fill_imu(self.imu, s)
             self.imu_pub.publish(self.imu)
+        if self.contacts_pub is not None:  # before the joints: a tick never sees joints newer than the contacts
+            self.contacts.data = self.sim.sensordata()[self._touch_cols].tolist()
+            self.contacts_pub.publish(self.contacts)
         if self.pose_pubs:  # published before the joints: a tick never sees joints newer than the poses
             self._publish_poses(stamp)
         self.js_pub.publish(self.js)

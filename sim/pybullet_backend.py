@@ -591,6 +591,11 @@ class BulletSimRobot(SimRobot):
         s.joint_effort = sens[self._s_torque].copy()
         return s
 
+    def sensordata(self) -> np.ndarray:
+        sens = self._bsens
+        assert sens is not None  # set in __init__
+        return sens[0, -1]  # PyBullet's contacts and torques, not MuJoCo's of the mirrored state
+
     def close(self) -> None:
         self._bullet.close()
 

@@ -112,6 +112,10 @@ class SimRobot:
                           base_lin_vel=sd[self._s["imu_vel"]].copy(), base_pos=d.qpos[0:3].copy(),
                           contacts=sd[self._s_feet] > 1.0, joint_effort=sd[self._s_torque].copy())
 
+    def sensordata(self) -> np.ndarray:
+        """The engine's sensor readings (MuJoCo's sensordata layout) at the state `state()` last returned."""
+        return self.data.sensordata
+
     def render(self, width: int = 640, height: int = 480) -> np.ndarray:
         if self._renderer is None or (self._renderer.width, self._renderer.height) != (width, height):
             self._renderer = mujoco.Renderer(self.model, height=height, width=width)
