@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -168,3 +170,35 @@ class RobotFeed:
 @pytest.fixture
 def robot_feed() -> Callable[..., RobotFeed]:
     return RobotFeed
+
+
+
+def cli(*args: str) -> list[str]:
+    """The `robot-rl` command line as a subprocess argument list (this interpreter)."""
+    return [sys.executable, "-m", "robot_rl.cli", *args]
+
+
+@pytest.fixture
+def start_deploy(ros_domain: int) -> Callable[..., subprocess.Popen[str]]:
+    """start_deploy(bundle, out, *flags): `robot-rl deploy BUNDLE --sim mujoco --record OUT` on the test's domain,
+    returned once its policy node has activated and run for 3 s; interrupted (Ctrl-C) if it does not get there."""
+
+    def start(bundle: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(cli("deploy", str(bundle), "--sim", "mujoco", "--record", str(out), "--domain-id",
+                                    str(ros_domain), *extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        policy_log = out / "logs" / "policy.log"
+        deadline = time.monotonic() + 60.0
+        try:
+            while not (policy_log.exists() and "activated" in policy_log.read_text()):
+                assert proc.poll() is None, proc.communicate()[0]
+                assert time.monotonic() < deadline, "policy node did not activate"
+                time.sleep(0.2)
+            time.sleep(3.0)
+        except BaseException:
+            proc.send_signal(2)  # SIGINT, what Ctrl-C delivers
+            proc.communicate(timeout=30)
+            raise
+        return proc
+
+    return start

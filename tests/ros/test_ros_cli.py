@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 from robot_rl.tick_record import STATUS, read_ticks
@@ -18,18 +18,10 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "robot_rl.cli", *args]
 
 
-def test_deploy_sim_record_and_ctrl_c(ros_domain: int, a1_bundle: Path, tmp_path: Path) -> None:
+def test_deploy_sim_record_and_ctrl_c(start_deploy: Callable[..., subprocess.Popen[str]], ros_domain: int,
+                                     a1_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "deploy"
-    proc = subprocess.Popen(_cli("deploy", str(a1_bundle), "--sim", "mujoco", "--record", str(out), "--domain-id",
-                                 str(ros_domain), "--cmd-vel", "0.3", "0", "0"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    policy_log = out / "logs" / "policy.log"
-    deadline = time.monotonic() + 60.0
-    while not (policy_log.exists() and "activated" in policy_log.read_text()):
-        assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, "policy node did not activate"
-        time.sleep(0.2)
-    time.sleep(3.0)
+    proc = start_deploy(a1_bundle, out, "--cmd-vel", "0.3", "0", "0")
     proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
     stdout, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, stdout

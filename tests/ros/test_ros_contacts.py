@@ -9,7 +9,7 @@ import json
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,21 +24,11 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "robot_rl.cli", *args]
 
 
-def test_deployed_a1_records_contacts_and_replay_rebuilds_contact_terms(ros_domain: int, tmp_path: Path) -> None:
+def test_deployed_a1_records_contacts_and_replay_rebuilds_contact_terms(
+        start_deploy: Callable[..., subprocess.Popen[str]], tmp_path: Path) -> None:
     out = tmp_path / "deploy"
-    proc = subprocess.Popen(_cli("deploy", str(A1), "--sim", "mujoco", "--record", str(out), "--domain-id",
-                                 str(ros_domain), "--cmd-vel", "0.4", "0", "0"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    policy_log = out / "logs" / "policy.log"
-    deadline = time.monotonic() + 60.0
-    try:
-        while not (policy_log.exists() and "activated" in policy_log.read_text()):
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "policy node did not activate"
-            time.sleep(0.2)
-        time.sleep(3.0)
-    finally:
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
+    proc = start_deploy(A1, out, "--cmd-vel", "0.4", "0", "0")
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
     stdout = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, stdout
     assert len(list(read_ticks(out / "bag"))) > 50
