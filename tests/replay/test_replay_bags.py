@@ -12,7 +12,9 @@ import pytest
 
 from robot_rl.cli import main
 from robot_rl.dataset import load_dataset, reward_terms
-from robot_rl.logs import SimLog, a1_contract, write_raw_bag, write_tick_bag
+from robot_rl.logs import SimLog, write_raw_bag, write_tick_bag
+
+from .conftest import record_a1_log
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -164,23 +166,9 @@ def test_replayed_rewards_are_the_simulators_tick_for_tick(tmp_path: Path) -> No
     records them (its task config): replay scores every transition with the task's own terms and those weights.
     Terms from the logged state and actions match the environment's to rounding; the base-velocity terms come from
     the ground-truth pose's finite differences, so they match to the accuracy of that derivative."""
-    from robot_rl.bundle import task_provenance
-    from robot_rl.logs import env_ticks
-    from robot_rl.sim import make_vec_env, resolve_config
-
     weights = ["rewards.orientation=-3.0", "rewards.action_rate=-0.2", "rewards.joint_limits=-25.0",
                "rewards.tracking_ang_vel=2.0", "rewards.tracking_lin_vel=3.0", "rewards.safety_intervention=-1.0"]
-    overrides = ["randomization.enabled=false", *weights]
-    env = make_vec_env("a1_walk", 1, seed=0, overrides=overrides)
-    rng = np.random.default_rng(1)
-    try:
-        log, scored = env_ticks(env, lambda obs: 1.5 * rng.standard_normal(12), 50)
-    finally:
-        env.close()
-    assert len(log.ticks) == 50 and len({len(s) for s in scored}) == 1  # no fall, no reset
-    cfg = resolve_config("a1_walk", None, overrides)
-    base = a1_contract()
-    contract = base.replace(provenance={**base.provenance, **task_provenance("a1_walk", cfg)})
+    log, scored, contract = record_a1_log(["randomization.enabled=false", *weights], 50)
     bag = write_tick_bag(tmp_path / "bag", log, contract)
     assert main(["replay", str(bag), "--out", str(tmp_path / "ds")]) == 0
     (ep,) = load_dataset(tmp_path / "ds").episodes

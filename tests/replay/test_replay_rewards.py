@@ -14,7 +14,9 @@ import torch
 
 from robot_rl.cli import main
 from robot_rl.dataset import load_dataset, reward_terms
-from robot_rl.logs import SimLog, a1_contract, write_tick_bag
+from robot_rl.logs import SimLog, write_tick_bag
+
+from .conftest import record_a1_log
 
 torch.set_num_threads(1)
 
@@ -26,20 +28,7 @@ ending the episode (collisions happen), weights changed from the defaults (repla
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SimLog, list[dict[str, float]], object]:
-    from robot_rl.bundle import task_provenance
-    from robot_rl.logs import env_ticks
-    from robot_rl.sim import make_vec_env, resolve_config
-
-    env = make_vec_env("a1_walk", 1, seed=0, overrides=OVERRIDES)
-    rng = np.random.default_rng(1)
-    try:
-        log, scored = env_ticks(env, lambda obs: 1.5 * rng.standard_normal(12), 100)
-    finally:
-        env.close()
-    assert len(log.ticks) == 100 and len({len(s) for s in scored}) == 1  # one episode, no reset
-    base = a1_contract()
-    contract = base.replace(provenance={**base.provenance,
-                                        **task_provenance("a1_walk", resolve_config("a1_walk", None, OVERRIDES))})
+    log, scored, contract = record_a1_log(OVERRIDES, 100)
     return tmp_path_factory.mktemp("rewards"), log, scored, contract
 
 
