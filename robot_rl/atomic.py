@@ -12,11 +12,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import functools
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -77,17 +79,24 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     return write_file(path, lambda tmp: tmp.write_bytes(data))
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two existing paths in one step (Linux renameat2); False where the system cannot."""
+@functools.cache
+def _renameat2() -> Any:
+    """libc's renameat2, looked up once (find_library runs ldconfig); None where the system has none."""
     libc_name = ctypes.util.find_library("c")
     if libc_name is None:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    fn = getattr(libc, "renameat2", None)
+        return None
+    fn = getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None)
+    if fn is not None:
+        fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        fn.restype = ctypes.c_int
+    return fn
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux renameat2); False where the system cannot."""
+    fn = _renameat2()
     if fn is None:
         return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    fn.restype = ctypes.c_int
     if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
     err = ctypes.get_errno()
