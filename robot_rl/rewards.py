@@ -18,16 +18,12 @@ weights (`reward_terms`, `reward_weights`) so that replay scores a log with the 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
 View = TypeVar("View")
 Cfg = TypeVar("Cfg")
-
-RewardTerm = Callable[[Any, Any], np.ndarray]
-"""A named term: (view, cfg) -> (N,) unweighted value."""
-
 
 def weighted_sum(terms: Mapping[str, Callable[[View, Cfg], np.ndarray]], weights: Mapping[str, float], view: View,
                  cfg: Cfg, dt: float, num: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:

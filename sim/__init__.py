@@ -13,7 +13,7 @@ from typing import Any
 from robot_rl.config import load_config
 from robot_rl.errors import ConfigError
 from robot_rl.sim import pybullet_backend  # noqa: F401 - registers the "pybullet" engine
-from robot_rl.sim.engine import engine_names, robot_sim_factory
+from robot_rl.sim.engine import engine_factory, robot_sim_factory
 from robot_rl.sim.registry import get_task, task_names
 
 __all__ = ["make_vec_env", "make_robot_sim", "task_names", "task_config"]
@@ -55,8 +55,7 @@ def make_vec_env(task: str, num_envs: int, seed: int, *, backend: str = "mujoco"
     docs/interfaces.md has the API)."""
     from robot_rl.sim.env import VecEnv
 
-    if backend not in engine_names():
-        raise ConfigError(f"unknown backend '{backend}' (choose from {', '.join(engine_names())})")
+    engine_factory(backend)  # an unknown backend fails before the task's model is built
     if num_envs < 1:
         raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
     task_obj = get_task(task).make_task(resolve_config(task, cfg, overrides))

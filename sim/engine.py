@@ -93,12 +93,17 @@ def engine_names() -> list[str]:
     return sorted(_ENGINES)
 
 
-def make_engine(name: str, request: EngineRequest) -> PhysicsEngine:
-    """The registered engine `name`; ConfigError naming the backend when there is none."""
+def engine_factory(name: str) -> EngineFactory:
+    """The registered engine factory `name`; ConfigError naming the backend when there is none."""
     factory = _ENGINES.get(name)
     if factory is None:
         raise ConfigError(f"unknown backend '{name}' (choose from {', '.join(engine_names())})")
-    return factory(request)
+    return factory
+
+
+def make_engine(name: str, request: EngineRequest) -> PhysicsEngine:
+    """The registered engine `name` built for `request` (engine_factory's ConfigError when there is none)."""
+    return engine_factory(name)(request)
 
 
 class MujocoEngine:
