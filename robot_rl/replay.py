@@ -688,27 +688,6 @@ def replay(bags: Sequence[str | Path], out: str | Path, contract: PolicyContract
     return out, summary
 
 
-def load_mapping(path: str | Path | None, overrides: list[str] | None = None) -> TopicMapping:
-    """A TopicMapping from YAML (its `joint_names` is a free mapping, so the file is read whole) and overrides."""
-    import yaml
-
-    from robot_rl.config import from_dict, load_config
-
-    base = None
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise DatasetError(f"topic mapping not found: {path}")
-        try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise DatasetError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(tree, dict):
-            raise DatasetError(f"{path}: top level must be a mapping")
-        base = from_dict(TopicMapping, tree)
-    return load_config(TopicMapping, None, overrides, base=base)
-
-
 def contract_of(source: str | Path) -> PolicyContract:
     """A contract from a bundle folder or a contract.json file."""
     source = Path(source)
@@ -717,4 +696,4 @@ def contract_of(source: str | Path) -> PolicyContract:
 
 
 __all__ = ["TopicMapping", "read_bag", "replay", "ticks_from_raw", "episodes_from_ticks",
-           "RewardModel", "load_mapping", "contract_of"]
+           "RewardModel", "contract_of"]

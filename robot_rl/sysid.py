@@ -36,6 +36,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from robot_rl.atomic import write_text
 from robot_rl.controllers import DelayLine
 from robot_rl.dataset import Dataset, DatasetError
 from robot_rl.errors import ConfigError
@@ -618,7 +619,4 @@ def write_train_config(path: str | Path, result: SysIdResult, task: str, dataset
         band = f" (bootstrap 5-95%: {lo_hi[0]:.4g} .. {lo_hi[1]:.4g})" if lo_hi else ""
         header.append(f"#   {k} = {v:.4g} +- {result.std.get(k, 0.0):.3g}{band}")
     header.append(f"# prediction cost {result.cost:.4g} (nominal parameters {result.nominal_cost:.4g})")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(header) + "\n" + yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(path)
-    return path
+    return write_text(path, "\n".join(header) + "\n" + yaml.safe_dump(doc, sort_keys=False))
