@@ -49,7 +49,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from robot_rl.contract import PolicyContract
-from robot_rl.control_step import ControlStep
+from robot_rl.control_step import CODECS, ControlStep
 from robot_rl.errors import ContractError, RobotRLError
 from robot_rl.observations import state_fields
 from robot_rl.tick_record import STATUS, TickPacker, encode_labels
@@ -210,7 +210,6 @@ class PolicyNode(LifecycleNode):
         from robot_rl.bundle import load_bundle
         from robot_rl.fused import FusedPolicy
         from robot_rl.safety import build_chain
-        from robot_rl.sim import arm_task  # noqa: F401 - registers the ee_delta codec (kinematics of the arm model)
 
         gp = self.get_parameter
         path = gp("bundle").value
@@ -224,6 +223,10 @@ class PolicyNode(LifecycleNode):
             raise ValueError(f"parameter trigger '{self.trigger}' is not one of timer, state")
         self.bundle = load_bundle(path, runtime=gp("runtime").value)
         self.contract = c = self.bundle.contract
+        if c.action.type not in CODECS:
+            # codecs that need a robot model (ee_delta: the arm's kinematics) register where that model lives;
+            # importing it only for such contracts keeps the arm model out of every legged robot's configure
+            from robot_rl.sim import arm_task  # noqa: F401
         self.needs_imu = bool(state_fields([t.name for t in c.obs_terms]) & IMU_FIELDS)
         self.chain = build_chain(c)
         self.step = ControlStep(c, (), certify=self.chain.certify)  # a robot is a batch of one
